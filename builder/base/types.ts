@@ -1,0 +1,34 @@
+import type { Cache } from '../cache.ts';
+import type { BuildLog } from '../log.ts';
+import type { Resources } from '../resources.ts';
+import type { ProgressReporter } from './download.ts';
+
+/** A verified base image in the cache, and where it came from (recorded in the manifest). */
+export interface BaseImage {
+  provider: 'raspios' | 'debian' | 'file';
+  /** The uncompressed .img in the cache. Never modified: stages work on a copy. */
+  path: string;
+  /** sha256 of the uncompressed image. */
+  sha256: string;
+  /** For the packages layer key and the manifest: what the image is, in a few words. */
+  description: string;
+  url?: string;
+  /** sha256 of the downloaded (compressed) file, when it differs from the image. */
+  downloadSha256?: string;
+  sourcePath?: string;
+  releaseDate?: string;
+  /** Raspberry Pi Imager's customisation format of the base release (`systemd`, `cloudinit-rpi`, …); `none` if the base has no consumer. */
+  initFormat: string;
+  suite?: string;
+  builtAt?: string;
+}
+
+export interface BaseContext {
+  cache: Cache;
+  log: BuildLog;
+  resources: Resources;
+  workDir: string;
+  onProgress?: ProgressReporter;
+  /** Shown in the progress line while a long step runs. */
+  status?: (text: string) => void;
+}

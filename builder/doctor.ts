@@ -1,0 +1,99 @@
+import { statfs, stat } from 'node:fs/promises';
+import { run } from './exec.ts';
+import { binfmtProblem } from './image/binfmt.ts';
+import { type Leftovers, findLeftovers, releaseLeftovers } from './image/leftovers.ts';
+import { messageOf } from './errors.ts';
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+/** Host programs the build runs, and the Debian package that provides each. */
+export const HOST_TOOLS: Record<string, string> = {
+  mmdebstrap: 'mmdebstrap',
+  sfdisk: 'fdisk',
+  losetup: 'mount',
+  mount: 'mount',
+  chroot: 'coreutils',
+  e2fsck: 'e2fsprogs',
+  resize2fs: 'e2fsprogs',
+  mke2fs: 'e2fsprogs',
+  dumpe2fs: 'e2fsprogs',
+  zerofree: 'zerofree',
+  'mkfs.vfat': 'dosfstools',
+  mcopy: 'mtools',
+  xz: 'xz-utils',
+  'dpkg-query': 'dpkg',
+  fstrim: 'util-linux',
+};
+
+export const MIN_FREE_GIB = 8;
+
+async function which(tool: string): Promise<boolean> {
+  const result = await run('sh', ['-c', 'command -v "$1"', 'sh', tool], { allowFailure: true });
+  return result.exitCode === 0;
+}
+
+export async function checkHost(cacheRoot: string): Promise<Check[]> {
+  const checks: Check[] = [];
+  const root = process.getuid?.() === 0;
+  checks.push({ name: 'root', ok: root, detail: root ? 'running as root' : 'building needs root (loop devices, mounts, chroot): run with sudo' });
+
+  const missing: string[] = [];
+  for (const [tool, pkg] of Object.entries(HOST_TOOLS)) if (!(await which(tool))) missing.push(`${tool} (${pkg})`);
+  const packages = [...new Set(missing.map((m) => /\((.+)\)/.exec(m)![1]))];
+  checks.push({
+    name: 'tools',
+    ok: missing.length === 0,
+    detail: missing.length ? `missing ${missing.join(', ')}: \`sudo apt-get install ${packages.join(' ')}\` or \`sudo ci/setup-host.sh\`` : `${Object.keys(HOST_TOOLS).length} tools found`,
+  });
+
+  const binfmt = await binfmtProblem();
+  checks.push({ name: 'binfmt', ok: !binfmt, detail: binfmt ?? 'qemu-aarch64 registered with the F flag: arm64 programs run in the chroot' });
+
+  let loopDetail = 'loop devices available';
+  let loopOk = true;
+  try {
+    await stat('/dev/loop-control');
+    const free = await run('losetup', ['--find'], { allowFailure: true });
+    if (free.exitCode !== 0) [loopOk, loopDetail] = [false, `no free loop device (${free.stderr.trim()}): \`simplex-pi doctor\` releases leftovers; \`losetup -l\` lists them`];
+  } catch {
+    [loopOk, loopDetail] = [false, '/dev/loop-control is missing: load the loop module (`modprobe loop`) or, in a container, give it access to loop devices'];
+  }
+  checks.push({ name: 'loop', ok: loopOk, detail: loopDetail });
+
+  try {
+    const fs = await statfs(await existingParent(cacheRoot));
+    const freeGiB = (fs.bavail * fs.bsize) / 1024 ** 3;
+    checks.push({
+      name: 'disk',
+      ok: freeGiB >= MIN_FREE_GIB,
+      detail: `${freeGiB.toFixed(1)} GiB free for the cache at ${cacheRoot}${freeGiB < MIN_FREE_GIB ? `; a build needs about ${MIN_FREE_GIB} GiB: free some space or pass --cache DIR` : ''}`,
+    });
+  } catch (error) {
+    checks.push({ name: 'disk', ok: false, detail: `cannot measure free space at ${cacheRoot}: ${messageOf(error)}` });
+  }
+  return checks;
+}
+
+async function existingParent(path: string): Promise<string> {
+  let current = path;
+  for (;;) {
+    try {
+      await stat(current);
+      return current;
+    } catch {
+      const parent = current.replace(/\/[^/]*$/, '') || '/';
+      if (parent === current) return '/';
+      current = parent;
+    }
+  }
+}
+
+export async function doctor(cacheRoot: string): Promise<{ checks: Check[]; released: Leftovers }> {
+  // Only root can unmount and detach; anyone can look.
+  const released = process.getuid?.() === 0 ? await releaseLeftovers(cacheRoot) : await findLeftovers(cacheRoot);
+  return { checks: await checkHost(cacheRoot), released };
+}

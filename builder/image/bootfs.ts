@@ -1,0 +1,64 @@
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UserError } from '../errors.ts';
+import { run } from '../exec.ts';
+import type { BuildLog } from '../log.ts';
+import type { Partition } from './partitions.ts';
+
+/**
+ * The FAT boot partition is read and written with mtools, in user space, never mounted: not every build host's
+ * kernel has vfat (this project's machines do not), and a mount would add one more thing to leak on a crash.
+ * During the build its files live in the root filesystem's /boot/firmware directory, where maintainer scripts
+ * (raspi-firmware, kernel hooks) expect them; `writeBootfs` rebuilds the partition from that directory with the
+ * same FAT type, label and serial number, and empties the directory again.
+ */
+
+const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0' };
+
+export interface FatInfo {
+  fatBits: 12 | 16 | 32;
+  label: string;
+  serial: string;
+}
+
+function target(image: string, partition: Partition): string {
+  return `${image}@@${partition.start * 512}`;
+}
+
+export function parseMinfo(text: string): FatInfo {
+  const serial = /serial number:\s*([0-9A-Fa-f]{8})/.exec(text)?.[1];
+  const label = /disk label="([^"]*)"/.exec(text)?.[1]?.trim() ?? '';
+  const type = /disk type="FAT(12|16|32)\s*"/.exec(text)?.[1];
+  if (!serial) throw new UserError('the boot partition is not a FAT filesystem mtools can read (no serial number)');
+  // FAT12/16 boot sectors carry the type at a different place; minfo prints it as "disk type" for both.
+  const fatBits = (type ? Number(type) : /Big fatlen=/.test(text) ? 32 : 16) as FatInfo['fatBits'];
+  return { fatBits, label: label === 'NO NAME' ? '' : label, serial: serial.toUpperCase() };
+}
+
+export async function readFatInfo(image: string, partition: Partition, log?: BuildLog): Promise<FatInfo> {
+  const { stdout } = await run('minfo', ['-i', target(image, partition), '::'], { log, env: MTOOLS_ENV, what: 'read the boot partition' });
+  return parseMinfo(stdout);
+}
+
+/** Copy every file of the boot partition (hidden ones too) into `dir`, keeping timestamps. */
+export async function extractBootfs(image: string, partition: Partition, dir: string, log?: BuildLog): Promise<void> {
+  const { stdout } = await run('mdir', ['-b', '-a', '-i', target(image, partition), '::/'], { log, env: MTOOLS_ENV, allowFailure: true });
+  if (!stdout.trim()) return;
+  await run('mcopy', ['-s', '-p', '-m', '-n', '-i', target(image, partition), '::*', `${dir}/`], { log, env: MTOOLS_ENV, what: 'copy the boot partition out of the image' });
+}
+
+/** Make the FAT filesystem anew at the partition's place and copy `dir` into it; then empty `dir`. */
+export async function writeBootfs(image: string, partition: Partition, dir: string, info: FatInfo, log?: BuildLog): Promise<void> {
+  const args = ['-F', String(info.fatBits), '-i', info.serial, '--offset', String(partition.start)];
+  if (info.label) args.push('-n', info.label);
+  await run('mkfs.vfat', [...args, image, String(Math.floor((partition.size * 512) / 1024))], { log, what: 'rebuild the boot filesystem' });
+  const entries = await readdir(dir);
+  if (entries.length) {
+    await run('mcopy', ['-s', '-p', '-m', '-i', target(image, partition), ...entries.map((e) => join(dir, e)), '::/'], {
+      log,
+      env: MTOOLS_ENV,
+      what: 'copy the boot files into the boot partition (is it full?)',
+    });
+  }
+  for (const entry of entries) await rm(join(dir, entry), { recursive: true, force: true });
+}

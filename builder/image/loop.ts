@@ -1,0 +1,61 @@
+import { z } from 'zod';
+import { run } from '../exec.ts';
+import type { BuildLog } from '../log.ts';
+import type { Resources } from '../resources.ts';
+import type { Partition } from './partitions.ts';
+
+export interface LoopDevice {
+  device: string;
+  release: () => Promise<void>;
+}
+
+/**
+ * Map one partition of an image file to its own loop device. `losetup -P` cannot be used: without udev no
+ * /dev/loopNpM nodes appear, so each partition gets a device limited to its byte range.
+ */
+export async function attachPartition(
+  image: string,
+  partition: Partition,
+  resources: Resources,
+  log?: BuildLog,
+): Promise<LoopDevice> {
+  const { stdout } = await run(
+    'losetup',
+    ['--find', '--show', '--offset', String(partition.start * 512), '--sizelimit', String(partition.size * 512), image],
+    { log, what: `attach partition ${partition.number} of ${image} to a loop device` },
+  );
+  const device = stdout.trim();
+  const release = resources.hold(`loop device ${device} (${image} partition ${partition.number})`, () => detach(device, log));
+  return { device, release };
+}
+
+export async function detach(device: string, log?: BuildLog): Promise<void> {
+  const result = await run('losetup', ['--detach', device], { log, allowFailure: true });
+  // ENXIO: already detached (autoclear after a lazy unmount); anything else is worth a message.
+  if (result.exitCode !== 0 && !/No such device/.test(result.stderr)) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await run('losetup', ['--detach', device], { log, what: `detach ${device}` });
+  }
+}
+
+const losetupJson = z.object({
+  loopdevices: z.array(z.object({ name: z.string(), 'back-file': z.string().nullable().optional() })).default([]),
+});
+
+export interface LoopInfo {
+  device: string;
+  backingFile: string;
+}
+
+export function parseLoopList(json: string): LoopInfo[] {
+  if (!json.trim()) return [];
+  return losetupJson.parse(JSON.parse(json)).loopdevices.map((l) => ({
+    device: l.name,
+    backingFile: (l['back-file'] ?? '').replace(/ \(deleted\)$/, ''),
+  }));
+}
+
+export async function listLoops(log?: BuildLog): Promise<LoopInfo[]> {
+  const { stdout } = await run('losetup', ['--json', '--list'], { log, what: 'list loop devices' });
+  return parseLoopList(stdout);
+}

@@ -1,0 +1,59 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { UserError } from '../errors.ts';
+import { formatIssues } from './errors.ts';
+import { type Recipe, recipeSchema } from './schema.ts';
+
+export interface LoadedRecipe {
+  recipe: Recipe;
+  /** The recipe file's exact text, hashed into the manifest. */
+  source: string;
+  path: string;
+}
+
+/** Parse and validate recipe text; `origin` names the file in messages. */
+export function parseRecipe(text: string, origin: string): Recipe {
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (document.errors.length) {
+    const first = document.errors[0]!;
+    throw new UserError(`${origin} is not valid YAML: ${first.message}`);
+  }
+  const data: unknown = document.toJS();
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new UserError(`${origin}: a recipe is a YAML mapping with at least \`name:\`; see recipes/README.md`);
+  }
+  const result = recipeSchema.safeParse(data);
+  if (!result.success) {
+    const lines = formatIssues(result.error.issues, recipeSchema, data);
+    throw new UserError(`${origin} is not a valid recipe:\n${lines.map((l) => `  ${l}`).join('\n')}\nSee recipes/README.md for every field.`);
+  }
+  return result.data;
+}
+
+/** Paths inside a recipe are relative to the recipe file, so a recipe works from any working directory. */
+function resolvePaths(recipe: Recipe, recipeDir: string): Recipe {
+  const out = structuredClone(recipe);
+  if (out.base.provider === 'file') out.base.path = resolve(recipeDir, out.base.path);
+  for (const binary of [out.simplexmq.smp_server, out.simplexmq.xftp_server]) {
+    if (binary?.path) binary.path = resolve(recipeDir, binary.path);
+  }
+  return out;
+}
+
+export async function loadRecipe(path: string): Promise<LoadedRecipe> {
+  const absolute = resolve(path);
+  let source: string;
+  try {
+    source = await readFile(absolute, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UserError(
+      code === 'ENOENT'
+        ? `recipe file ${path} does not exist; \`simplex-pi recipes\` lists the presets in recipes/`
+        : `cannot read recipe file ${path}: ${(error as Error).message}`,
+    );
+  }
+  const recipe = resolvePaths(parseRecipe(source, path), dirname(absolute));
+  return { recipe, source, path: absolute };
+}

@@ -1,0 +1,34 @@
+import type { BaseImage } from '../base/types.ts';
+import type { BuildPlan } from '../plan/plan.ts';
+import type { InstalledBinary } from '../stages/binaries.ts';
+import type { InstalledPackage } from '../stages/seal.ts';
+
+export interface OutputFile {
+  name: string;
+  size: number;
+  sha256: string;
+}
+
+export interface Manifest {
+  manifestVersion: 1;
+  tool: { name: 'simplex-pi'; version: string; commit?: string };
+  builtAt: string;
+  recipe: { name: string; path: string; sha256: string };
+  plan: BuildPlan;
+  base: BaseImage;
+  packages: InstalledPackage[];
+  simplexmq: { version: string; binaries: InstalledBinary[] };
+  outputs: OutputFile[];
+  stageSeconds: Record<string, number>;
+}
+
+/** The versions a reader looks for first, pulled out of the full package list. */
+export function keyVersions(packages: readonly InstalledPackage[]): Record<string, string> {
+  const wanted = ['tor', 'nftables', 'nodejs', 'openssl', 'linux-image-arm64', 'raspi-firmware'];
+  return Object.fromEntries(packages.filter((p) => wanted.includes(p.name)).map((p) => [p.name, p.version]));
+}
+
+/** `sha256sum -c` format: two spaces between hash and name. */
+export function sha256sums(files: readonly OutputFile[]): string {
+  return files.map((f) => `${f.sha256}  ${f.name}\n`).join('');
+}

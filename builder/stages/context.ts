@@ -1,0 +1,28 @@
+import type { ProgressReporter } from '../base/download.ts';
+import type { Cache } from '../cache.ts';
+import type { BuildLog } from '../log.ts';
+import type { BuildPlan } from '../plan/plan.ts';
+import type { Resources } from '../resources.ts';
+
+export type Compression = 'xz' | 'none';
+
+export interface BuildOptions {
+  outDir: string;
+  compress: Compression;
+  /** xz preset 0–9. */
+  xzLevel: number;
+}
+
+/** What every stage gets: the plan, where to put things, and how to report. */
+export interface StageContext {
+  plan: BuildPlan;
+  cache: Cache;
+  log: BuildLog;
+  resources: Resources;
+  /** Scratch directory of this build, inside the cache; removed at the end. */
+  workDir: string;
+  options: BuildOptions;
+  /** One short line shown under the running stage. */
+  status: (text: string) => void;
+  onProgress: ProgressReporter;
+}

@@ -1,0 +1,46 @@
+import { join } from 'node:path';
+import type { BaseImage } from '../base/types.ts';
+import { exists } from '../base/download.ts';
+import { run } from '../exec.ts';
+import { hashOf } from '../hash.ts';
+import { growRoot } from '../image/resize.ts';
+import type { StageContext } from './context.ts';
+
+/** Room for the packages, the binaries and apt's downloads while building; given back by seal. */
+export const BUILD_GROWTH_MIB = 1536;
+/** Bump when the packages stage changes what it does, so old layers are not reused. */
+const PACKAGES_STAGE_VERSION = 1;
+
+export interface WorkImage {
+  path: string;
+  /** The cache key of the image after the packages stage. */
+  packagesKey: string;
+  /** The work image was copied from a cached packages layer: the packages stage has nothing to do. */
+  fromLayer: boolean;
+}
+
+/** Everything the image after `packages` depends on. Rendered configuration is not in it: editing it never re-runs apt. */
+export function packagesLayerKey(base: BaseImage, packages: readonly string[]): string {
+  return hashOf({ version: PACKAGES_STAGE_VERSION, base: base.sha256, packages: [...packages].sort(), growth: BUILD_GROWTH_MIB }).slice(0, 24);
+}
+
+/** Copy keeping holes: base and layer images are mostly empty space. */
+export async function sparseCopy(from: string, to: string, ctx: StageContext): Promise<void> {
+  await run('cp', ['--sparse=always', '--reflink=auto', from, to], { log: ctx.log, what: `copy ${from}` });
+}
+
+/** prepare: the work image, from the cached packages layer when there is one, else the base grown for the build. */
+export async function prepareStage(ctx: StageContext, base: BaseImage): Promise<WorkImage> {
+  const packagesKey = packagesLayerKey(base, ctx.plan.packages);
+  const layer = ctx.cache.layer('packages', packagesKey);
+  const path = join(ctx.workDir, 'work.img');
+  if (await exists(layer)) {
+    ctx.status(`from cached layer packages-${packagesKey}`);
+    await sparseCopy(layer, path, ctx);
+    return { path, packagesKey, fromLayer: true };
+  }
+  await sparseCopy(base.path, path, ctx);
+  ctx.status(`growing the root filesystem by ${BUILD_GROWTH_MIB} MiB`);
+  await growRoot(path, BUILD_GROWTH_MIB, ctx.log);
+  return { path, packagesKey, fromLayer: false };
+}

@@ -1,0 +1,112 @@
+import { readdir, rm, writeFile, lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UserError } from '../errors.ts';
+import { run } from '../exec.ts';
+import type { MountedImage } from '../image/mount-image.ts';
+import { shrinkRoot } from '../image/resize.ts';
+import { findSecrets } from '../image/secrets.ts';
+import type { StageContext } from './context.ts';
+import type { WorkImage } from './prepare.ts';
+
+export interface InstalledPackage {
+  name: string;
+  version: string;
+  architecture: string;
+}
+
+export interface SealResult {
+  packages: InstalledPackage[];
+  rootMiB: number;
+}
+
+/** Free space left in the root filesystem of the finished image, before first boot grows it to the card. */
+export const SEAL_MARGIN_MIB = 256;
+
+/** Paths (inside the image) whose content is build-host state, not the image's: removed, the directory kept. */
+const EMPTY_DIRS = ['/var/lib/apt/lists', '/var/cache/apt/archives', '/var/cache/debconf', '/tmp', '/var/tmp', '/var/log'];
+/** Files that identify one machine or hold its secrets; each card makes its own on first boot. */
+const REMOVE = [
+  '/var/lib/dbus/machine-id',
+  '/var/lib/systemd/random-seed',
+  '/var/lib/systemd/credential.secret',
+  '/var/cache/apt/pkgcache.bin',
+  '/var/cache/apt/srcpkgcache.bin',
+  '/root/.bash_history',
+  '/var/cache/ldconfig/aux-cache',
+];
+
+async function emptyDir(dir: string, keepDirs: boolean): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const full = join(dir, entry.name);
+    if (entry.isDirectory() && keepDirs) await emptyDir(full, true);
+    else if (!(entry.name === 'partial' && entry.isDirectory()) && !(entry.name === 'lock')) await rm(full, { recursive: true, force: true });
+  }
+}
+
+export function parseDpkgQuery(text: string): InstalledPackage[] {
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [name = '', version = '', architecture = ''] = line.split('\t');
+      return { name, version, architecture };
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Remove build leftovers and per-machine state from the mounted tree. */
+export async function cleanTree(root: string): Promise<void> {
+  // Log directories keep their owners and modes (tor's is debian-tor:adm 2750); only files go.
+  for (const dir of EMPTY_DIRS) await emptyDir(join(root, dir), dir === '/var/log');
+  for (const path of REMOVE) await rm(join(root, path), { force: true });
+  // An empty machine-id makes systemd create a new one on first boot, different on every card.
+  await writeFile(join(root, 'etc/machine-id'), '');
+  const ssh = join(root, 'etc/ssh');
+  for (const name of await readdir(ssh).catch(() => [] as string[])) {
+    if (name.startsWith('ssh_host_')) await rm(join(ssh, name), { force: true });
+  }
+  await lstat(join(root, 'usr/sbin/policy-rc.d')).then(
+    () => {
+      throw new UserError('policy-rc.d is still in the image: services would never start on the Pi');
+    },
+    () => undefined,
+  );
+}
+
+/**
+ * seal: clean, then refuse to go on if any private key or secret is in the tree, record the installed
+ * packages, unmount, check, shrink and zero the root filesystem.
+ */
+export async function sealStage(ctx: StageContext, mounted: MountedImage, work: WorkImage): Promise<SealResult> {
+  // Restores resolv.conf and removes policy-rc.d before anything is checked.
+  await mounted.releaseChroot();
+  ctx.status('cleaning');
+  await cleanTree(mounted.root);
+  ctx.status('looking for private keys and secrets');
+  const findings = await findSecrets(mounted.root);
+  if (findings.length) {
+    throw new UserError(
+      `refusing to emit: the image contains secrets that every card flashed from it would share:\n` +
+        findings.map((f) => `  ${f.path}: ${f.reason}`).join('\n') +
+        '\nNothing was written to the output. Remove them (or the overlay or package that adds them) and build again.',
+    );
+  }
+  const { stdout } = await run('dpkg-query', [`--admindir=${join(mounted.root, 'var/lib/dpkg')}`, '--show', '--showformat=${Package}\\t${Version}\\t${Architecture}\\n'], {
+    log: ctx.log,
+    what: 'list the packages installed in the image',
+  });
+  const packages = parseDpkgQuery(stdout);
+  ctx.status('writing the boot partition');
+  await mounted.commitBoot();
+  await run('fstrim', [mounted.root], { log: ctx.log, allowFailure: true });
+  await mounted.release();
+  ctx.status('checking and shrinking the root filesystem');
+  const { rootMiB } = await shrinkRoot(work.path, SEAL_MARGIN_MIB, ctx.log);
+  return { packages, rootMiB };
+}

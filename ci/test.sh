@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The one command that sets up a fresh Debian/Ubuntu machine and runs every test: unit, integration (root,
+# loop devices, qemu-user chroots, real mmdebstrap builds) and end-to-end. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash ci/setup-host.sh --test
+# A cache shared by the integration tests of this machine: the Debian base is built once, then reused.
+export SIMPLEX_PI_TEST_CACHE="${SIMPLEX_PI_TEST_CACHE:-/var/tmp/simplex-pi-test-cache}"
+npx tsc --noEmit
+npx vitest run

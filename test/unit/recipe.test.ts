@@ -1,0 +1,63 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseRecipe } from '../../builder/recipe/load.ts';
+import { closest } from '../../builder/recipe/errors.ts';
+
+const errorOf = (text: string): string => {
+  try {
+    parseRecipe(text, 'r.yaml');
+  } catch (error) {
+    return (error as Error).message;
+  }
+  throw new Error('recipe was accepted');
+};
+
+describe('recipe loading', () => {
+  it('fills defaults for a minimal recipe', () => {
+    const recipe = parseRecipe('name: home\n', 'r.yaml');
+    expect(recipe.base).toMatchObject({ provider: 'raspios', release: 'latest' });
+    expect(recipe.smp.instances).toBe(1);
+    expect(recipe.xftp.enabled).toBe(true);
+    expect(recipe.simplexmq.version).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('accepts every preset in recipes/', () => {
+    const files = readdirSync('recipes').filter((f) => f.endsWith('.yaml'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) expect(() => parseRecipe(readFileSync(`recipes/${file}`, 'utf8'), file)).not.toThrow();
+  });
+
+  it.each([
+    ['smp:\n  instances: 40\nname: a', 'recipe.smp.instances: must be 1–32 (got 40)'],
+    ['smp:\n  instances: 0\nname: a', 'recipe.smp.instances: must be 1–32 (got 0)'],
+    ['smp:\n  instances: 2.5\nname: a', 'recipe.smp.instances: must be a whole number from 1 to 32 (got 2.5)'],
+    ['smp:\n  instances: three\nname: a', 'recipe.smp.instances: must be a whole number from 1 to 32 (got "three")'],
+    ['name: Bad Name', 'recipe.name: must be 1–40 lower-case letters'],
+    ['description: x', 'recipe.name:'],
+    ['name: a\nbase:\n  provider: windows', 'recipe.base.provider'],
+    ['name: a\nbase:\n  provider: file\n  path: x.img\n  sha256: abc', 'recipe.base.sha256: must be a sha256: 64 hexadecimal characters (got "abc")'],
+    ['name: a\nbase:\n  provider: debian\n  suite: jessie', 'recipe.base.suite: must be bookworm or trixie (got "jessie")'],
+    ['name: a\nsimplexmq:\n  version: latest', 'recipe.simplexmq.version: must be a simplexmq version like 6.5.2 (got "latest")'],
+    ['name: a\nsimplexmq:\n  smp_server:\n    url: ftp://x\n    sha256: release-notes', 'recipe.simplexmq.smp_server.url: must be an http:// or https:// URL'],
+    ['name: a\nsimplexmq:\n  smp_server:\n    path: ./smp\n    sha256: release-notes', 'recipe.simplexmq.smp_server: a local path needs its sha256'],
+    ['name: a\nxftp:\n  enabled: yes please', 'recipe.xftp.enabled: must be true or false'],
+  ])('rejects %j naming the field', (text, expected) => {
+    expect(errorOf(text)).toContain(expected);
+  });
+
+  it('names an unknown field and suggests the one meant', () => {
+    expect(errorOf('name: a\nsmp:\n  instance: 3\n')).toContain('recipe.smp.instance: unknown field; did you mean "instances"?');
+    expect(errorOf('name: a\nxfpt: {}\n')).toContain('recipe.xfpt: unknown field; did you mean "xftp"?');
+  });
+
+  it('reports YAML syntax errors and duplicate keys with the file name', () => {
+    expect(errorOf('name: [a\n')).toMatch(/^r\.yaml is not valid YAML/);
+    expect(errorOf('name: a\nname: b\n')).toMatch(/^r\.yaml is not valid YAML/);
+    expect(errorOf('- a\n- b\n')).toContain('a recipe is a YAML mapping');
+  });
+
+  it('suggests close names only', () => {
+    expect(closest('instnces', ['instances', 'name'])).toBe('instances');
+    expect(closest('zzzzzz', ['instances', 'name'])).toBeUndefined();
+  });
+});
