@@ -45,7 +45,7 @@ async function emptyDir(dir: string, keepDirs: boolean): Promise<void> {
   for (const entry of entries) {
     const full = join(dir, entry.name);
     if (entry.isDirectory() && keepDirs) await emptyDir(full, true);
-    else if (!(entry.name === 'partial' && entry.isDirectory()) && !(entry.name === 'lock')) await rm(full, { recursive: true, force: true });
+    else await rm(full, { recursive: true, force: true });
   }
 }
 

@@ -1,0 +1,35 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
+
+export const REPO = resolve(import.meta.dirname, '../..');
+
+/** A cache shared by the integration tests of one machine, so the Debian base is built once. */
+export const TEST_CACHE = process.env.SIMPLEX_PI_TEST_CACHE ?? '/var/tmp/simplex-pi-test-cache';
+
+export const isRoot = process.getuid?.() === 0;
+
+export async function scratch(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `spi-${prefix}-`));
+}
+
+/** Run the real CLI, as a user would. */
+export interface CliResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  /** stdout and stderr interleaved. */
+  all: string;
+}
+
+export async function cli(args: string[], options: { timeout?: number; env?: Record<string, string> } = {}): Promise<CliResult> {
+  const result = await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), ...args], {
+    cwd: REPO,
+    reject: false,
+    all: true,
+    timeout: options.timeout ?? 30 * 60 * 1000,
+    env: { CI: '1', ...options.env },
+  });
+  return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr), all: String(result.all) };
+}

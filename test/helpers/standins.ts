@@ -1,0 +1,34 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buildStandin } from '../fixtures/standin/build.ts';
+import type { TestServer } from './http-server.ts';
+
+export interface ServedStandins {
+  smp: { url: string; sha256: string; path: string };
+  xftp: { url: string; sha256: string; path: string };
+  releaseNotesUrl: string;
+}
+
+/**
+ * Build the simplexmq stand-ins for `version` and serve them the way GitHub does: release assets and a
+ * release API document whose body carries the `SHA2-256(<asset>)= <hex>` lines.
+ */
+export async function serveStandins(server: TestServer, dir: string, version: string): Promise<ServedStandins> {
+  const out = {} as Record<'smp' | 'xftp', { url: string; sha256: string; path: string }>;
+  const lines: string[] = [];
+  for (const kind of ['smp', 'xftp'] as const) {
+    const asset = `${kind}-server-ubuntu-22_04-aarch64`;
+    const path = await buildStandin({ kind, version: `${version}.0`, output: join(dir, `${kind}-server`) });
+    const bytes = await readFile(path);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    server.serve(`/releases/download/v${version}/${asset}`, bytes);
+    lines.push(`SHA2-256(${asset})= ${sha256}`);
+    out[kind] = { url: `${server.url}/releases/download/v${version}/${asset}`, sha256, path };
+  }
+  server.serve(`/api/releases/tags/v${version}`, {
+    body: JSON.stringify({ tag_name: `v${version}`, body: `Stand-in release for tests\r\n\r\n${lines.join('\r\n')}\r\n` }),
+    contentType: 'application/json',
+  });
+  return { ...out, releaseNotesUrl: `${server.url}/api/releases/tags/v{version}` };
+}

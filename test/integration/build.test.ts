@@ -1,0 +1,176 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { lstat, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findSecrets } from '../../builder/image/secrets.ts';
+import { TestServer } from '../helpers/http-server.ts';
+import { heldUnder, inspectImage } from '../helpers/inspect.ts';
+import { TEST_CACHE, cli, isRoot, scratch } from '../helpers/env.ts';
+import { type ServedStandins, serveStandins } from '../helpers/standins.ts';
+import { buildStandin } from '../fixtures/standin/build.ts';
+
+const VERSION = '6.5.2';
+
+function recipe(name: string, standins: ServedStandins, extra: { instances?: number; smpUrl?: string; version?: string } = {}): string {
+  return [
+    `name: ${name}`,
+    'base:',
+    '  provider: debian',
+    'smp:',
+    `  instances: ${extra.instances ?? 2}`,
+    'simplexmq:',
+    `  version: ${extra.version ?? VERSION}`,
+    `  release_notes_url: ${standins.releaseNotesUrl}`,
+    '  smp_server:',
+    `    url: ${extra.smpUrl ?? standins.smp.url}`,
+    '    sha256: release-notes',
+    '  xftp_server:',
+    `    url: ${standins.xftp.url}`,
+    `    sha256: ${standins.xftp.sha256}`,
+    '',
+  ].join('\n');
+}
+
+describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => {
+  const server = new TestServer();
+  let dir: string;
+  let standins: ServedStandins;
+
+  beforeAll(async () => {
+    await server.start();
+    dir = await scratch('build');
+    standins = await serveStandins(server, dir, VERSION);
+  });
+  afterAll(() => server.stop());
+
+  it('produces a verified, checksummed image with the packages and binaries in place and no secrets', { timeout: 40 * 60 * 1000 }, async () => {
+    await writeFile(join(dir, 'one.yaml'), recipe('one', standins));
+    const out = join(dir, 'out-one');
+    const result = await cli(['build', '--recipe', join(dir, 'one.yaml'), '--out', out, '--cache', TEST_CACHE, '--xz-level', '0']);
+    expect(result.exitCode, result.all).toBe(0);
+
+    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'manifest.json', 'one.build.log', 'one.img', 'one.img.xz']);
+    const check = execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: out }).toString();
+    expect(check).toBe('one.img: OK\none.img.xz: OK\nmanifest.json: OK\n');
+    expect(execFileSync('xz', ['--test', join(out, 'one.img.xz')]).toString()).toBe('');
+
+    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
+    expect(manifest.base).toMatchObject({ provider: 'debian', suite: 'bookworm', initFormat: 'none' });
+    expect(manifest.simplexmq.binaries).toEqual([
+      expect.objectContaining({ name: 'smp-server', sha256: standins.smp.sha256, sha256Source: 'release-notes', reportedVersion: `SMP server v${VERSION}.0 / 0000000` }),
+      expect.objectContaining({ name: 'xftp-server', sha256: standins.xftp.sha256, sha256Source: 'recipe' }),
+    ]);
+    const packageNames = manifest.packages.map((p: { name: string }) => p.name);
+    for (const name of ['tor', 'nftables', 'nodejs', 'openssl', 'libgmp10', 'linux-image-arm64', 'raspi-firmware']) expect(packageNames).toContain(name);
+
+    await inspectImage(join(out, 'one.img'), async ({ root, bootFiles, readBoot }) => {
+      const status = await readFile(join(root, 'var/lib/dpkg/status'), 'utf8');
+      for (const name of ['tor', 'nftables', 'nodejs']) expect(status).toMatch(new RegExp(`^Package: ${name}\\nStatus: install ok installed$`, 'm'));
+      for (const [name, served] of [['smp-server', standins.smp], ['xftp-server', standins.xftp]] as const) {
+        const path = join(root, 'usr/local/bin', name);
+        const info = await stat(path);
+        expect((info.mode & 0o7777).toString(8)).toBe('755');
+        expect([info.uid, info.gid]).toEqual([0, 0]);
+        expect(createHash('sha256').update(await readFile(path)).digest('hex')).toBe(served.sha256);
+      }
+      const plan = JSON.parse(await readFile(join(root, 'etc/simplex-pi/plan.json'), 'utf8'));
+      expect(plan.smp.instances.map((i: { name: string }) => i.name)).toEqual(['smp1', 'smp2']);
+      expect(await findSecrets(root)).toEqual([]);
+      expect(await readFile(join(root, 'etc/machine-id'), 'utf8')).toBe('');
+      expect(existsSync(join(root, 'usr/sbin/policy-rc.d'))).toBe(false);
+      expect((await lstat(join(root, 'etc/resolv.conf'))).isSymbolicLink()).toBe(true);
+      expect(await readlink(join(root, 'etc/resolv.conf'))).toBe('../run/systemd/resolve/stub-resolv.conf');
+      expect(await readdir(join(root, 'var/lib/apt/lists'))).toEqual([]);
+      expect(await readdir(join(root, 'boot/firmware'))).toEqual([]);
+      expect(bootFiles).toEqual(expect.arrayContaining(['cmdline.txt', 'config.txt', 'bcm2711-rpi-4-b.dtb', 'bcm2837-rpi-3-b.dtb']));
+      expect(bootFiles.some((f) => f.startsWith('vmlinuz-'))).toBe(true);
+      expect(await readBoot('cmdline.txt')).toContain('root=LABEL=RASPIROOT');
+    });
+    expect(await heldUnder(TEST_CACHE)).toEqual({ mounts: [], loops: [] });
+  });
+
+  it('rebuilds after a recipe edit from the cached packages layer, without running apt', { timeout: 15 * 60 * 1000 }, async () => {
+    await writeFile(join(dir, 'two.yaml'), recipe('two', standins, { instances: 3 }));
+    const out = join(dir, 'out-two');
+    const result = await cli(['build', '--recipe', join(dir, 'two.yaml'), '--out', out, '--cache', TEST_CACHE, '--compress', 'none']);
+    expect(result.exitCode, result.all).toBe(0);
+    expect(result.all).toMatch(/packages \(cached layer [0-9a-f]+\)/);
+    const log = await readFile(join(out, 'two.build.log'), 'utf8');
+    expect(log).not.toContain('apt-get install');
+    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'manifest.json', 'two.build.log', 'two.img']);
+    await inspectImage(join(out, 'two.img'), async ({ root }) => {
+      const plan = JSON.parse(await readFile(join(root, 'etc/simplex-pi/plan.json'), 'utf8'));
+      expect(plan.smp.instances).toHaveLength(3);
+    });
+  });
+
+  /** A release `version` whose notes give `notes` for the smp asset and whose smp asset is `bytes`. */
+  function serveRelease(version: string, notes: string, bytes: Buffer): void {
+    server.serve(`/releases/download/v${version}/smp-server-ubuntu-22_04-aarch64`, bytes);
+    server.serve(`/api/releases/tags/v${version}`, JSON.stringify({ tag_name: `v${version}`, body: notes }));
+  }
+  const smpAt = (version: string) => `${server.url}/releases/download/v${version}/smp-server-ubuntu-22_04-aarch64`;
+
+  const refusals: Array<[string, () => Promise<string>, RegExp]> = [
+    [
+      'a binary whose bytes differ from the sha256 in the release notes',
+      async () => {
+        const genuine = await readFile(standins.smp.path);
+        const tampered = Buffer.from(genuine);
+        tampered[tampered.length - 2] = tampered[tampered.length - 2]! ^ 1;
+        const sha = createHash('sha256').update(Buffer.concat([genuine, Buffer.from('genuine')])).digest('hex');
+        serveRelease('6.5.7', `SHA2-256(smp-server-ubuntu-22_04-aarch64)= ${sha}\n`, tampered);
+        return recipe('bad-hash', standins, { smpUrl: smpAt('6.5.7') }).replace(standins.releaseNotesUrl, `${server.url}/api/releases/tags/v6.5.7`);
+      },
+      /sha256 mismatch for smp-server: expected [0-9a-f]{64}, got [0-9a-f]{64}/,
+    ],
+    [
+      'a release whose notes do not list the asset',
+      async () => {
+        serveRelease('6.5.8', `SHA2-256(xftp-server-ubuntu-22_04-aarch64)= ${standins.xftp.sha256}\n`, await readFile(standins.smp.path));
+        return recipe('no-line', standins, { smpUrl: smpAt('6.5.8') }).replace(standins.releaseNotesUrl, `${server.url}/api/releases/tags/v6.5.8`);
+      },
+      /have no SHA2-256\(smp-server-ubuntu-22_04-aarch64\) line, so smp-server cannot be verified; pin simplexmq.smp_server.sha256/,
+    ],
+    [
+      'a release that cannot be found',
+      async () => recipe('no-release', standins).replace(standins.releaseNotesUrl, `${server.url}/api/releases/tags/v9.9.9`),
+      /cannot fetch simplexmq release notes from .*v9\.9\.9: HTTP 404/,
+    ],
+  ];
+
+  it.each(refusals)('refuses %s and writes nothing to the output', { timeout: 10 * 60 * 1000 }, async (what, make, message) => {
+    const path = join(dir, 'bad.yaml');
+    await writeFile(path, await make());
+    const out = join(dir, `out-${what.replaceAll(' ', '-')}`);
+    const result = await cli(['build', '--recipe', path, '--out', out, '--cache', TEST_CACHE, '--compress', 'none']);
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stderr).toMatch(message);
+    expect(result.stderr).toMatch(/build log: .*\/logs\//);
+    expect(existsSync(out)).toBe(false);
+    expect(await heldUnder(TEST_CACHE)).toEqual({ mounts: [], loops: [] });
+  });
+
+  it('refuses a binary built for another machine, and one that reports another version', { timeout: 10 * 60 * 1000 }, async () => {
+    const x86 = await readFile(process.execPath);
+    server.serve('/x86/smp-server', x86);
+    const x86sha = createHash('sha256').update(x86).digest('hex');
+    const wrongMachine = recipe('x86', standins).replace(/smp_server:\n.*\n.*\n/, `smp_server:\n    url: ${server.url}/x86/smp-server\n    sha256: ${x86sha}\n`);
+    await writeFile(join(dir, 'x86.yaml'), wrongMachine);
+    const first = await cli(['build', '--recipe', join(dir, 'x86.yaml'), '--out', join(dir, 'out-x86'), '--cache', TEST_CACHE, '--compress', 'none']);
+    expect(first.stderr).toContain('smp-server is built for x86-64 (64-bit), not aarch64');
+    expect(existsSync(join(dir, 'out-x86'))).toBe(false);
+
+    const older = await buildStandin({ kind: 'smp', version: '6.5.1.0', output: join(dir, 'smp-server-6.5.1') });
+    const olderBytes = await readFile(older);
+    server.serve('/old/smp-server', olderBytes);
+    const olderSha = createHash('sha256').update(olderBytes).digest('hex');
+    const wrongVersion = recipe('old', standins).replace(/smp_server:\n.*\n.*\n/, `smp_server:\n    url: ${server.url}/old/smp-server\n    sha256: ${olderSha}\n`);
+    await writeFile(join(dir, 'old.yaml'), wrongVersion);
+    const second = await cli(['build', '--recipe', join(dir, 'old.yaml'), '--out', join(dir, 'out-old'), '--cache', TEST_CACHE, '--compress', 'none']);
+    expect(second.stderr).toContain(`smp-server reports version 6.5.1.0, but the recipe asks for simplexmq ${VERSION}`);
+    expect(existsSync(join(dir, 'out-old'))).toBe(false);
+  });
+});
