@@ -6,7 +6,7 @@ import { doctor } from './doctor.ts';
 import { BuildFailed, UserError, isUserError } from './errors.ts';
 import { killRunning } from './exec.ts';
 import { build, toolVersion } from './pipeline.ts';
-import { baseSchema, type BaseSpec } from './recipe/schema.ts';
+import { baseOverride } from './recipe/base-override.ts';
 import { Resources } from './resources.ts';
 
 const USAGE = `simplex-pi: build a Raspberry Pi image that runs a private, Tor-only SimpleX relay cluster
@@ -27,24 +27,6 @@ SIMPLEX_PI_CACHE says otherwise.`;
 
 const DEFAULT_RECIPE = resolve(import.meta.dirname, '../recipes/family.yaml');
 
-/** `--base` replaces the recipe's base; a recipe base of the same provider keeps its settings. */
-export function baseOverride(value: string, sha256?: string): (recipeBase: BaseSpec) => BaseSpec {
-  return (recipeBase) => {
-    if (value === 'raspios' || value === 'debian') {
-      return recipeBase.provider === value ? recipeBase : baseSchema.parse({ provider: value });
-    }
-    if (value.startsWith('file:')) {
-      const path = resolve(value.slice('file:'.length));
-      const hash = sha256 ?? (recipeBase.provider === 'file' ? recipeBase.sha256 : undefined);
-      if (!hash) throw new UserError(`--base ${value} needs the image's sha256: add --base-sha256 HEX (sha256sum prints it)`);
-      const parsed = baseSchema.safeParse({ provider: 'file', path, sha256: hash });
-      if (!parsed.success) throw new UserError(`--base-sha256: ${parsed.error.issues[0]?.message}`);
-      return parsed.data;
-    }
-    throw new UserError(`--base must be raspios, debian or file:PATH (got "${value}")`);
-  };
-}
-
 async function buildCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -64,9 +46,6 @@ async function buildCommand(args: string[]): Promise<void> {
   const xzLevel = Number(values['xz-level']);
   if (!Number.isInteger(xzLevel) || xzLevel < 0 || xzLevel > 9) throw new UserError(`--xz-level must be 0–9 (got "${values['xz-level']}")`);
   const override = values.base ? baseOverride(values.base, values['base-sha256']) : undefined;
-  if (process.getuid?.() !== 0) {
-    throw new UserError('simplex-pi build needs root (it uses loop devices, mounts and a chroot): run it with sudo');
-  }
   const resources = new Resources();
   const onSignal = (signal: NodeJS.Signals) => {
     process.stderr.write(`\n${signal}: stopping, releasing mounts and loop devices…\n`);

@@ -1,4 +1,4 @@
-import { statfs, stat } from 'node:fs/promises';
+import { readFile, statfs, stat } from 'node:fs/promises';
 import { run } from './exec.ts';
 import { binfmtProblem } from './image/binfmt.ts';
 import { type Leftovers, findLeftovers, releaseLeftovers } from './image/leftovers.ts';
@@ -48,6 +48,14 @@ export async function checkHost(cacheRoot: string): Promise<Check[]> {
     name: 'tools',
     ok: missing.length === 0,
     detail: missing.length ? `missing ${missing.join(', ')}: \`sudo apt-get install ${packages.join(' ')}\` or \`sudo ci/setup-host.sh\`` : `${Object.keys(HOST_TOOLS).length} tools found`,
+  });
+
+  const filesystems = await readFile('/proc/filesystems', 'utf8').catch(() => '');
+  const ext4 = /\bext4\b/.test(filesystems);
+  checks.push({
+    name: 'ext4',
+    ok: ext4,
+    detail: ext4 ? 'the kernel mounts ext4 (the image\'s root filesystem)' : 'this kernel cannot mount ext4: load the module (`modprobe ext4`) or build on another machine',
   });
 
   const binfmt = await binfmtProblem();

@@ -5,7 +5,7 @@ import { Listr, PRESET_TIMER } from 'listr2';
 import { formatProgress } from './base/download.ts';
 import type { BaseImage } from './base/types.ts';
 import { Cache } from './cache.ts';
-import { BuildFailed } from './errors.ts';
+import { BuildFailed, UserError } from './errors.ts';
 import { run } from './exec.ts';
 import { sha256Text } from './hash.ts';
 import { OWNER_FILE, releaseLeftovers } from './image/leftovers.ts';
@@ -71,6 +71,10 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
   const loaded = await loadRecipe(request.recipePath);
   const recipeBase = loaded.recipe.base;
   const plan: BuildPlan = resolvePlan(loaded.recipe, { base: request.baseOverride?.(recipeBase) });
+  // Checked after the recipe so that a mistake in it is reported first, without sudo.
+  if (process.getuid?.() !== 0) {
+    throw new UserError('simplex-pi build needs root (it uses loop devices, mounts and a chroot): run it with sudo');
+  }
   const outDir = resolve(request.outDir ?? join(ROOT, 'output', plan.name));
   const cache = new Cache(request.cacheRoot);
   await cache.ensure(cache.workRoot, cache.logs);

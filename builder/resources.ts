@@ -32,8 +32,19 @@ export class Resources {
     return this.held.length;
   }
 
-  /** Release everything acquired after the first `keep` entries (all of it by default), newest first. */
-  async releaseAll(keep = 0): Promise<string[]> {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Release everything acquired after the first `keep` entries (all of it by default), newest first. Calls are
+   * serialised: a Ctrl-C handler and a failing stage may both ask at once, and unmounting must stay in order.
+   */
+  releaseAll(keep = 0): Promise<string[]> {
+    const next = this.queue.then(() => this.releaseNow(keep));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async releaseNow(keep: number): Promise<string[]> {
     const failures: string[] = [];
     while (this.held.length > keep) {
       const entry = this.held.pop()!;

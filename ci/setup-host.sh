@@ -21,7 +21,7 @@ fi
 
 packages=(
   qemu-user-static binfmt-support mmdebstrap fdisk e2fsprogs dosfstools mtools xz-utils zerofree
-  util-linux mount coreutils dpkg ca-certificates git
+  util-linux mount coreutils dpkg ca-certificates git debian-archive-keyring
 )
 if [ "$want_tests" = 1 ]; then
   packages+=(
@@ -56,16 +56,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# arm64 emulation for the image's chroot. binfmt_misc is not always mounted (containers, fresh machines).
-if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+# arm64 emulation for the image's chroot (an arm64 host runs it natively). binfmt_misc is not always mounted
+# (containers, fresh machines).
+if [ "$(uname -m)" = aarch64 ]; then
+  :
+elif [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
   mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 fi
-if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-  update-binfmts --enable qemu-aarch64
-fi
-if ! grep -q '^flags: .*F' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
-  echo "setup-host: the qemu-aarch64 binfmt entry has no F flag; reinstall Debian's qemu-user-static" >&2
-  exit 1
+if [ "$(uname -m)" != aarch64 ]; then
+  if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    update-binfmts --enable qemu-aarch64
+  fi
+  if ! grep -q '^flags: .*F' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
+    echo "setup-host: the qemu-aarch64 binfmt entry has no F flag; reinstall Debian's qemu-user-static" >&2
+    exit 1
+  fi
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -22,7 +22,9 @@ export function parseBinfmtEntry(text: string): BinfmtEntry {
  * Why arm64 programs cannot run in a chroot on this host, with the command that fixes it; undefined when they
  * can. The F flag matters: it makes the kernel open qemu at registration, so nothing is copied into the image.
  */
-export async function binfmtProblem(): Promise<string | undefined> {
+export async function binfmtProblem(arch: string = process.arch): Promise<string | undefined> {
+  // An arm64 build host runs the image's programs natively.
+  if (arch === 'arm64') return undefined;
   const setup = 'run `sudo ci/setup-host.sh`, which installs qemu-user-static and binfmt-support and registers it';
   try {
     await stat(`${BINFMT_DIR}/status`);

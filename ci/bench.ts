@@ -1,0 +1,79 @@
+// npm run bench: build-time figures on this machine. Prints, never asserts.
+// Cold build (empty cache, Debian base built with mmdebstrap), warm rebuild after a recipe edit (cached base
+// and packages layer), time per stage, raw/compressed/allocated image sizes, and peak disk use of cache + output.
+// The simplexmq stand-in is served from 127.0.0.1 like in the tests (real binaries cannot be downloaded here).
+import { statfs, writeFile, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { TestServer } from '../test/helpers/http-server.ts';
+import { REPO, scratch } from '../test/helpers/env.ts';
+import { serveStandins } from '../test/helpers/standins.ts';
+
+const MiB = 1024 * 1024;
+const mib = (bytes: number) => `${(bytes / MiB).toFixed(0)} MiB`;
+
+async function usedBytes(path: string): Promise<number> {
+  const fs = await statfs(path);
+  return (fs.blocks - fs.bfree) * fs.bsize;
+}
+
+async function timedBuild(label: string, recipe: string, out: string, cache: string, extra: string[] = []) {
+  const before = await usedBytes(cache);
+  let peak = 0;
+  const sampler = setInterval(() => {
+    void usedBytes(cache).then((used) => (peak = Math.max(peak, used - before)));
+  }, 1000);
+  const started = performance.now();
+  const result = await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'build', '--recipe', recipe, '--out', out, '--cache', cache, ...extra], {
+    reject: false,
+    all: true,
+    env: { CI: '1' },
+  });
+  clearInterval(sampler);
+  const seconds = (performance.now() - started) / 1000;
+  if (result.exitCode !== 0) throw new Error(`${label} build failed:\n${result.all}`);
+  const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
+  return { label, seconds, peak, stages: manifest.stageSeconds as Record<string, number>, outputs: manifest.outputs as Array<{ name: string; size: number }> };
+}
+
+const server = await new TestServer().start();
+const dir = await scratch('bench');
+const cache = join(dir, 'cache');
+try {
+  const standins = await serveStandins(server, dir, '6.5.2');
+  const recipe = (instances: number) =>
+    [
+      'name: bench',
+      'base: { provider: debian }',
+      `smp: { instances: ${instances} }`,
+      'simplexmq:',
+      '  version: 6.5.2',
+      `  smp_server: { url: ${standins.smp.url}, sha256: ${standins.smp.sha256} }`,
+      `  xftp_server: { url: ${standins.xftp.url}, sha256: ${standins.xftp.sha256} }`,
+      '',
+    ].join('\n');
+  const path = join(dir, 'bench.yaml');
+  await writeFile(path, recipe(3));
+  await execa('mkdir', ['-p', cache]);
+  console.log('simplex-pi bench: cold build (empty cache) …');
+  const cold = await timedBuild('cold', path, join(dir, 'out-cold'), cache);
+  await writeFile(path, recipe(4));
+  console.log('simplex-pi bench: warm rebuild after a recipe edit …');
+  const warm = await timedBuild('warm', path, join(dir, 'out-warm'), cache);
+
+  console.log('\n| build | total | peak extra disk | ' + ['base', 'prepare', 'packages', 'mount', 'binaries', 'configure', 'seal', 'emit'].join(' | ') + ' |');
+  console.log('|---|---|---|' + '---|'.repeat(8));
+  for (const run of [cold, warm]) {
+    const stage = (name: string) => (run.stages[name] === undefined ? 'cached' : `${run.stages[name]} s`);
+    console.log(`| ${run.label} | ${run.seconds.toFixed(0)} s | ${mib(run.peak)} | ${['base', 'prepare', 'packages', 'mount', 'binaries', 'configure', 'seal', 'emit'].map(stage).join(' | ')} |`);
+  }
+  const img = join(dir, 'out-warm', 'bench.img');
+  const allocated = (await stat(img)).blocks * 512;
+  const sizes = Object.fromEntries(warm.outputs.map((o) => [o.name, o.size]));
+  console.log(`\nimage: raw ${mib(sizes['bench.img']!)} (${mib(allocated)} allocated on disk), xz -6 ${mib(sizes['bench.img.xz']!)}`);
+  console.log(`warm rebuild without compression: ${(warm.seconds - (warm.stages.emit ?? 0)).toFixed(0)} s + emit (hash + xz) ${warm.stages.emit} s`);
+  console.log('first boot in the VM: not measured yet (the boot test is issue #5)');
+} finally {
+  await server.stop();
+  await rm(dir, { recursive: true, force: true });
+}

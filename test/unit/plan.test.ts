@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { resolvePlan, RUNTIME_PACKAGES } from '../../builder/plan/plan.ts';
+import { parseRecipe } from '../../builder/recipe/load.ts';
+import { baseSchema } from '../../builder/recipe/schema.ts';
+import { baseOverride } from '../../builder/recipe/base-override.ts';
+
+describe('recipe -> BuildPlan', () => {
+  it('numbers SMP instances with their own local ports and names', () => {
+    const plan = resolvePlan(parseRecipe('name: t\nsmp:\n  instances: 3\n', 'r'));
+    expect(plan.smp.instances).toEqual([
+      { index: 1, name: 'smp1', localPort: 5301 },
+      { index: 2, name: 'smp2', localPort: 5302 },
+      { index: 3, name: 'smp3', localPort: 5303 },
+    ]);
+    expect(new Set([...plan.smp.instances.map((i) => i.localPort), plan.xftp.localPort]).size).toBe(4);
+  });
+
+  it('defaults the binaries to the aarch64 release assets verified by the release notes', () => {
+    const plan = resolvePlan(parseRecipe('name: t\nsimplexmq:\n  version: v6.5.2\n', 'r'));
+    expect(plan.simplexmq.version).toBe('6.5.2');
+    expect(plan.simplexmq.releaseNotesUrl).toBe('https://api.github.com/repos/simplex-chat/simplexmq/releases/tags/v6.5.2');
+    expect(plan.simplexmq.binaries).toEqual([
+      {
+        name: 'smp-server',
+        asset: 'smp-server-ubuntu-22_04-aarch64',
+        url: 'https://github.com/simplex-chat/simplexmq/releases/download/v6.5.2/smp-server-ubuntu-22_04-aarch64',
+        sha256: 'release-notes',
+        installPath: '/usr/local/bin/smp-server',
+      },
+      expect.objectContaining({ name: 'xftp-server', asset: 'xftp-server-ubuntu-22_04-aarch64', sha256: 'release-notes' }),
+    ]);
+  });
+
+  it('leaves xftp-server out when XFTP is disabled, and keeps a local path with its sha256', () => {
+    const sha = 'A'.repeat(64);
+    const plan = resolvePlan(parseRecipe(`name: t\nxftp:\n  enabled: false\nsimplexmq:\n  smp_server:\n    path: /opt/smp\n    sha256: ${sha}\n`, 'r'));
+    expect(plan.simplexmq.binaries).toEqual([{ name: 'smp-server', asset: 'smp-server-ubuntu-22_04-aarch64', path: '/opt/smp', sha256: 'a'.repeat(64), installPath: '/usr/local/bin/smp-server' }]);
+  });
+
+  it('fills {version} in a recipe URL', () => {
+    const plan = resolvePlan(parseRecipe('name: t\nsimplexmq:\n  version: 6.5.1\n  smp_server:\n    url: https://mirror.example/v{version}/smp\n    sha256: release-notes\n', 'r'));
+    expect(plan.simplexmq.binaries[0]!.url).toBe('https://mirror.example/v6.5.1/smp');
+  });
+
+  it('takes a --base override, and always installs the runtime packages', () => {
+    const recipe = parseRecipe('name: t\n', 'r');
+    const plan = resolvePlan(recipe, { base: baseSchema.parse({ provider: 'debian', suite: 'trixie' }) });
+    expect(plan.base).toMatchObject({ provider: 'debian', suite: 'trixie' });
+    expect(plan.packages).toEqual(RUNTIME_PACKAGES);
+    for (const name of ['tor', 'nftables', 'nodejs', 'openssl']) expect(plan.packages).toContain(name);
+  });
+});
+
+describe('--base on the command line', () => {
+  const debianRecipeBase = baseSchema.parse({ provider: 'debian', suite: 'trixie' });
+  const fileRecipeBase = baseSchema.parse({ provider: 'file', path: '/img/a.img', sha256: 'b'.repeat(64) });
+
+  it('keeps the recipe settings of the same provider, and uses defaults for another', () => {
+    expect(baseOverride('debian')(debianRecipeBase)).toBe(debianRecipeBase);
+    expect(baseOverride('debian')(fileRecipeBase)).toMatchObject({ provider: 'debian', suite: 'bookworm' });
+    expect(baseOverride('raspios')(debianRecipeBase)).toMatchObject({ provider: 'raspios', os_name: 'Raspberry Pi OS Lite (64-bit)' });
+  });
+
+  it('takes file:PATH with --base-sha256 or the recipe\'s sha256, and refuses it without one', () => {
+    expect(baseOverride('file:/x/b.img.xz', 'C'.repeat(64))(debianRecipeBase)).toEqual({ provider: 'file', path: '/x/b.img.xz', sha256: 'c'.repeat(64) });
+    expect(baseOverride('file:/x/b.img')(fileRecipeBase)).toEqual({ provider: 'file', path: '/x/b.img', sha256: 'b'.repeat(64) });
+    expect(() => baseOverride('file:/x/b.img')(debianRecipeBase)).toThrow('--base file:/x/b.img needs the image\'s sha256');
+    expect(() => baseOverride('file:/x/b.img', 'xyz')(debianRecipeBase)).toThrow('--base-sha256: must be a sha256');
+    expect(() => baseOverride('windows')(debianRecipeBase)).toThrow('--base must be raspios, debian or file:PATH (got "windows")');
+  });
+});
