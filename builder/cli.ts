@@ -7,6 +7,11 @@ import { BuildFailed, UserError, isUserError } from './errors.ts';
 import { killRunning } from './exec.ts';
 import { build, toolVersion } from './pipeline.ts';
 import { baseOverride } from './recipe/base-override.ts';
+import { loadRecipe } from './recipe/load.ts';
+import { listPresets, newRecipe } from './recipe/presets.ts';
+import { resolvePlan } from './plan/plan.ts';
+import { renderToDirectory } from './render/render-command.ts';
+import { writeFile } from 'node:fs/promises';
 import { Resources } from './resources.ts';
 
 const USAGE = `simplex-pi: build a Raspberry Pi image that runs a private, Tor-only SimpleX relay cluster
@@ -14,11 +19,17 @@ const USAGE = `simplex-pi: build a Raspberry Pi image that runs a private, Tor-o
 Usage:
   simplex-pi build [--recipe FILE] [--base raspios|debian|file:PATH [--base-sha256 HEX]]
                    [--out DIR] [--compress xz|none] [--xz-level 0-9] [--cache DIR] [--verbose]
+  simplex-pi render [--recipe FILE] --out DIR [--base raspios|debian|file:PATH]
+  simplex-pi recipes
+  simplex-pi recipes new --group-size N [--name NAME] [--out FILE]
   simplex-pi doctor [--cache DIR]
   simplex-pi --version
 
 build    Build the image described by a recipe (default recipes/family.yaml) into output/<name>/:
          <name>.img, <name>.img.xz, manifest.json, SHA256SUMS and the build log. Needs root.
+render   Write the configuration files the build would put into the image (Tor, units, firewall, sshd) and the
+         plan.json the Pi reads, into DIR, for review. No root needed.
+recipes  List the preset recipes; \`recipes new\` writes a recipe scaled for a group size.
 doctor   Check this host (tools, binfmt, loop devices, disk space) and release the mounts and loop devices
          a killed build left behind.
 
@@ -70,6 +81,44 @@ async function buildCommand(args: string[]): Promise<void> {
   process.stdout.write(`  SHA256SUMS (check with: cd ${result.outDir} && sha256sum -c SHA256SUMS)\n  build log: ${outcome.logPath}\n`);
 }
 
+async function renderCommand(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { recipe: { type: 'string' }, out: { type: 'string' }, base: { type: 'string' }, 'base-sha256': { type: 'string' } },
+    strict: true,
+  });
+  if (!values.out) throw new UserError('render needs --out DIR');
+  const loaded = await loadRecipe(values.recipe ?? DEFAULT_RECIPE);
+  const override = values.base ? baseOverride(values.base, values['base-sha256']) : undefined;
+  const plan = resolvePlan(loaded.recipe, { base: override?.(loaded.recipe.base) });
+  const out = resolve(values.out);
+  const entries = await renderToDirectory(plan, out);
+  process.stdout.write(`Rendered ${entries.length} entries for "${plan.name}" into ${out}/rootfs; owners and modes in ${out}/files.txt, the plan in ${out}/plan.json\n`);
+}
+
+async function recipesCommand(args: string[]): Promise<void> {
+  if (args[0] === 'new') {
+    const { values } = parseArgs({ args: args.slice(1), options: { 'group-size': { type: 'string' }, name: { type: 'string' }, out: { type: 'string' } }, strict: true });
+    if (!values['group-size']) throw new UserError('recipes new needs --group-size N');
+    const people = Number(values['group-size']);
+    const name = values.name ?? `group-${values['group-size']}`;
+    const text = newRecipe(people, name);
+    const out = resolve(values.out ?? `${name}.yaml`);
+    try {
+      await writeFile(out, text, { flag: 'wx' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new UserError(`${out} already exists; choose another --out or --name`);
+      throw error;
+    }
+    process.stdout.write(`Wrote ${out}:\n\n${text}`);
+    return;
+  }
+  if (args.length) throw new UserError(`unknown recipes command "${args[0]}"; use \`recipes\` or \`recipes new --group-size N\``);
+  for (const preset of await listPresets()) {
+    process.stdout.write(`${preset.recipe.name.padEnd(8)} ${preset.recipe.description}\n         ${preset.file}\n`);
+  }
+}
+
 async function doctorCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { cache: { type: 'string' } }, strict: true });
   const cacheRoot = resolve(values.cache ?? Cache.defaultRoot());
@@ -91,6 +140,10 @@ async function main(argv: string[]): Promise<void> {
       return buildCommand(rest);
     case 'doctor':
       return doctorCommand(rest);
+    case 'render':
+      return renderCommand(rest);
+    case 'recipes':
+      return recipesCommand(rest);
     case '--version':
     case 'version': {
       const { version, commit } = await toolVersion();

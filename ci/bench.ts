@@ -6,7 +6,7 @@ import { statfs, writeFile, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { TestServer } from '../test/helpers/http-server.ts';
-import { REPO, scratch } from '../test/helpers/env.ts';
+import { REPO, scratch, testSshPublicKey } from '../test/helpers/env.ts';
 import { serveStandins } from '../test/helpers/standins.ts';
 
 const MiB = 1024 * 1024;
@@ -44,10 +44,12 @@ const dir = await scratch('bench');
 const cache = join(dir, 'cache');
 try {
   const standins = await serveStandins(server, dir, '6.5.2');
+  const key = await testSshPublicKey();
   const recipe = (instances: number) =>
     [
       'name: bench',
       'base: { provider: debian }',
+      `admin: { ssh: { over_tor: true, authorized_keys: ["${key}"] } }`,
       `smp: { instances: ${instances} }`,
       'simplexmq:',
       '  version: 6.5.2',

@@ -35,6 +35,7 @@ export function parseRecipe(text: string, origin: string): Recipe {
 function resolvePaths(recipe: Recipe, recipeDir: string): Recipe {
   const out = structuredClone(recipe);
   if (out.base.provider === 'file') out.base.path = resolve(recipeDir, out.base.path);
+  out.overlays = out.overlays.map((dir) => resolve(recipeDir, dir));
   for (const binary of [out.simplexmq.smp_server, out.simplexmq.xftp_server]) {
     if (binary?.path) binary.path = resolve(recipeDir, binary.path);
   }

@@ -1,4 +1,4 @@
-import { mkdir, readFile, writeFile, chmod, chown, stat, rename } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, writeFile, chmod, chown, rename, rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
@@ -9,66 +9,174 @@ import { walkTree } from './tree.ts';
 export const OVERLAYS = join(dirname(fileURLToPath(import.meta.url)), '../../overlays');
 export const PLAN_PATH = '/etc/simplex-pi/plan.json';
 
-export interface RenderedFile {
+/** One thing the configure stage puts into the image: a file, a directory or a symlink, with its owner and mode. */
+export interface ImageEntry {
   /** Path inside the image, starting with /. */
   path: string;
-  content: Buffer;
+  kind: 'file' | 'dir' | 'symlink';
+  content?: Buffer;
+  target?: string;
   mode: number;
+  /** User and group names, resolved against the image's own /etc/passwd and /etc/group when written. */
+  owner: string;
+  group: string;
 }
 
-/** Handlebars for configuration files: no HTML escaping, and a missing value is an error rather than an empty string. */
-function engine(): typeof Handlebars {
+const file = (path: string, content: string | Buffer, mode = 0o644, owner = 'root', group = owner): ImageEntry => ({
+  path,
+  kind: 'file',
+  content: Buffer.isBuffer(content) ? content : Buffer.from(content),
+  mode,
+  owner,
+  group,
+});
+const dir = (path: string, mode: number, owner = 'root', group = owner): ImageEntry => ({ path, kind: 'dir', mode, owner, group });
+
+/**
+ * Handlebars for configuration files: no HTML escaping, a missing value is an error rather than an empty string,
+ * and the partials in overlays/partials/ (shared blocks such as the relay sandbox).
+ */
+async function engine(overlays: string): Promise<typeof Handlebars> {
   const hb = Handlebars.create();
+  hb.registerHelper('eq', (a: unknown, b: unknown) => a === b);
   hb.registerHelper('join', (list: unknown[], separator: unknown) => list.join(typeof separator === 'string' ? separator : ' '));
+  const partials = join(overlays, 'partials');
+  for (const name of await readdir(partials).catch(() => [] as string[])) {
+    if (name.endsWith('.hbs')) hb.registerPartial(name.slice(0, -4), await readFile(join(partials, name), 'utf8'));
+  }
   return hb;
 }
 
 /**
- * Render an overlay tree: `*.hbs` files through handlebars with the plan (the `.hbs` suffix dropped), every
- * other file as it is. Modes come from the repository (git keeps the executable bit).
+ * Render an overlay tree: `*.hbs` files through handlebars with the plan (the `.hbs` suffix dropped), every other
+ * file as it is. A template that renders to nothing but whitespace is left out: that is how a file exists only
+ * when the recipe asks for it (sshd settings only with SSH). Modes come from the repository (git keeps the
+ * executable bit); everything is owned by root.
  */
-export async function renderOverlay(overlayDir: string, plan: BuildPlan): Promise<RenderedFile[]> {
-  const hb = engine();
-  const files: RenderedFile[] = [];
+export async function renderOverlay(overlayDir: string, plan: BuildPlan, overlays = OVERLAYS): Promise<ImageEntry[]> {
+  const hb = await engine(overlays);
+  const entries: ImageEntry[] = [];
   for (const entry of await walkTree(overlayDir)) {
     if (entry.kind !== 'file') continue;
     const source = await readFile(join(overlayDir, entry.path));
     const mode = entry.mode & 0o111 ? 0o755 : 0o644;
     if (!entry.path.endsWith('.hbs')) {
-      files.push({ path: `/${entry.path}`, content: source, mode });
+      entries.push(file(`/${entry.path}`, source, mode));
       continue;
     }
     let text: string;
     try {
       text = hb.compile(source.toString('utf8'), { noEscape: true, strict: true })({ plan });
     } catch (error) {
-      throw new UserError(`cannot render overlays/${entry.path.split('/')[0]}/${entry.path}: ${(error as Error).message}`);
+      throw new UserError(`cannot render ${join(overlayDir, entry.path)}: ${(error as Error).message}`);
     }
-    files.push({ path: `/${entry.path.slice(0, -'.hbs'.length)}`, content: Buffer.from(text), mode });
+    if (!text.trim()) continue;
+    // Blank lines left by {{#if}} blocks are squeezed so the files read as if written by hand.
+    entries.push(file(`/${entry.path.slice(0, -'.hbs'.length)}`, text.replace(/\n{3,}/g, '\n\n').replace(/^\n+/, ''), mode));
   }
-  return files;
+  return entries;
+}
+
+/** The entries that depend on lists in the recipe, which a template cannot name as files. */
+function planEntries(plan: BuildPlan): ImageEntry[] {
+  const entries: ImageEntry[] = [file(PLAN_PATH, `${JSON.stringify(plan, null, 2)}\n`)];
+  entries.push(file('/etc/timezone', `${plan.timezone}\n`));
+  entries.push({ path: '/etc/localtime', kind: 'symlink', target: `/usr/share/zoneinfo/${plan.timezone}`, mode: 0o777, owner: 'root', group: 'root' });
+  // State and configuration of each relay: simplexmq's init empties these and fills them as the relay user, but
+  // cannot create them under root-owned /etc/opt and /var/opt.
+  for (const instance of plan.smp.instances) {
+    entries.push(dir(instance.cfgPath, 0o700, plan.relayUser), dir(instance.logPath, 0o700, plan.relayUser));
+  }
+  if (plan.xftp) {
+    entries.push(dir(plan.xftp.cfgPath, 0o700, plan.relayUser), dir(plan.xftp.logPath, 0o700, plan.relayUser));
+    // The XFTP server does not create its files directory (facts §1).
+    entries.push(dir(dirname(plan.xftp.filesPath), 0o755), dir(plan.xftp.filesPath, 0o700, plan.relayUser));
+  }
+  // Client authorization: public keys only. Tor demands its directories be its own and 0700.
+  if (plan.tor.clientAuth.keys.length) {
+    for (const service of plan.tor.services) {
+      entries.push(dir(service.dir, 0o700, 'debian-tor'), dir(`${service.dir}/authorized_clients`, 0o700, 'debian-tor'));
+      for (const key of plan.tor.clientAuth.keys) {
+        entries.push(file(`${service.dir}/authorized_clients/${key.name}.auth`, `descriptor:x25519:${key.publicKey}\n`, 0o600, 'debian-tor'));
+      }
+    }
+  }
+  // Keys from the recipe go to the admin user; without any, keys come from Raspberry Pi Imager's settings for
+  // the user it creates, and no admin user is made.
+  if (plan.ssh.enabled && plan.ssh.authorizedKeys.length) {
+    entries.push(dir('/etc/ssh/authorized_keys', 0o755));
+    entries.push(file(`/etc/ssh/authorized_keys/${plan.ssh.user}`, plan.ssh.authorizedKeys.map((k) => `${k}\n`).join(''), 0o644));
+    // The admin logs in with a key only and has no password, so sudo must not ask for one.
+    entries.push(file(`/etc/sudoers.d/simplex-pi-${plan.ssh.user}`, `${plan.ssh.user} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440));
+  }
+  return entries;
 }
 
 /** Everything the configure stage writes into the root filesystem, in the order it is written. */
-export async function renderImageFiles(plan: BuildPlan, overlays = OVERLAYS): Promise<RenderedFile[]> {
-  const files = await renderOverlay(join(overlays, 'rootfs'), plan);
-  files.push({ path: PLAN_PATH, content: Buffer.from(`${JSON.stringify(plan, null, 2)}\n`), mode: 0o644 });
-  return files;
+export async function renderImageFiles(plan: BuildPlan, overlays = OVERLAYS): Promise<ImageEntry[]> {
+  return [...(await renderOverlay(join(overlays, 'rootfs'), plan, overlays)), ...planEntries(plan)];
+}
+
+export interface IdMaps {
+  uid: (name: string) => number;
+  gid: (name: string) => number;
+}
+
+/** Name -> id from an image's /etc/passwd and /etc/group. */
+export async function imageIds(root: string): Promise<IdMaps> {
+  const table = async (file: string) =>
+    new Map(
+      (await readFile(join(root, file), 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => line.split(':'))
+        .map((f) => [f[0]!, Number(f[2])] as const),
+    );
+  const users = await table('etc/passwd');
+  const groups = await table('etc/group');
+  const lookup = (map: Map<string, number>, kind: string) => (name: string) => {
+    const id = map.get(name);
+    if (id === undefined) throw new UserError(`the image has no ${kind} "${name}"`);
+    return id;
+  };
+  return { uid: lookup(users, 'user'), gid: lookup(groups, 'group') };
 }
 
 /**
- * Write rendered files under `root`, owned by root, each atomically. Missing parent directories are created
- * 0755; existing directories keep their owner and mode.
+ * Write entries under `root`. Files are written atomically; existing directories keep their mode unless the
+ * entry is for that directory itself; `ids` (the image's own users) sets owners, or nothing is chowned (render).
  */
-export async function writeRendered(root: string, files: readonly RenderedFile[]): Promise<void> {
-  for (const file of files) {
-    const target = join(root, file.path);
-    const parent = dirname(target);
-    await stat(parent).catch(async () => mkdir(parent, { recursive: true, mode: 0o755 }));
+export async function writeEntries(root: string, entries: readonly ImageEntry[], ids?: IdMaps): Promise<void> {
+  for (const entry of entries) {
+    const target = join(root, entry.path);
+    await mkdir(dirname(target), { recursive: true, mode: 0o755 });
+    if (entry.kind === 'dir') {
+      await mkdir(target, { recursive: true });
+      await chmod(target, entry.mode);
+      if (ids) await chown(target, ids.uid(entry.owner), ids.gid(entry.group));
+      continue;
+    }
     const temporary = `${target}.simplex-pi-new`;
-    await writeFile(temporary, file.content, { mode: file.mode });
-    await chmod(temporary, file.mode);
-    if (process.getuid?.() === 0) await chown(temporary, 0, 0);
+    if (entry.kind === 'symlink') {
+      await rm(temporary, { force: true });
+      await symlink(entry.target!, temporary);
+    } else {
+      await writeFile(temporary, entry.content!, { mode: entry.mode });
+      await chmod(temporary, entry.mode);
+    }
+    if (ids) await chown(temporary, ids.uid(entry.owner), ids.gid(entry.group)).catch(async (error) => {
+      if (entry.kind !== 'symlink') throw error;
+    });
+    const existing = await lstat(target).catch(() => undefined);
+    if (existing?.isDirectory()) throw new UserError(`cannot write ${entry.path}: a directory is in the way`);
     await rename(temporary, target);
   }
+}
+
+/** An ls-like listing, for `simplex-pi render` readers: ownership cannot be shown by the files themselves. */
+export function listing(entries: readonly ImageEntry[]): string {
+  return entries
+    .map((e) => `${e.kind === 'dir' ? 'd' : e.kind === 'symlink' ? 'l' : '-'}${e.mode.toString(8).padStart(4, '0')} ${`${e.owner}:${e.group}`.padEnd(24)} ${e.path}${e.target ? ` -> ${e.target}` : ''}`)
+    .join('\n')
+    .concat('\n');
 }

@@ -1,11 +1,67 @@
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UserError } from '../errors.ts';
+import { run } from '../exec.ts';
+import { chrootRun } from '../image/chroot.ts';
 import type { MountedImage } from '../image/mount-image.ts';
-import { renderImageFiles, writeRendered } from '../render/render.ts';
+import type { BuildPlan } from '../plan/plan.ts';
+import { imageIds, renderImageFiles, writeEntries } from '../render/render.ts';
 import type { StageContext } from './context.ts';
 
-/** configure: the rendered overlays and the plan, written into the image. `simplex-pi render` shows the same files. */
+async function userExists(root: string, name: string): Promise<boolean> {
+  const passwd = await readFile(join(root, 'etc/passwd'), 'utf8');
+  return passwd.split('\n').some((line) => line.startsWith(`${name}:`));
+}
+
+/** The relay user (no login, no home) and, with SSH, the admin who logs in with a key and has no password. */
+async function ensureUsers(ctx: StageContext, root: string, plan: BuildPlan): Promise<void> {
+  if (!(await userExists(root, plan.relayUser))) {
+    await chrootRun(root, ['useradd', '--system', '--user-group', '--home-dir', '/nonexistent', '--no-create-home', '--shell', '/usr/sbin/nologin', plan.relayUser], {
+      log: ctx.log,
+      what: `create the relay user ${plan.relayUser}`,
+    });
+  }
+  if (plan.ssh.enabled && plan.ssh.authorizedKeys.length && !(await userExists(root, plan.ssh.user))) {
+    await chrootRun(root, ['useradd', '--create-home', '--user-group', '--groups', 'sudo', '--shell', '/bin/bash', plan.ssh.user], {
+      log: ctx.log,
+      what: `create the admin user ${plan.ssh.user}`,
+    });
+    // "*": no password can ever match, yet the account is not "locked", which sshd would refuse even for keys.
+    await chrootRun(root, ['usermod', '--password', '*', plan.ssh.user], { log: ctx.log });
+  }
+}
+
+/** /etc/hosts must resolve the host name, or sudo and others complain on every call. */
+export function withHostname(hosts: string, hostname: string): string {
+  const lines = hosts.split('\n').filter((line) => !/^127\.0\.1\.1\s/.test(line));
+  const at = lines.findIndex((line) => /^127\.0\.0\.1\s/.test(line));
+  lines.splice(at + 1, 0, `127.0.1.1\t${hostname}`);
+  return lines.join('\n').replace(/\n*$/, '\n');
+}
+
+/** Extra directories named by the recipe, copied as they are, owned by root. */
+async function copyRecipeOverlays(ctx: StageContext, root: string): Promise<void> {
+  for (const source of ctx.plan.overlays) {
+    const info = await stat(source).catch(() => undefined);
+    if (!info?.isDirectory()) throw new UserError(`recipe overlay ${source} is not a directory`);
+    await run('cp', ['--recursive', '--no-target-directory', '--preserve=mode,timestamps', source, root], { log: ctx.log, what: `copy the overlay ${source}` });
+  }
+}
+
+/**
+ * configure: the relay user, the rendered configuration (the same files `simplex-pi render` writes), the
+ * recipe's own overlays, the host name, and the relay units enabled.
+ */
 export async function configureStage(ctx: StageContext, mounted: MountedImage): Promise<string[]> {
-  const files = await renderImageFiles(ctx.plan);
-  await writeRendered(mounted.root, files);
-  for (const file of files) ctx.log.info(`wrote ${file.path} (${file.mode.toString(8)})`);
-  return files.map((f) => f.path);
+  const { plan } = ctx;
+  const root = mounted.root;
+  await ensureUsers(ctx, root, plan);
+  const entries = await renderImageFiles(plan);
+  await writeEntries(root, entries, await imageIds(root));
+  for (const entry of entries) ctx.log.info(`wrote ${entry.path} (${entry.kind} ${entry.mode.toString(8)} ${entry.owner}:${entry.group})`);
+  await copyRecipeOverlays(ctx, root);
+  const hosts = join(root, 'etc/hosts');
+  await writeFile(hosts, withHostname(await readFile(hosts, 'utf8').catch(() => '127.0.0.1\tlocalhost\n'), plan.hostname));
+  await chrootRun(root, ['systemctl', 'enable', ...plan.units], { log: ctx.log, what: 'enable the relay units' });
+  return entries.map((e) => e.path);
 }

@@ -33,3 +33,11 @@ export async function cli(args: string[], options: { timeout?: number; env?: Rec
   });
   return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr), all: String(result.all) };
 }
+
+/** A real OpenSSH public key line, made for the test (the private half is thrown away). */
+export async function testSshPublicKey(): Promise<string> {
+  const dir = await scratch('key');
+  await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test@simplex-pi', '-f', join(dir, 'id')]);
+  const { readFile } = await import('node:fs/promises');
+  return (await readFile(join(dir, 'id.pub'), 'utf8')).trim();
+}

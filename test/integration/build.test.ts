@@ -1,23 +1,30 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { lstat, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findSecrets } from '../../builder/image/secrets.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { heldUnder, inspectImage } from '../helpers/inspect.ts';
-import { TEST_CACHE, cli, isRoot, scratch } from '../helpers/env.ts';
+import { systemdExposure, systemdVerify } from '../helpers/real-tools.ts';
+import { TEST_CACHE, cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';
 import { type ServedStandins, serveStandins } from '../helpers/standins.ts';
 import { buildStandin } from '../fixtures/standin/build.ts';
 
 const VERSION = '6.5.2';
+
+let sshKey = '';
 
 function recipe(name: string, standins: ServedStandins, extra: { instances?: number; smpUrl?: string; version?: string } = {}): string {
   return [
     `name: ${name}`,
     'base:',
     '  provider: debian',
+    'admin:',
+    '  ssh:',
+    '    over_tor: true',
+    `    authorized_keys: ["${sshKey}"]`,
     'smp:',
     `  instances: ${extra.instances ?? 2}`,
     'simplexmq:',
@@ -42,6 +49,7 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
     await server.start();
     dir = await scratch('build');
     standins = await serveStandins(server, dir, VERSION);
+    sshKey = await testSshPublicKey();
   });
   afterAll(() => server.stop());
 
@@ -87,12 +95,41 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       expect(bootFiles).toEqual(expect.arrayContaining(['cmdline.txt', 'config.txt', 'bcm2711-rpi-4-b.dtb', 'bcm2837-rpi-3-b.dtb']));
       expect(bootFiles.some((f) => f.startsWith('vmlinuz-'))).toBe(true);
       expect(await readBoot('cmdline.txt')).toContain('root=LABEL=RASPIROOT');
+
+      // configure: users, owners and modes, enabled units, the rendered files.
+      const passwd = await readFile(join(root, 'etc/passwd'), 'utf8');
+      const uid = (name: string) => Number(new RegExp(`^${name}:[^:]*:(\\d+):`, 'm').exec(passwd)?.[1]);
+      expect(uid('simplex')).toBeGreaterThan(0);
+      expect(passwd).toMatch(/^simplex:[^:]*:\d+:\d+:[^:]*:\/nonexistent:\/usr\/sbin\/nologin$/m);
+      expect(passwd).toMatch(/^admin:[^:]*:\d+:\d+:[^:]*:\/home\/admin:\/bin\/bash$/m);
+      const cfg = await stat(join(root, 'etc/opt/simplex-smp1'));
+      expect([cfg.uid, (cfg.mode & 0o7777).toString(8)]).toEqual([uid('simplex'), '700']);
+      expect((await stat(join(root, 'srv/simplex-xftp/files'))).uid).toBe(uid('simplex'));
+      expect(await readFile(join(root, 'etc/ssh/authorized_keys/admin'), 'utf8')).toBe(`${sshKey}\n`);
+      expect(((await stat(join(root, 'etc/sudoers.d/simplex-pi-admin'))).mode & 0o777).toString(8)).toBe('440');
+      expect(await readFile(join(root, 'etc/hostname'), 'utf8')).toBe('simplex-pi\n');
+      expect(await readFile(join(root, 'etc/hosts'), 'utf8')).toMatch(/^127\.0\.1\.1\tsimplex-pi$/m);
+      expect(await readlink(join(root, 'etc/localtime'))).toBe('/usr/share/zoneinfo/UTC');
+      const wants = await readdir(join(root, 'etc/systemd/system/multi-user.target.wants'));
+      expect(wants).toEqual(expect.arrayContaining(['simplex-smp@1.service', 'simplex-smp@2.service', 'simplex-xftp.service', 'ssh.service', 'tor.service']));
+      expect(await readdir(join(root, 'etc/systemd/system/sysinit.target.wants'))).toContain('nftables.service');
+      expect(await readFile(join(root, 'etc/tor/torrc'), 'utf8')).toContain('%include /etc/tor/torrc.d/*.conf');
+      expect((await readdir(join(root, 'etc/ssh'))).filter((f) => f.startsWith('ssh_host_'))).toEqual([]);
+      // The image's own systemd units and binaries, read by the host's systemd-analyze.
+      expect(await systemdVerify(root, ['simplex-smp@1.service', 'simplex-xftp.service'])).toBe('');
+      expect(await systemdExposure(root, 'simplex-smp@2.service')).toBeLessThanOrEqual(2.0);
     });
     expect(await heldUnder(TEST_CACHE)).toEqual({ mounts: [], loops: [] });
   });
 
   it('rebuilds after a recipe edit from the cached packages layer, without running apt', { timeout: 15 * 60 * 1000 }, async () => {
-    await writeFile(join(dir, 'two.yaml'), recipe('two', standins, { instances: 3 }));
+    // The edit: another instance, another host name, and an overlay of the recipe's own.
+    const overlay = join(dir, 'overlay');
+    await mkdir(join(overlay, 'etc/simplex-pi-extra'), { recursive: true });
+    await writeFile(join(overlay, 'etc/simplex-pi-extra/marker'), 'from the recipe overlay\n');
+    // Owned by some user on the build machine: in the image it must belong to root.
+    await chown(join(overlay, 'etc/simplex-pi-extra/marker'), 1234, 1234);
+    await writeFile(join(dir, 'two.yaml'), `${recipe('two', standins, { instances: 3 })}hostname: relays\noverlays: [overlay]\n`);
     const out = join(dir, 'out-two');
     const result = await cli(['build', '--recipe', join(dir, 'two.yaml'), '--out', out, '--cache', TEST_CACHE, '--compress', 'none']);
     expect(result.exitCode, result.all).toBe(0);
@@ -103,6 +140,11 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
     await inspectImage(join(out, 'two.img'), async ({ root }) => {
       const plan = JSON.parse(await readFile(join(root, 'etc/simplex-pi/plan.json'), 'utf8'));
       expect(plan.smp.instances).toHaveLength(3);
+      expect(await readFile(join(root, 'etc/hostname'), 'utf8')).toBe('relays\n');
+      expect(await readFile(join(root, 'etc/simplex-pi-extra/marker'), 'utf8')).toBe('from the recipe overlay\n');
+      const marker = await stat(join(root, 'etc/simplex-pi-extra/marker'));
+      expect([marker.uid, marker.gid]).toEqual([0, 0]);
+      expect(await readdir(join(root, 'etc/systemd/system/multi-user.target.wants'))).toContain('simplex-smp@3.service');
     });
   });
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processesRootedUnder } from '../../builder/image/processes.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { heldUnder } from '../helpers/inspect.ts';
-import { REPO, TEST_CACHE, cli, isRoot, scratch } from '../helpers/env.ts';
+import { REPO, TEST_CACHE, cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';
 import { serveStandins } from '../helpers/standins.ts';
 
 /** The work directory and log of the build run by `pid`, once it has one. */
@@ -52,6 +52,7 @@ describe.runIf(isRoot)('builds that are interrupted', () => {
       [
         'name: interrupted',
         'base: { provider: debian }',
+        `admin: { ssh: { over_tor: true, authorized_keys: ["${await testSshPublicKey()}"] } }`,
         'simplexmq:',
         '  version: 6.5.2',
         `  smp_server: { url: ${standins.smp.url}, sha256: ${standins.smp.sha256} }`,

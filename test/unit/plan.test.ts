@@ -7,12 +7,14 @@ import { baseOverride } from '../../builder/recipe/base-override.ts';
 describe('recipe -> BuildPlan', () => {
   it('numbers SMP instances with their own local ports and names', () => {
     const plan = resolvePlan(parseRecipe('name: t\nsmp:\n  instances: 3\n', 'r'));
-    expect(plan.smp.instances).toEqual([
-      { index: 1, name: 'smp1', localPort: 5301 },
-      { index: 2, name: 'smp2', localPort: 5302 },
-      { index: 3, name: 'smp3', localPort: 5303 },
+    expect(plan.smp.instances.map(({ index, name, unit, localPort, cfgPath, logPath }) => ({ index, name, unit, localPort, cfgPath, logPath }))).toEqual([
+      { index: 1, name: 'smp1', unit: 'simplex-smp@1.service', localPort: 5301, cfgPath: '/etc/opt/simplex-smp1', logPath: '/var/opt/simplex-smp1' },
+      { index: 2, name: 'smp2', unit: 'simplex-smp@2.service', localPort: 5302, cfgPath: '/etc/opt/simplex-smp2', logPath: '/var/opt/simplex-smp2' },
+      { index: 3, name: 'smp3', unit: 'simplex-smp@3.service', localPort: 5303, cfgPath: '/etc/opt/simplex-smp3', logPath: '/var/opt/simplex-smp3' },
     ]);
-    expect(new Set([...plan.smp.instances.map((i) => i.localPort), plan.xftp.localPort]).size).toBe(4);
+    expect(plan.smp.instances[1]!.onion).toEqual({ name: 'simplex-smp2', dir: '/var/lib/tor/simplex-smp2', virtualPort: 5223, localPort: 5302 });
+    expect(plan.tor.services.map((s) => s.name)).toEqual(['simplex-smp1', 'simplex-smp2', 'simplex-smp3', 'simplex-xftp']);
+    expect(new Set([...plan.smp.instances.map((i) => i.localPort), plan.xftp!.localPort]).size).toBe(4);
   });
 
   it('defaults the binaries to the aarch64 release assets verified by the release notes', () => {

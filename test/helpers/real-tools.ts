@@ -1,0 +1,74 @@
+import { execFileSync } from 'node:child_process';
+import { cp, mkdir, readFile, readdir, writeFile, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { scratch } from './env.ts';
+
+/**
+ * The real tools, run on rendered files the way they run on the Pi, adapted only where a path must point into
+ * the test's own directory. Tor never touches the network (DisableNetwork 1).
+ */
+
+export async function torVerify(rendered: string): Promise<{ ok: boolean; output: string }> {
+  const dir = await scratch('tor');
+  await mkdir(join(dir, 'data'), { mode: 0o700 });
+  await chmod(join(dir, 'data'), 0o700);
+  const conf = (await readFile(join(rendered, 'etc/tor/torrc.d/50-simplex-pi.conf'), 'utf8')).replaceAll('/var/lib/tor/', `${dir}/hs/`);
+  await writeFile(join(dir, 'simplex-pi.conf'), conf);
+  // The image's own torrc, with its %include pointed at the copy.
+  const torrc = (await readFile(join(rendered, 'etc/tor/torrc'), 'utf8')).replace('/etc/tor/torrc.d/*.conf', join(dir, '*.conf'));
+  await writeFile(join(dir, 'torrc'), `DataDirectory ${dir}/data\nDisableNetwork 1\n${torrc}`);
+  const result = await execa('tor', ['--verify-config', '--defaults-torrc', '/dev/null', '-f', join(dir, 'torrc')], { reject: false, all: true });
+  return { ok: result.exitCode === 0 && /Configuration was valid/.test(String(result.all)), output: String(result.all) };
+}
+
+export async function nftCheck(rendered: string): Promise<{ ok: boolean; output: string }> {
+  const result = await execa('nft', ['-c', '-f', join(rendered, 'etc/nftables.conf')], { reject: false, all: true });
+  return { ok: result.exitCode === 0, output: String(result.all) };
+}
+
+/** `sshd -t` and `sshd -T` (the effective settings) with the rendered drop-in and a throwaway host key. */
+export async function sshdCheck(rendered: string): Promise<{ ok: boolean; output: string; effective: Map<string, string[]> }> {
+  const dir = await scratch('sshd');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
+  await mkdir('/run/sshd', { recursive: true }).catch(() => undefined);
+  await writeFile(join(dir, 'sshd_config'), `Include ${join(rendered, 'etc/ssh/sshd_config.d')}/*.conf\nHostKey ${join(dir, 'host_key')}\nUsePAM yes\n`);
+  const test = await execa('/usr/sbin/sshd', ['-t', '-f', join(dir, 'sshd_config')], { reject: false, all: true });
+  const dump = await execa('/usr/sbin/sshd', ['-T', '-f', join(dir, 'sshd_config')], { reject: false });
+  const effective = new Map<string, string[]>();
+  for (const line of String(dump.stdout).split('\n')) {
+    const [key, ...value] = line.split(' ');
+    if (key) effective.set(key, [...(effective.get(key) ?? []), value.join(' ')]);
+  }
+  return { ok: test.exitCode === 0, output: String(test.all), effective };
+}
+
+/**
+ * A root for systemd-analyze: this host's systemd units plus the rendered /etc, with stand-in executables where
+ * the units expect the relay binaries.
+ */
+export async function systemdRoot(rendered: string): Promise<string> {
+  const root = await scratch('systemd');
+  await mkdir(join(root, 'usr/lib'), { recursive: true });
+  await cp('/usr/lib/systemd', join(root, 'usr/lib/systemd'), { recursive: true });
+  await cp(join(rendered, 'etc'), join(root, 'etc'), { recursive: true });
+  await mkdir(join(root, 'usr/local/bin'), { recursive: true });
+  for (const name of ['smp-server', 'xftp-server']) await writeFile(join(root, 'usr/local/bin', name), '#!/bin/sh\n', { mode: 0o755 });
+  return root;
+}
+
+export async function systemdVerify(root: string, units: string[]): Promise<string> {
+  const result = await execa('systemd-analyze', ['verify', `--root=${root}`, ...units], { reject: false, all: true });
+  return `${String(result.all)}${result.exitCode ? `\n(exit ${result.exitCode})` : ''}`.trim();
+}
+
+export async function systemdExposure(root: string, unit: string): Promise<number> {
+  const result = await execa('systemd-analyze', ['security', '--offline=true', `--root=${root}`, '--no-pager', unit], { reject: false, all: true });
+  const match = /Overall exposure level for .*: ([\d.]+)/.exec(String(result.all));
+  if (!match) throw new Error(`systemd-analyze security printed no exposure for ${unit}:\n${result.all}`);
+  return Number(match[1]);
+}
+
+export async function filesUnder(dir: string): Promise<string[]> {
+  return (await readdir(dir, { recursive: true })).map(String).sort();
+}
