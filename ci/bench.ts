@@ -1,9 +1,12 @@
-// npm run bench: build-time figures on this machine. Prints, never asserts.
+// npm run bench: figures on this machine. Prints, never asserts. `npm run bench -- --render-only` for the quick part.
+// Render time and systemd-analyze security exposure per preset.
 // Cold build (empty cache, Debian base built with mmdebstrap), warm rebuild after a recipe edit (cached base
 // and packages layer), time per stage, raw/compressed/allocated image sizes, and peak disk use of cache + output.
 // The simplexmq stand-in is served from 127.0.0.1 like in the tests (real binaries cannot be downloaded here).
 import { statfs, writeFile, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { listPresets } from '../builder/recipe/presets.ts';
+import { systemdExposure, systemdRoot } from '../test/helpers/real-tools.ts';
 import { execa } from 'execa';
 import { TestServer } from '../test/helpers/http-server.ts';
 import { REPO, scratch, testSshPublicKey } from '../test/helpers/env.ts';
@@ -38,6 +41,28 @@ async function timedBuild(label: string, recipe: string, out: string, cache: str
   const stages = Object.fromEntries([...log.matchAll(/== stage (\w+) took ([\d.]+) s/g)].map((m) => [m[1]!, Number(m[2])]));
   return { label, seconds, peak, stages, outputs: manifest.outputs as Array<{ name: string; size: number }> };
 }
+
+/** Render time and sandbox exposure per preset: quick, no root. */
+async function renderFigures(): Promise<void> {
+  console.log('| preset | render (CLI, wall) | exposure simplex-smp@1 | exposure simplex-xftp |');
+  console.log('|---|---|---|---|');
+  for (const preset of await listPresets()) {
+    const out = join(await scratch('bench-render'), 'out');
+    const started = performance.now();
+    await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'render', '--recipe', preset.file, '--out', out]);
+    const seconds = (performance.now() - started) / 1000;
+    const root = await systemdRoot(join(out, 'rootfs'));
+    const smp = await systemdExposure(root, 'simplex-smp@1.service');
+    const xftp = preset.recipe.xftp.enabled ? await systemdExposure(root, 'simplex-xftp.service') : NaN;
+    console.log(`| ${preset.recipe.name} (${preset.recipe.smp.instances} SMP) | ${seconds.toFixed(2)} s | ${smp} | ${Number.isNaN(xftp) ? '-' : xftp} |`);
+    await rm(dirname(out), { recursive: true, force: true });
+    await rm(root, { recursive: true, force: true });
+  }
+  console.log('');
+}
+
+await renderFigures();
+if (process.argv.includes('--render-only')) process.exit(0);
 
 const server = await new TestServer().start();
 const dir = await scratch('bench');
