@@ -1,4 +1,4 @@
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -62,13 +62,4 @@ export class Cache {
 
 export function partialPath(path: string): string {
   return `${path}.partial-${process.pid}`;
-}
-
-/** Move a finished temporary file into place; the destination is either absent or complete. */
-export async function commit(temporary: string, final: string): Promise<void> {
-  await rename(temporary, final);
-}
-
-export async function discard(path: string): Promise<void> {
-  await rm(path, { force: true, recursive: true });
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { execa } from 'execa';
@@ -9,10 +9,11 @@ import { UserError } from '../errors.ts';
 import type { BuildLog } from '../log.ts';
 import type { ProgressReporter } from './download.ts';
 
-export type Compression = 'xz' | 'none';
+/** How a base image file is compressed, as found from its content. */
+export type ImageCompression = 'xz' | 'none';
 
 /** The compression of an image file, from its first bytes (names lie; magic numbers do not). */
-export async function detectCompression(path: string): Promise<Compression> {
+export async function detectCompression(path: string): Promise<ImageCompression> {
   const stream = createReadStream(path, { start: 0, end: 5 });
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
@@ -71,8 +72,4 @@ export async function decompressVerified(
   } finally {
     await rm(temporary, { force: true });
   }
-}
-
-export async function sizeOf(path: string): Promise<number> {
-  return (await stat(path)).size;
 }

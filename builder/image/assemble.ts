@@ -1,4 +1,4 @@
-import { mkdir, open, readdir } from 'node:fs/promises';
+import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec.ts';
 import type { BuildLog } from '../log.ts';
@@ -65,8 +65,4 @@ export async function assembleImage(request: AssembleRequest): Promise<void> {
 export async function treeMiB(dir: string, log?: BuildLog): Promise<number> {
   const { stdout } = await run('du', ['-s', '--block-size=1M', dir], { log, what: `measure ${dir}` });
   return Number(stdout.split(/\s/)[0]);
-}
-
-export async function ensureDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
 }

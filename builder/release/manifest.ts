@@ -22,12 +22,6 @@ export interface Manifest {
   stageSeconds: Record<string, number>;
 }
 
-/** The versions a reader looks for first, pulled out of the full package list. */
-export function keyVersions(packages: readonly InstalledPackage[]): Record<string, string> {
-  const wanted = ['tor', 'nftables', 'nodejs', 'openssl', 'linux-image-arm64', 'raspi-firmware'];
-  return Object.fromEntries(packages.filter((p) => wanted.includes(p.name)).map((p) => [p.name, p.version]));
-}
-
 /** `sha256sum -c` format: two spaces between hash and name. */
 export function sha256sums(files: readonly OutputFile[]): string {
   return files.map((f) => `${f.sha256}  ${f.name}\n`).join('');
