@@ -9,8 +9,11 @@ import { scratch } from './env.ts';
  * the test's own directory. Tor never touches the network (DisableNetwork 1).
  */
 
-export async function torVerify(rendered: string): Promise<{ ok: boolean; output: string }> {
+/** The rendered Tor configuration, made runnable in a scratch directory (paths under /var/lib/tor moved there). */
+async function torSetup(rendered: string): Promise<{ dir: string; torrc: string }> {
   const dir = await scratch('tor');
+  // Client-authorization files the render put under /var/lib/tor come along, with the modes Tor demands.
+  await cp(join(rendered, 'var/lib/tor'), join(dir, 'hs'), { recursive: true }).catch(() => undefined);
   await mkdir(join(dir, 'data'), { mode: 0o700 });
   await chmod(join(dir, 'data'), 0o700);
   const conf = (await readFile(join(rendered, 'etc/tor/torrc.d/50-simplex-pi.conf'), 'utf8')).replaceAll('/var/lib/tor/', `${dir}/hs/`);
@@ -18,8 +21,29 @@ export async function torVerify(rendered: string): Promise<{ ok: boolean; output
   // The image's own torrc, with its %include pointed at the copy.
   const torrc = (await readFile(join(rendered, 'etc/tor/torrc'), 'utf8')).replace('/etc/tor/torrc.d/*.conf', join(dir, '*.conf'));
   await writeFile(join(dir, 'torrc'), `DataDirectory ${dir}/data\nDisableNetwork 1\n${torrc}`);
-  const result = await execa('tor', ['--verify-config', '--defaults-torrc', '/dev/null', '-f', join(dir, 'torrc')], { reject: false, all: true });
+  return { dir, torrc: join(dir, 'torrc') };
+}
+
+export async function torVerify(rendered: string): Promise<{ ok: boolean; output: string }> {
+  const { torrc } = await torSetup(rendered);
+  const result = await execa('tor', ['--verify-config', '--defaults-torrc', '/dev/null', '-f', torrc], { reject: false, all: true });
   return { ok: result.exitCode === 0 && /Configuration was valid/.test(String(result.all)), output: String(result.all) };
+}
+
+/**
+ * Run Tor (DisableNetwork 1, SOCKS off) on the rendered configuration until every onion service has written its
+ * hostname: what --verify-config does not check, such as client-authorization files, is read then.
+ */
+export async function torRun(rendered: string, services: string[]): Promise<{ hostnames: string[]; output: string }> {
+  const { dir, torrc } = await torSetup(rendered);
+  const tor = execa('tor', ['--defaults-torrc', '/dev/null', '-f', torrc, '--SocksPort', '0'], { reject: false, all: true });
+  let hostnames: string[] = [];
+  for (let i = 0; i < 300 && hostnames.length < services.length; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    hostnames = (await Promise.all(services.map((s) => readFile(join(dir, 'hs', s, 'hostname'), 'utf8').catch(() => '')))).filter(Boolean);
+  }
+  tor.kill('SIGTERM');
+  return { hostnames, output: String((await tor).all) };
 }
 
 export async function nftCheck(rendered: string): Promise<{ ok: boolean; output: string }> {

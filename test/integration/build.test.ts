@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, lstat, mkdir, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, readFile, readdir, readlink, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findSecrets } from '../../builder/image/secrets.ts';
@@ -112,7 +112,12 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       expect(await readlink(join(root, 'etc/localtime'))).toBe('/usr/share/zoneinfo/UTC');
       const wants = await readdir(join(root, 'etc/systemd/system/multi-user.target.wants'));
       expect(wants).toEqual(expect.arrayContaining(['simplex-smp@1.service', 'simplex-smp@2.service', 'simplex-xftp.service', 'ssh.service', 'tor.service']));
-      expect(await readdir(join(root, 'etc/systemd/system/sysinit.target.wants'))).toContain('nftables.service');
+      expect(await readdir(join(root, 'etc/systemd/system/sysinit.target.wants'))).toEqual(expect.arrayContaining(['nftables.service', 'simplex-pi-growroot.service']));
+      // seal shrank the root filesystem to its content plus a margin; the Pi grows it to the card on first boot.
+      const free = await statfs(join(root, '.'));
+      const freeMiB = (free.bfree * free.bsize) / 2 ** 20;
+      expect(freeMiB).toBeGreaterThan(100);
+      expect(freeMiB).toBeLessThan(600);
       expect(await readFile(join(root, 'etc/tor/torrc'), 'utf8')).toContain('%include /etc/tor/torrc.d/*.conf');
       expect((await readdir(join(root, 'etc/ssh'))).filter((f) => f.startsWith('ssh_host_'))).toEqual([]);
       // The image's own systemd units and binaries, read by the host's systemd-analyze.

@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { listPresets } from '../../builder/recipe/presets.ts';
-import { cli, isRoot, scratch } from '../helpers/env.ts';
-import { nftCheck, sshdCheck, systemdExposure, systemdRoot, systemdVerify, torVerify } from '../helpers/real-tools.ts';
+import { cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';
+import { nftCheck, sshdCheck, systemdExposure, systemdRoot, systemdVerify, torRun, torVerify } from '../helpers/real-tools.ts';
 
 const presets = await listPresets();
 
@@ -115,5 +115,94 @@ describe('team: the published guide\'s topology without its mistakes', () => {
     expect(effective.get('kbdinteractiveauthentication')).toEqual(['no']);
     expect(effective.get('permitrootlogin')).toEqual(['no']);
     expect(effective.get('authenticationmethods')).toEqual(['publickey']);
+  });
+});
+
+describe('recipe options, rendered and checked by the real tools', () => {
+  const aliceKey = 'A'.repeat(52).replace(/^A{4}/, 'BCDE');
+  let rendered: Awaited<ReturnType<typeof render>>;
+  beforeAll(async () => {
+    const dir = await scratch('variant');
+    const key = await testSshPublicKey();
+    await writeFile(
+      join(dir, 'variant.yaml'),
+      [
+        'name: variant',
+        'base: { provider: debian }',
+        'hostname: clinic-relays',
+        'timezone: Europe/Berlin',
+        'smp: { instances: 2, password: none, local_port_base: 6000, message_expiry_days: 7 }',
+        'xftp: { enabled: false }',
+        'tor:',
+        '  pow_defense: false',
+        '  max_streams: 0',
+        '  vanguards_lite: false',
+        `  client_auth: { keys: [{ name: alice, public_key: ${aliceKey} }], generate: 3 }`,
+        `admin: { user: keeper, ssh: { over_tor: true, lan: true, authorized_keys: ["${key}"] } }`,
+        'network: { outbound: open, allow_ping: true }',
+        '',
+      ].join('\n'),
+    );
+    rendered = await render(join(dir, 'variant.yaml'));
+  });
+
+  it('tor accepts onion services with client authorization and without PoW, stream limits or vanguards-lite', async () => {
+    const result = await torVerify(rendered.rootfs);
+    expect(result.ok, result.output).toBe(true);
+    const conf = await readFile(join(rendered.rootfs, 'etc/tor/torrc.d/50-simplex-pi.conf'), 'utf8');
+    expect(conf).toContain('VanguardsLiteEnabled 0');
+    expect(conf).not.toMatch(/HiddenServiceMaxStreams|HiddenServicePoWDefensesEnabled/);
+    expect(conf).toContain('HiddenServicePort 5223 127.0.0.1:6001');
+    for (const service of ['simplex-smp1', 'simplex-smp2', 'simplex-ssh']) {
+      expect(await readFile(join(rendered.rootfs, `var/lib/tor/${service}/authorized_clients/alice.auth`), 'utf8')).toBe(`descriptor:x25519:${aliceKey}\n`);
+    }
+    const files = await readFile(join(rendered.out, 'files.txt'), 'utf8');
+    expect(files).toMatch(/^d0700 debian-tor:debian-tor\s+\/var\/lib\/tor\/simplex-smp1\/authorized_clients$/m);
+    expect(files).toMatch(/^-0600 debian-tor:debian-tor\s+\/var\/lib\/tor\/simplex-smp1\/authorized_clients\/alice\.auth$/m);
+    expect(rendered.plan.tor.clientAuth.generate).toBe(3);
+
+    // Tor reads client-authorization files only when it starts the services.
+    const run = await torRun(rendered.rootfs, ['simplex-smp1', 'simplex-smp2', 'simplex-ssh']);
+    expect(run.hostnames, run.output).toHaveLength(3);
+    expect(run.output).not.toMatch(/\[warn\].*[Cc]lient auth/);
+  });
+
+  it('a malformed client-authorization key would be caught by Tor (the check above can fail)', async () => {
+    const bad = join(rendered.rootfs, 'var/lib/tor/simplex-smp1/authorized_clients/alice.auth');
+    const good = await readFile(bad, 'utf8');
+    await writeFile(bad, 'descriptor:x25519:TOOSHORT\n');
+    try {
+      const run = await torRun(rendered.rootfs, ['simplex-smp1']);
+      expect(run.output).toMatch(/\[warn\] Client authorization encoded base32 public key length is invalid/);
+    } finally {
+      await writeFile(bad, good);
+    }
+  });
+
+  it.runIf(isRoot)('nft accepts the open outbound policy with LAN SSH and ping', async () => {
+    const result = await nftCheck(rendered.rootfs);
+    expect(result.ok, result.output).toBe(true);
+    const nft = await readFile(join(rendered.rootfs, 'etc/nftables.conf'), 'utf8');
+    expect(nft).toContain('tcp dport 22 accept');
+    expect(nft).toContain('icmp type echo-request limit rate 5/second accept');
+    expect(nft).toMatch(/hook output priority filter; policy accept;/);
+    expect(nft).not.toMatch(/dport 600[01]\b/);
+  });
+
+  it('sshd listens on loopback and the LAN, for the named admin only by key', async () => {
+    const result = await sshdCheck(rendered.rootfs);
+    expect(result.ok, result.output).toBe(true);
+    expect(result.effective.get('listenaddress')?.sort()).toEqual(['0.0.0.0:22', '127.0.0.1:22', '[::]:22'].sort());
+    expect(await readFile(join(rendered.rootfs, 'etc/sudoers.d/simplex-pi-keeper'), 'utf8')).toBe('keeper ALL=(ALL:ALL) NOPASSWD: ALL\n');
+  });
+
+  it('carries the relay settings to the first-boot program: no password, expiry, no XFTP', async () => {
+    expect(rendered.plan.xftp).toBeNull();
+    expect(rendered.plan.units).toEqual(['simplex-smp@1.service', 'simplex-smp@2.service', 'nftables.service', 'ssh.service']);
+    expect(rendered.plan.smp.instances[0]!.initArgs).toEqual(['init', '-y', '--disable-web', '--no-password']);
+    expect(rendered.plan.smp.instances[1]!.ini).toContainEqual({ section: 'STORE_LOG', key: 'expire_messages_days', value: '7' });
+    expect(existsSync(join(rendered.rootfs, 'etc/systemd/system/simplex-xftp.service'))).toBe(false);
+    expect(await readFile(join(rendered.rootfs, 'etc/hostname'), 'utf8')).toBe('clinic-relays\n');
+    expect(await readlink(join(rendered.rootfs, 'etc/localtime'))).toBe('/usr/share/zoneinfo/Europe/Berlin');
   });
 });
