@@ -23,7 +23,7 @@ export interface SealResult {
 export const SEAL_MARGIN_MIB = 256;
 
 /** Paths (inside the image) whose content is build-host state, not the image's: removed, the directory kept. */
-const EMPTY_DIRS = ['/var/lib/apt/lists', '/var/cache/apt/archives', '/var/cache/debconf', '/tmp', '/var/tmp', '/var/log'];
+const EMPTY_DIRS = ['/var/lib/apt/lists', '/var/cache/apt/archives', '/tmp', '/var/tmp', '/var/log'];
 /** Files that identify one machine or hold its secrets; each card makes its own on first boot. */
 const REMOVE = [
   '/var/lib/dbus/machine-id',
@@ -33,6 +33,9 @@ const REMOVE = [
   '/var/cache/apt/srcpkgcache.bin',
   '/root/.bash_history',
   '/var/cache/ldconfig/aux-cache',
+  // debconf's previous databases; the current ones (config.dat, templates.dat) belong to the image.
+  '/var/cache/debconf/config.dat-old',
+  '/var/cache/debconf/templates.dat-old',
 ];
 
 async function emptyDir(dir: string, keepDirs: boolean): Promise<void> {

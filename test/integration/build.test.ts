@@ -91,6 +91,7 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       expect((await lstat(join(root, 'etc/resolv.conf'))).isSymbolicLink()).toBe(true);
       expect(await readlink(join(root, 'etc/resolv.conf'))).toBe('../run/systemd/resolve/stub-resolv.conf');
       expect(await readdir(join(root, 'var/lib/apt/lists'))).toEqual([]);
+      expect(existsSync(join(root, 'var/cache/debconf/config.dat'))).toBe(true);
       expect(await readdir(join(root, 'boot/firmware'))).toEqual([]);
       expect(bootFiles).toEqual(expect.arrayContaining(['cmdline.txt', 'config.txt', 'bcm2711-rpi-4-b.dtb', 'bcm2837-rpi-3-b.dtb']));
       expect(bootFiles.some((f) => f.startsWith('vmlinuz-'))).toBe(true);

@@ -96,6 +96,8 @@ describe('cleaning the tree before sealing', () => {
     await put(root, 'var/log/apt/history.log', 'x');
     await put(root, 'var/log/tor/notices.log', 'x');
     await put(root, 'tmp/build-file', 'x');
+    await put(root, 'var/cache/debconf/config.dat', 'Name: tzdata/Areas\n');
+    await put(root, 'var/cache/debconf/config.dat-old', 'x');
 
     await cleanTree(root);
 
@@ -106,6 +108,8 @@ describe('cleaning the tree before sealing', () => {
     expect((await readdir(join(root, 'var/log'))).sort()).toEqual(['apt', 'tor']);
     expect(await readdir(join(root, 'var/log/tor'))).toEqual([]);
     expect(await readdir(join(root, 'tmp'))).toEqual([]);
+    // debconf's answers belong to the image: later package upgrades on the Pi read them.
+    expect(await readdir(join(root, 'var/cache/debconf'))).toEqual(['config.dat']);
     expect(await findSecrets(root)).toEqual([]);
   });
 });
