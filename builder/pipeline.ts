@@ -133,7 +133,7 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
       stage('base', async () => (state.base = await baseStage(ctx))),
       stage('prepare', async () => (state.work = await prepareStage(ctx, state.base!))),
       stage('packages', () => packagesStage(ctx, state.work!), () => (state.work?.fromLayer ? `packages (cached layer ${state.work.packagesKey})` : false)),
-      stage('mount', async () => (state.mounted = await mountImage(state.work!.path, join(workDir, 'root'), resources, log, { chroot: true }))),
+      stage('mount', async () => (state.mounted = await mountImage(state.work!.path, join(workDir, 'root'), resources, log))),
       stage('binaries', async () => (state.binaries = await binariesStage(ctx, state.mounted!))),
       stage('configure', () => configureStage(ctx, state.mounted!)),
       stage('seal', async () => (state.seal = await sealStage(ctx, state.mounted!, state.work!))),

@@ -39,11 +39,9 @@ export function bootMountPoint(fstab: string): string {
  * resolv.conf for apt, and a policy-rc.d that forbids starting services. Each piece is registered with
  * `resources` and undone in reverse order, restoring resolv.conf exactly as it was.
  */
-export async function mountImage(image: string, root: string, resources: Resources, log: BuildLog, options: { chroot: boolean }): Promise<MountedImage> {
-  if (options.chroot) {
-    const problem = await binfmtProblem();
-    if (problem) throw new UserError(problem);
-  }
+export async function mountImage(image: string, root: string, resources: Resources, log: BuildLog): Promise<MountedImage> {
+  const problem = await binfmtProblem();
+  if (problem) throw new UserError(problem);
   const layout = raspberryPiLayout(await readPartitionTable(image, log), image);
   const start = resources.count;
   const releaseUntilStart = async () => {
@@ -66,16 +64,14 @@ export async function mountImage(image: string, root: string, resources: Resourc
   const fat = await readFatInfo(image, layout.boot, log);
   await extractBootfs(image, layout.boot, bootDir, log);
   const partitionsHeld = resources.count;
-  if (options.chroot) {
-    await mountAt(['-t', 'proc', 'proc'], join(root, 'proc'));
-    await mountAt(['-t', 'sysfs', 'sysfs'], join(root, 'sys'));
-    await mountAt(['--bind', '/dev'], join(root, 'dev'));
-    await mountAt(['--bind', '/dev/pts'], join(root, 'dev/pts'));
-    await mountAt(['-t', 'tmpfs', 'tmpfs'], join(root, 'run'));
-    await mountAt(['-t', 'tmpfs', 'tmpfs'], join(root, 'tmp'));
-    await replaceResolvConf(root, resources);
-    await installPolicyRcD(root, resources);
-  }
+  await mountAt(['-t', 'proc', 'proc'], join(root, 'proc'));
+  await mountAt(['-t', 'sysfs', 'sysfs'], join(root, 'sys'));
+  await mountAt(['--bind', '/dev'], join(root, 'dev'));
+  await mountAt(['--bind', '/dev/pts'], join(root, 'dev/pts'));
+  await mountAt(['-t', 'tmpfs', 'tmpfs'], join(root, 'run'));
+  await mountAt(['-t', 'tmpfs', 'tmpfs'], join(root, 'tmp'));
+  await replaceResolvConf(root, resources);
+  await installPolicyRcD(root, resources);
   return {
     root,
     bootPath,

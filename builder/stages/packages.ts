@@ -11,7 +11,7 @@ import { type WorkImage, sparseCopy } from './prepare.ts';
  * match the base release and get its security updates. The result is cached as an image layer.
  */
 export async function packagesStage(ctx: StageContext, work: WorkImage): Promise<void> {
-  const mounted = await mountImage(work.path, join(ctx.workDir, 'root'), ctx.resources, ctx.log, { chroot: true });
+  const mounted = await mountImage(work.path, join(ctx.workDir, 'root'), ctx.resources, ctx.log);
   try {
     ctx.status('apt-get update');
     await chrootRun(mounted.root, ['apt-get', 'update'], { log: ctx.log, what: 'update the package lists in the image (needs the Debian or Raspberry Pi OS archive)' });
