@@ -19,6 +19,7 @@ import { Resources } from './resources.ts';
 import { baseStage } from './stages/base.ts';
 import { type InstalledBinary, binariesStage } from './stages/binaries.ts';
 import { configureStage } from './stages/configure.ts';
+import { firstbootStage } from './stages/firstboot.ts';
 import type { BuildOptions, StageContext } from './stages/context.ts';
 import { type EmitResult, emitStage } from './stages/emit.ts';
 import { packagesStage } from './stages/packages.ts';
@@ -136,6 +137,7 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
       stage('mount', async () => (state.mounted = await mountImage(state.work!.path, join(workDir, 'root'), resources, log))),
       stage('binaries', async () => (state.binaries = await binariesStage(ctx, state.mounted!))),
       stage('configure', () => configureStage(ctx, state.mounted!)),
+      stage('firstboot', () => firstbootStage(ctx, state.mounted!)),
       stage('seal', async () => (state.seal = await sealStage(ctx, state.mounted!, state.work!))),
       stage('emit', async () => {
         state.result = await emitStage(ctx, {

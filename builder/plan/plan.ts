@@ -222,7 +222,7 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
       binaries,
       memoryDenyWriteExecute: recipe.simplexmq.memory_deny_write_execute,
     },
-    units: [...instances.map((i) => i.unit), ...(xftp ? [xftp.unit] : []), 'nftables.service', ...(sshEnabled ? ['ssh.service'] : [])],
+    units: ['simplex-pi-firstboot.service', ...instances.map((i) => i.unit), ...(xftp ? [xftp.unit] : []), 'nftables.service', ...(sshEnabled ? ['ssh.service'] : [])],
     overlays: recipe.overlays,
     packages: [...RUNTIME_PACKAGES, ...(sshEnabled ? SSH_PACKAGES : [])],
   };

@@ -1,0 +1,98 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BuildPlan } from '../plan/plan.ts';
+import { serverAddress } from './address.ts';
+import { fingerprintOf } from './address.ts';
+import { atomicWrite, ensureDir } from './files.ts';
+import { ownerOf } from './ids.ts';
+import { readIni } from './ini.ts';
+import { ensureOnionService } from './onion-service.ts';
+import { ensureServer } from './servers.ts';
+
+export const STATE_DIR = '/var/lib/simplex-pi';
+export const DONE = `${STATE_DIR}/firstboot.done`;
+
+export interface ServerRecord {
+  name: string;
+  kind: 'smp' | 'xftp' | 'ssh';
+  onion: string;
+  address: string;
+}
+
+export type Log = (line: string) => void;
+
+/** What the apps need, from the server's own files: the fingerprint file, the INI's password, the onion. */
+async function addressOf(kind: 'smp' | 'xftp', cfgPath: string, ini: string, onion: string, port: number): Promise<string> {
+  const fingerprint = (await readFile(join(cfgPath, 'fingerprint'), 'utf8')).trim();
+  const computed = fingerprintOf(await readFile(join(cfgPath, 'ca.crt'), 'utf8'));
+  if (fingerprint !== computed) throw new Error(`${cfgPath}/fingerprint does not match ca.crt; the relay would not start either`);
+  const password = kind === 'smp' ? readIni(await readFile(join(cfgPath, ini), 'utf8'), 'AUTH', 'create_password') : undefined;
+  return serverAddress({ scheme: kind, fingerprint, password, onion, port });
+}
+
+/**
+ * First boot: onion keys, relay identities, addresses. Every step looks at what exists first, so a run cut off
+ * anywhere is completed by the next with the same keys; a finished run writes DONE and the unit skips later
+ * boots.
+ */
+export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord[]> {
+  const tor = ownerOf('debian-tor');
+  const relay = ownerOf(plan.relayUser);
+  await ensureDir(STATE_DIR, 0o700);
+  const records: ServerRecord[] = [];
+
+  for (const instance of plan.smp.instances) {
+    const onion = await ensureOnionService(instance.onion, tor);
+    log(`${instance.name}: onion ${onion.created ? 'created' : 'kept'} ${onion.address}`);
+    const server = await ensureServer(
+      {
+        binary: '/usr/local/bin/smp-server',
+        ini: 'smp-server.ini',
+        cfgPath: instance.cfgPath,
+        logPath: instance.logPath,
+        env: { SMP_SERVER_CFG_PATH: instance.cfgPath, SMP_SERVER_LOG_PATH: instance.logPath },
+        initArgs: instance.initArgs,
+        settings: instance.ini,
+      },
+      onion.address,
+      relay,
+    );
+    log(`${instance.name}: identity ${server.created ? 'created' : 'kept'}`);
+    records.push({ name: instance.name, kind: 'smp', onion: onion.address, address: await addressOf('smp', instance.cfgPath, 'smp-server.ini', onion.address, instance.onion.virtualPort) });
+  }
+
+  if (plan.xftp) {
+    const xftp = plan.xftp;
+    const onion = await ensureOnionService(xftp.onion, tor);
+    log(`xftp: onion ${onion.created ? 'created' : 'kept'} ${onion.address}`);
+    await ensureDir(xftp.filesPath, 0o700, relay);
+    const server = await ensureServer(
+      {
+        binary: '/usr/local/bin/xftp-server',
+        ini: 'file-server.ini',
+        cfgPath: xftp.cfgPath,
+        logPath: xftp.logPath,
+        env: { XFTP_SERVER_CFG_PATH: xftp.cfgPath, XFTP_SERVER_LOG_PATH: xftp.logPath },
+        initArgs: xftp.initArgs,
+        settings: xftp.ini,
+      },
+      onion.address,
+      relay,
+    );
+    log(`xftp: identity ${server.created ? 'created' : 'kept'}`);
+    records.push({ name: 'xftp', kind: 'xftp', onion: onion.address, address: await addressOf('xftp', xftp.cfgPath, 'file-server.ini', onion.address, xftp.onion.virtualPort) });
+  }
+
+  if (plan.ssh.onion) {
+    const onion = await ensureOnionService(plan.ssh.onion, tor);
+    log(`ssh: onion ${onion.created ? 'created' : 'kept'} ${onion.address}`);
+    records.push({ name: 'ssh', kind: 'ssh', onion: onion.address, address: `ssh ${plan.ssh.user}@${onion.address}` });
+  }
+
+  // The root-only copy of every address; the USB export reads it.
+  await atomicWrite(join(STATE_DIR, 'servers.json'), `${JSON.stringify({ name: plan.name, servers: records }, null, 2)}\n`, 0o600);
+  await atomicWrite(join(STATE_DIR, 'addresses.txt'), records.map((r) => `${r.name}\t${r.address}\n`).join(''), 0o600);
+  await atomicWrite(DONE, `${new Date().toISOString()}\n`, 0o600);
+  log(`done: ${records.length} servers; addresses in ${STATE_DIR}/addresses.txt`);
+  return records;
+}

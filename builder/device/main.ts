@@ -1,0 +1,34 @@
+// The simplex-pi program on the Pi: bundled into one .mjs (Node built-ins only) and run by Debian's Node 18/20.
+import { readFile } from 'node:fs/promises';
+import type { BuildPlan } from '../plan/plan.ts';
+import { firstboot, STATE_DIR } from './firstboot.ts';
+
+const PLAN = process.env.SIMPLEX_PI_PLAN ?? '/etc/simplex-pi/plan.json';
+
+async function loadPlan(): Promise<BuildPlan> {
+  const plan = JSON.parse(await readFile(PLAN, 'utf8')) as BuildPlan;
+  if (plan.schemaVersion !== 1) throw new Error(`${PLAN} has schema version ${plan.schemaVersion}; this program reads version 1`);
+  return plan;
+}
+
+async function main(args: string[]): Promise<number> {
+  const [command] = args;
+  if (command === 'firstboot') {
+    await firstboot(await loadPlan(), (line) => console.log(line));
+    return 0;
+  }
+  if (command === 'addresses') {
+    process.stdout.write(await readFile(`${STATE_DIR}/addresses.txt`, 'utf8').catch(() => 'No addresses yet: first boot has not finished (journalctl -u simplex-pi-firstboot).\n'));
+    return 0;
+  }
+  console.error('usage: simplex-pi firstboot | addresses');
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`simplex-pi: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  },
+);

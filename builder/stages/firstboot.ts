@@ -1,0 +1,22 @@
+import { bundleDeviceProgram } from '../device/bundle.ts';
+import type { MountedImage } from '../image/mount-image.ts';
+import { writeEntries } from '../render/render.ts';
+import type { StageContext } from './context.ts';
+
+export const DEVICE_PROGRAM = '/usr/lib/simplex-pi/simplex-pi.mjs';
+export const DEVICE_COMMAND = '/usr/local/bin/simplex-pi';
+
+/**
+ * firstboot: the device program (builder/device, bundled to one .mjs) and the `simplex-pi` command that runs it
+ * with the image's own Node. Its unit, simplex-pi-firstboot.service, is part of the rendered configuration and
+ * enabled by configure.
+ */
+export async function firstbootStage(ctx: StageContext, mounted: MountedImage): Promise<void> {
+  ctx.status('bundling the device program');
+  const program = await bundleDeviceProgram();
+  await writeEntries(mounted.root, [
+    { path: DEVICE_PROGRAM, kind: 'file', content: Buffer.from(program), mode: 0o644, owner: 'root', group: 'root' },
+    { path: DEVICE_COMMAND, kind: 'file', content: Buffer.from(`#!/bin/sh\nexec /usr/bin/node ${DEVICE_PROGRAM} "$@"\n`), mode: 0o755, owner: 'root', group: 'root' },
+  ], { uid: () => 0, gid: () => 0 });
+  ctx.log.info(`installed ${DEVICE_PROGRAM} (${program.length} bytes) and ${DEVICE_COMMAND}`);
+}
