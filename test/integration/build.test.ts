@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findSecrets } from '../../builder/image/secrets.ts';
 import { onionAddress } from '../../builder/device/onion.ts';
 import { readIni } from '../../builder/device/ini.ts';
-import { chrootRun } from '../../builder/image/chroot.ts';
+import { CHROOT_ENV, chrootRun } from '../../builder/image/chroot.ts';
+import { killProcessesRootedUnder } from '../../builder/image/processes.ts';
+import { execa } from 'execa';
 import { mountImage } from '../../builder/image/mount-image.ts';
 import { silentLog } from '../../builder/log.ts';
 import { Resources } from '../../builder/resources.ts';
@@ -188,6 +190,64 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       }
       expect((await readFile(join(root, 'var/lib/simplex-pi/addresses.txt'), 'utf8')).trim().split('\n')).toEqual(addresses);
     } finally {
+      await resources.releaseAll();
+    }
+  });
+
+  it('first boot cut off after each step (power cut) resumes to the same final state, keeping every key already written', { timeout: 30 * 60 * 1000 }, async () => {
+    const image = join(dir, 'powercut.img');
+    execFileSync('cp', ['--sparse=always', join(dir, 'out-one', 'one.img'), image]);
+    const resources = new Resources();
+    const mounted = await mountImage(image, join(dir, 'powercut-root'), resources, silentLog);
+    const root = mounted.root;
+    const secretKeys = async () => {
+      const found = new Map<string, string>();
+      for (const name of ['simplex-smp1', 'simplex-smp2', 'simplex-xftp', 'simplex-ssh']) {
+        const key = await readFile(join(root, 'var/lib/tor', name, 'hs_ed25519_secret_key')).catch(() => undefined);
+        if (key) found.set(name, createHash('sha256').update(key).digest('hex'));
+      }
+      return found;
+    };
+    /** Run first boot and, after `lines` lines of its log, cut the power: every process in the image dies at once. */
+    const runUntil = async (lines: number): Promise<{ completed: boolean; output: string }> => {
+      const child = execa('chroot', [root, '/usr/local/bin/simplex-pi', 'firstboot'], { env: CHROOT_ENV, extendEnv: false, reject: false, all: true });
+      let output = '';
+      let cut = false;
+      child.all!.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        if (!cut && output.split('\n').filter(Boolean).length >= lines) {
+          cut = true;
+          void killProcessesRootedUnder(root);
+        }
+      });
+      const result = await child;
+      await killProcessesRootedUnder(root);
+      return { completed: !cut && result.exitCode === 0, output };
+    };
+    try {
+      let kept = new Map<string, string>();
+      let finished = false;
+      for (let lines = 1; lines <= 12 && !finished; lines++) {
+        const run = await runUntil(lines);
+        finished = run.completed;
+        const now = await secretKeys();
+        for (const [name, hash] of kept) expect(now.get(name), `${name} after a cut at line ${lines}:\n${run.output}`).toBe(hash);
+        kept = now;
+      }
+      expect(finished).toBe(true);
+      const final = await chrootRun(root, ['/usr/local/bin/simplex-pi', 'firstboot'], { allowFailure: true, timeout: 10 * 60 * 1000 });
+      expect(final.exitCode, final.stderr).toBe(0);
+      expect(final.stdout).not.toContain('created');
+      expect(await secretKeys()).toEqual(kept);
+      expect(kept.size).toBe(4);
+      const addresses = (await readFile(join(root, 'var/lib/simplex-pi/addresses.txt'), 'utf8')).trim().split('\n');
+      expect(addresses).toHaveLength(4);
+      for (const instance of ['simplex-smp1', 'simplex-smp2']) {
+        const onion = (await readFile(join(root, 'var/lib/tor', instance, 'hostname'), 'utf8')).trim();
+        expect(addresses.some((line) => line.includes(`@${onion}:5223`))).toBe(true);
+      }
+    } finally {
+      await killProcessesRootedUnder(root);
       await resources.releaseAll();
     }
   });
