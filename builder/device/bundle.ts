@@ -17,7 +17,11 @@ export async function bundleDeviceProgram(): Promise<string> {
     format: 'esm',
     write: false,
     legalComments: 'inline',
-    banner: { js: '// simplex-pi device program, bundled from builder/device/ by the firstboot stage.' },
+    // Bundled CommonJS dependencies (the QR code library) call require() for Node built-ins, which an ES
+    // module does not have.
+    banner: {
+      js: "// simplex-pi device program, bundled from builder/device/ by the firstboot stage.\nimport { createRequire as __simplexPiCreateRequire } from 'node:module';\nconst require = __simplexPiCreateRequire(import.meta.url);",
+    },
   });
   return result.outputFiles[0]!.text;
 }

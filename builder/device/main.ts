@@ -1,7 +1,14 @@
 // The simplex-pi program on the Pi: bundled into one .mjs (Node built-ins only) and run by Debian's Node 18/20.
 import { readFile } from 'node:fs/promises';
 import type { BuildPlan } from '../plan/plan.ts';
+import { exportToStick } from './export.ts';
 import { firstboot, STATE_DIR } from './firstboot.ts';
+
+async function runExport(plan: BuildPlan, device: string | undefined): Promise<void> {
+  const result = await exportToStick(plan, device);
+  if ('skipped' in result) console.log(`export: ${result.skipped}`);
+  else console.log(`export: wrote ${result.written.length} files to ${result.device}: ${result.written.join(', ')}`);
+}
 
 const PLAN = process.env.SIMPLEX_PI_PLAN ?? '/etc/simplex-pi/plan.json';
 
@@ -14,14 +21,22 @@ async function loadPlan(): Promise<BuildPlan> {
 async function main(args: string[]): Promise<number> {
   const [command] = args;
   if (command === 'firstboot') {
-    await firstboot(await loadPlan(), (line) => console.log(line));
+    const plan = await loadPlan();
+    await firstboot(plan, (line) => console.log(line));
+    // A stick already plugged in gets the addresses now; one plugged in later, through the udev rule.
+    await runExport(plan, undefined);
+    return 0;
+  }
+  if (command === 'export') {
+    const at = args.indexOf('--device');
+    await runExport(await loadPlan(), at === -1 ? undefined : args[at + 1]);
     return 0;
   }
   if (command === 'addresses') {
     process.stdout.write(await readFile(`${STATE_DIR}/addresses.txt`, 'utf8').catch(() => 'No addresses yet: first boot has not finished (journalctl -u simplex-pi-firstboot).\n'));
     return 0;
   }
-  console.error('usage: simplex-pi firstboot | addresses');
+  console.error('usage: simplex-pi firstboot | export [--device DEV] | addresses');
   return 2;
 }
 

@@ -10,6 +10,8 @@ import { readIni } from '../../builder/device/ini.ts';
 import { CHROOT_ENV, chrootRun } from '../../builder/image/chroot.ts';
 import { killProcessesRootedUnder } from '../../builder/image/processes.ts';
 import { execa } from 'execa';
+import jsQRModule from 'jsqr';
+import { PNG } from 'pngjs';
 import { mountImage } from '../../builder/image/mount-image.ts';
 import { silentLog } from '../../builder/log.ts';
 import { Resources } from '../../builder/resources.ts';
@@ -23,6 +25,10 @@ import { buildStandin } from '../fixtures/standin/build.ts';
 const VERSION = '6.5.2';
 
 let sshKey = '';
+
+/** jsqr is CommonJS with a default export in its types; under NodeNext the function sits on `.default` or is the module. */
+type QrDecoder = (data: Uint8ClampedArray, width: number, height: number) => { data: string } | null;
+const jsQR: QrDecoder = ((jsQRModule as unknown as { default?: QrDecoder }).default ?? jsQRModule) as unknown as QrDecoder;
 
 function recipe(name: string, standins: ServedStandins, extra: { instances?: number; smpUrl?: string; version?: string } = {}): string {
   return [
@@ -189,6 +195,64 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
         expect(createHash('sha256').update(await readFile(join(root, service.dir, 'hs_ed25519_secret_key'))).digest('hex')).toBe(keys.get(service.name));
       }
       expect((await readFile(join(root, 'var/lib/simplex-pi/addresses.txt'), 'utf8')).trim().split('\n')).toEqual(addresses);
+    } finally {
+      await resources.releaseAll();
+    }
+  });
+
+  it('writes the addresses and decodable QR codes to a stick with the recipe\'s label, and never to another stick', { timeout: 20 * 60 * 1000 }, async () => {
+    const image = join(dir, 'export.img');
+    execFileSync('cp', ['--sparse=always', join(dir, 'out-one', 'one.img'), image]);
+    const stick = async (name: string, label: string) => {
+      const path = join(dir, `${name}.fat`);
+      execFileSync('truncate', ['-s', '64M', path]);
+      execFileSync('mkfs.vfat', ['-F', '32', '-n', label, path]);
+      return path;
+    };
+    const good = await stick('good', 'SIMPLEX');
+    const other = await stick('other', 'BACKUP');
+    const otherBefore = createHash('sha256').update(await readFile(other)).digest('hex');
+    const resources = new Resources();
+    const mounted = await mountImage(image, join(dir, 'export-root'), resources, silentLog);
+    try {
+      const root = mounted.root;
+      const attach = (file: string) => {
+        const device = execFileSync('losetup', ['--find', '--show', file]).toString().trim();
+        resources.hold(`test stick ${device}`, async () => void execFileSync('losetup', ['--detach', device]));
+        return device;
+      };
+      const goodDevice = attach(good);
+      const otherDevice = attach(other);
+      const first = await chrootRun(root, ['/usr/local/bin/simplex-pi', 'firstboot'], { allowFailure: true, timeout: 15 * 60 * 1000 });
+      expect(first.exitCode, `${first.stdout}\n${first.stderr}`).toBe(0);
+      // A stick plugged in at first boot is found by its label.
+      expect(first.stdout).toMatch(new RegExp(`export: wrote \\d+ files to ${goodDevice}`));
+      const refused = await chrootRun(root, ['/usr/local/bin/simplex-pi', 'export', '--device', otherDevice], { allowFailure: true });
+      expect(refused.stdout).toContain(`${otherDevice} is labelled "BACKUP", not SIMPLEX: not writing to it`);
+      const addresses = (await readFile(join(root, 'var/lib/simplex-pi/addresses.txt'), 'utf8')).trim().split('\n').map((l) => l.split('\t'));
+      await resources.releaseAll();
+
+      expect(createHash('sha256').update(await readFile(other)).digest('hex')).toBe(otherBefore);
+      const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
+      const listing = execFileSync('mdir', ['-/', '-b', '-i', good, '::/'], { env }).toString().split('\n').filter(Boolean);
+      expect(listing).toEqual(
+        expect.arrayContaining([
+          '::/simplex-pi-simplex-pi/README.txt',
+          '::/simplex-pi-simplex-pi/addresses.txt',
+          '::/simplex-pi-simplex-pi/servers.json',
+          '::/simplex-pi-simplex-pi/qr/smp1.png',
+          '::/simplex-pi-simplex-pi/qr/smp2.png',
+          '::/simplex-pi-simplex-pi/qr/xftp.png',
+        ]),
+      );
+      const read = (name: string) => execFileSync('mtype', ['-i', good, `::/simplex-pi-simplex-pi/${name}`], { env });
+      expect(read('addresses.txt').toString().replaceAll('\r\n', '\n')).toBe(addresses.map(([n, a]) => `${n}\t${a}\n`).join(''));
+      expect(read('README.txt').toString()).toContain('THIS STICK NOW HOLDS SECRETS');
+      for (const [name, address] of addresses.filter(([n]) => n !== 'ssh')) {
+        const png = PNG.sync.read(read(`qr/${name}.png`));
+        const decoded = jsQR(new Uint8ClampedArray(png.data), png.width, png.height);
+        expect(decoded?.data).toBe(address);
+      }
     } finally {
       await resources.releaseAll();
     }
