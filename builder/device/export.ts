@@ -7,6 +7,7 @@ import QRCode from 'qrcode';
 import type { BuildPlan } from '../plan/plan.ts';
 import type { ServerRecord } from './firstboot.ts';
 import { STATE_DIR } from './firstboot.ts';
+import { type ClientKey, KEYS, authPrivate } from './client-auth.ts';
 
 const run = promisify(execFile);
 const MTOOLS = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
@@ -43,6 +44,8 @@ export function readme(plan: BuildPlan, records: readonly ServerRecord[]): strin
     '  servers.json   the same, for programs',
     '  qr/            one QR code per server: in the SimpleX app, Settings > Network & servers > SMP servers',
     '                 (or XFTP servers) > Add server > Scan server QR code',
+    '  client-auth/   (only with client authorization) one folder per person: the keys their Tor (Orbot) needs to',
+    '                 reach the relays at all. Give each person only their own folder.',
     '',
     'Servers:',
     ...records.map((r) => `  ${r.name.padEnd(6)} ${r.address}`),
@@ -73,9 +76,14 @@ export async function exportToStick(plan: BuildPlan, device: string | undefined)
         files.push([`qr/${record.name}.png`, await QRCode.toBuffer(record.address, { errorCorrectionLevel: 'M', margin: 4, scale: 8 })]);
       }
     }
+    const clientKeys: ClientKey[] = JSON.parse(await readFile(KEYS, 'utf8').catch(() => '[]'));
+    for (const key of clientKeys) {
+      for (const record of records) files.push([`client-auth/${key.name}/${record.name}.auth_private`, authPrivate(record.onion, key)]);
+    }
     const target = `${stick}`;
     await run('mmd', ['-D', 's', '-i', target, `::/${folder}`], { env: MTOOLS }).catch(() => undefined);
-    if (files.some(([name]) => name.startsWith('qr/'))) await run('mmd', ['-D', 's', '-i', target, `::/${folder}/qr`], { env: MTOOLS }).catch(() => undefined);
+    const dirs = new Set(files.map(([name]) => name.split('/').slice(0, -1)).flatMap((parts) => parts.map((_, i) => parts.slice(0, i + 1).join('/'))));
+    for (const sub of [...dirs].sort()) await run('mmd', ['-D', 's', '-i', target, `::/${folder}/${sub}`], { env: MTOOLS }).catch(() => undefined);
     for (const [name, content] of files) {
       const local = join(scratch, name.replaceAll('/', '_'));
       await writeFile(local, content);

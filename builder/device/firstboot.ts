@@ -8,6 +8,7 @@ import { ownerOf } from './ids.ts';
 import { readIni } from './ini.ts';
 import { ensureOnionService } from './onion-service.ts';
 import { ensureServer } from './servers.ts';
+import { ensureClientKeys } from './client-auth.ts';
 
 export const STATE_DIR = '/var/lib/simplex-pi';
 export const DONE = `${STATE_DIR}/firstboot.done`;
@@ -88,6 +89,9 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
     log(`ssh: onion ${onion.created ? 'created' : 'kept'} ${onion.address}`);
     records.push({ name: 'ssh', kind: 'ssh', onion: onion.address, address: `ssh ${plan.ssh.user}@${onion.address}` });
   }
+
+  const clientKeys = await ensureClientKeys(plan, tor);
+  if (clientKeys.length) log(`client authorization: ${clientKeys.length} client key(s); only their holders can reach the onion services`);
 
   // The root-only copy of every address; the USB export reads it.
   await atomicWrite(join(STATE_DIR, 'servers.json'), `${JSON.stringify({ name: plan.name, servers: records }, null, 2)}\n`, 0o600);

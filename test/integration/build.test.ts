@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, lstat, mkdir, readFile, readdir, readlink, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,6 +26,23 @@ const VERSION = '6.5.2';
 
 let sshKey = '';
 
+/** RFC 4648 base32 (Tor's key encoding), any case. */
+function fromBase32(text: string): Buffer {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  let bits = 0;
+  let value = 0;
+  const out: number[] = [];
+  for (const char of text.toLowerCase()) {
+    value = (value << 5) | alphabet.indexOf(char);
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 255);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
 /** jsqr is CommonJS with a default export in its types; under NodeNext the function sits on `.default` or is the module. */
 type QrDecoder = (data: Uint8ClampedArray, width: number, height: number) => { data: string } | null;
 const jsQR: QrDecoder = ((jsQRModule as unknown as { default?: QrDecoder }).default ?? jsQRModule) as unknown as QrDecoder;
@@ -39,6 +56,9 @@ function recipe(name: string, standins: ServedStandins, extra: { instances?: num
     '  ssh:',
     '    over_tor: true',
     `    authorized_keys: ["${sshKey}"]`,
+    'tor:',
+    '  client_auth:',
+    '    generate: 2',
     'smp:',
     `  instances: ${extra.instances ?? 2}`,
     'simplexmq:',
@@ -230,6 +250,16 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       const refused = await chrootRun(root, ['/usr/local/bin/simplex-pi', 'export', '--device', otherDevice], { allowFailure: true });
       expect(refused.stdout).toContain(`${otherDevice} is labelled "BACKUP", not SIMPLEX: not writing to it`);
       const addresses = (await readFile(join(root, 'var/lib/simplex-pi/addresses.txt'), 'utf8')).trim().split('\n').map((l) => l.split('\t'));
+      // Keep the public halves the Pi wrote, to match them against the private halves on the stick.
+      for (const [name] of addresses) {
+        const serviceDir = join(root, 'var/lib/tor', `simplex-${name}`, 'authorized_clients');
+        const info = await stat(serviceDir);
+        expect((info.mode & 0o777).toString(8)).toBe('700');
+        await mkdir(join(dir, 'client-auth-public', name!), { recursive: true });
+        for (const client of ['client-1', 'client-2']) {
+          execFileSync('cp', [join(serviceDir, `${client}.auth`), join(dir, 'client-auth-public', name!, `${client}.auth`)]);
+        }
+      }
       await resources.releaseAll();
 
       expect(createHash('sha256').update(await readFile(other)).digest('hex')).toBe(otherBefore);
@@ -248,6 +278,23 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       const read = (name: string) => execFileSync('mtype', ['-i', good, `::/simplex-pi-simplex-pi/${name}`], { env });
       expect(read('addresses.txt').toString().replaceAll('\r\n', '\n')).toBe(addresses.map(([n, a]) => `${n}\t${a}\n`).join(''));
       expect(read('README.txt').toString()).toContain('THIS STICK NOW HOLDS SECRETS');
+      // Client authorization: each generated client gets its private key for every onion service; the Pi keeps
+      // the public half in each service's authorized_clients.
+      for (const client of ['client-1', 'client-2']) {
+        for (const [name] of addresses) {
+          const line = read(`client-auth/${client}/${name}.auth_private`).toString();
+          const [onion, , , privateKey] = line.trim().split(':');
+          expect(line).toMatch(/^[a-z2-7]{56}:descriptor:x25519:[A-Z2-7]{52}\n$/);
+          const onionFor = addresses.find(([n]) => n === name)![1]!;
+          expect(onionFor).toContain(`${onion}.onion`);
+          const authFile = (await readFile(join(dir, 'client-auth-public', name!, `${client}.auth`), 'utf8')).trim();
+          expect(authFile).toMatch(/^descriptor:x25519:[A-Z2-7]{52}$/);
+          // The public key the Pi authorised is the one that belongs to the private key on the stick.
+          const pkcs8 = Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), fromBase32(privateKey!)]);
+          const derived = createPublicKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })).export({ format: 'jwk' }).x!;
+          expect(Buffer.from(derived, 'base64url').equals(fromBase32(authFile.split(':')[2]!))).toBe(true);
+        }
+      }
       for (const [name, address] of addresses.filter(([n]) => n !== 'ssh')) {
         const png = PNG.sync.read(read(`qr/${name}.png`));
         const decoded = jsQR(new Uint8ClampedArray(png.data), png.width, png.height);
