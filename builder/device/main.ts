@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import type { BuildPlan } from '../plan/plan.ts';
 import { exportToStick } from './export.ts';
+import { status } from './status.ts';
 import { firstboot, STATE_DIR } from './firstboot.ts';
 
 async function runExport(plan: BuildPlan, device: string | undefined): Promise<void> {
@@ -32,11 +33,15 @@ async function main(args: string[]): Promise<number> {
     await runExport(await loadPlan(), at === -1 ? undefined : args[at + 1]);
     return 0;
   }
+  if (command === 'status') {
+    process.stdout.write(await status(await loadPlan()));
+    return 0;
+  }
   if (command === 'addresses') {
     process.stdout.write(await readFile(`${STATE_DIR}/addresses.txt`, 'utf8').catch(() => 'No addresses yet: first boot has not finished (journalctl -u simplex-pi-firstboot).\n'));
     return 0;
   }
-  console.error('usage: simplex-pi firstboot | export [--device DEV] | addresses');
+  console.error('usage: simplex-pi status | addresses | export [--device DEV] | firstboot');
   return 2;
 }
 

@@ -215,6 +215,14 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
         expect(createHash('sha256').update(await readFile(join(root, service.dir, 'hs_ed25519_secret_key'))).digest('hex')).toBe(keys.get(service.name));
       }
       expect((await readFile(join(root, 'var/lib/simplex-pi/addresses.txt'), 'utf8')).trim().split('\n')).toEqual(addresses);
+
+      // status, readable without knowing systemd or Tor (no systemd runs in a chroot: states are unknown here).
+      const report = await chrootRun(root, ['/usr/local/bin/simplex-pi', 'status'], { allowFailure: true });
+      expect(report.exitCode, report.stderr).toBe(0);
+      expect(report.stdout).toMatch(/^First boot: finished /m);
+      for (const unit of ['tor@default', 'simplex-smp@1', 'simplex-smp@2', 'simplex-xftp', 'nftables', 'ssh']) expect(report.stdout).toContain(` ${unit} `);
+      expect(report.stdout).toMatch(/^Tor: unknown: cannot ask Tor/m);
+      for (const line of addresses) expect(report.stdout).toContain(line.split('\t')[1]);
     } finally {
       await resources.releaseAll();
     }

@@ -1,0 +1,80 @@
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import { promisify } from 'node:util';
+import type { BuildPlan } from '../plan/plan.ts';
+import { DONE, STATE_DIR } from './firstboot.ts';
+
+const run = promisify(execFile);
+
+/** Local TCP ports in LISTEN state, from /proc/net/tcp and tcp6 (hex fields; state 0A is LISTEN). */
+export function listeningPorts(...tables: string[]): Set<number> {
+  const ports = new Set<number>();
+  for (const table of tables) {
+    for (const line of table.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[3] === '0A') ports.add(parseInt(fields[1]!.split(':')[1]!, 16));
+    }
+  }
+  return ports;
+}
+
+/** `PROGRESS=… TAG=… SUMMARY="…"` out of Tor's `status/bootstrap-phase`. */
+export function parseBootstrap(reply: string): { progress: number; summary: string } | undefined {
+  const match = /status\/bootstrap-phase=\S+ BOOTSTRAP PROGRESS=(\d+) TAG=\S+ SUMMARY="([^"]*)"/.exec(reply);
+  return match ? { progress: Number(match[1]), summary: match[2]! } : undefined;
+}
+
+/** Ask Tor over its control socket how far it has bootstrapped (cookie authentication, as Debian sets it up). */
+export async function torBootstrap(socket = '/run/tor/control', cookieFile = '/run/tor/control.authcookie'): Promise<string> {
+  try {
+    const cookie = (await readFile(cookieFile)).toString('hex');
+    const reply = await new Promise<string>((resolve, reject) => {
+      const connection = createConnection(socket);
+      let data = '';
+      connection.setTimeout(5000, () => connection.destroy(new Error('no answer within 5 s')));
+      connection.on('data', (chunk) => (data += chunk.toString()));
+      connection.on('error', reject);
+      connection.on('close', () => resolve(data));
+      connection.write(`AUTHENTICATE ${cookie}\r\nGETINFO status/bootstrap-phase\r\nQUIT\r\n`);
+    });
+    const phase = parseBootstrap(reply);
+    if (!phase) return `unknown (Tor answered: ${reply.split('\r\n')[0]})`;
+    return phase.progress === 100 ? 'connected to the Tor network (100%)' : `connecting: ${phase.progress}% (${phase.summary})`;
+  } catch (error) {
+    return `unknown: cannot ask Tor (${(error as Error).message}); is tor running? \`systemctl status tor@default\``;
+  }
+}
+
+async function unitState(unit: string): Promise<string> {
+  const result = await run('systemctl', ['is-active', unit]).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
+  return result.stdout.trim() || 'unknown';
+}
+
+/** `simplex-pi status`: what a person needs to see whether the relays work, without knowing systemd or Tor. */
+export async function status(plan: BuildPlan): Promise<string> {
+  const lines: string[] = [`simplex-pi "${plan.name}" on ${plan.hostname}`, ''];
+  const done = await readFile(DONE, 'utf8').catch(() => undefined);
+  lines.push(done ? `First boot: finished ${done.trim()}` : 'First boot: NOT FINISHED. See `journalctl -u simplex-pi-firstboot` for what it is doing or what went wrong.');
+  const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
+  const listening = listeningPorts(...tables);
+  lines.push('', 'Services:');
+  const units: Array<[string, number | undefined]> = [
+    ['tor@default.service', undefined],
+    ...plan.smp.instances.map((i): [string, number] => [i.unit, i.localPort]),
+    ...(plan.xftp ? [[plan.xftp.unit, plan.xftp.localPort] as [string, number]] : []),
+    ['nftables.service', undefined],
+    ...(plan.ssh.enabled ? [['ssh.service', 22] as [string, number]] : []),
+  ];
+  for (const [unit, port] of units) {
+    const state = await unitState(unit);
+    const ok = state === 'active' ? 'ok ' : '!! ';
+    lines.push(`  ${ok} ${unit.replace(/\.service$/, '').padEnd(20)} ${state}${port ? (listening.has(port) ? `, listening on ${port}` : `, NOT listening on ${port}`) : ''}`);
+  }
+  lines.push('', `Tor: ${await torBootstrap()}`, '');
+  const addresses = await readFile(`${STATE_DIR}/addresses.txt`, 'utf8').catch((error: NodeJS.ErrnoException) =>
+    error.code === 'EACCES' ? 'Run `sudo simplex-pi status` to see the addresses.\n' : 'No addresses yet: first boot has not finished.\n',
+  );
+  lines.push('Addresses (paste or scan them into the SimpleX apps of your group):', ...addresses.trimEnd().split('\n').map((l) => `  ${l.replace('\t', '  ')}`));
+  return `${lines.join('\n')}\n`;
+}
