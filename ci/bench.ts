@@ -6,6 +6,10 @@
 import { statfs, writeFile, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { listPresets } from '../builder/recipe/presets.ts';
+import { chrootRun } from '../builder/image/chroot.ts';
+import { mountImage } from '../builder/image/mount-image.ts';
+import { silentLog } from '../builder/log.ts';
+import { Resources } from '../builder/resources.ts';
 import { systemdExposure, systemdRoot } from '../test/helpers/real-tools.ts';
 import { execa } from 'execa';
 import { TestServer } from '../test/helpers/http-server.ts';
@@ -61,8 +65,59 @@ async function renderFigures(): Promise<void> {
   console.log('');
 }
 
+/**
+ * First boot of the `team` layout (10 SMP + XFTP + SSH over Tor) in the arm64 chroot of a built image, with the
+ * stand-in: onion keys, 11 `init`s (openssl under qemu-user), INI, addresses. Slower than on a Pi 4 (emulation).
+ */
+async function firstbootFigure(cache: string, server: TestServer, dir: string): Promise<void> {
+  const standins = await serveStandins(server, dir, '6.5.2');
+  const key = await testSshPublicKey();
+  const recipe = join(dir, 'team-bench.yaml');
+  await writeFile(
+    recipe,
+    [
+      'name: team-bench',
+      'base: { provider: debian }',
+      'smp: { instances: 10 }',
+      `admin: { ssh: { over_tor: true, authorized_keys: ["${key}"] } }`,
+      'simplexmq:',
+      '  version: 6.5.2',
+      `  smp_server: { url: ${standins.smp.url}, sha256: ${standins.smp.sha256} }`,
+      `  xftp_server: { url: ${standins.xftp.url}, sha256: ${standins.xftp.sha256} }`,
+      '',
+    ].join('\n'),
+  );
+  const out = join(dir, 'out-team');
+  await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'build', '--recipe', recipe, '--out', out, '--cache', cache, '--compress', 'none'], { env: { CI: '1' } });
+  const resources = new Resources();
+  const mounted = await mountImage(join(out, 'team-bench.img'), join(dir, 'team-root'), resources, silentLog);
+  try {
+    const started = performance.now();
+    await chrootRun(mounted.root, ['/usr/local/bin/simplex-pi', 'firstboot'], { what: 'run first boot' });
+    const first = (performance.now() - started) / 1000;
+    const again = performance.now();
+    await chrootRun(mounted.root, ['/usr/local/bin/simplex-pi', 'firstboot'], { what: 'run first boot again' });
+    const second = (performance.now() - again) / 1000;
+    console.log(`first boot, team layout (10 SMP + XFTP + SSH), arm64 chroot under qemu-user: ${first.toFixed(1)} s; a second run (nothing to do): ${second.toFixed(1)} s\n`);
+  } finally {
+    await resources.releaseAll();
+  }
+}
+
 await renderFigures();
 if (process.argv.includes('--render-only')) process.exit(0);
+if (process.argv.includes('--firstboot-only')) {
+  // Uses an existing cache (BENCH_CACHE) so the Debian base need not be built again.
+  const server = await new TestServer().start();
+  const dir = await scratch('bench-firstboot');
+  try {
+    await firstbootFigure(process.env.BENCH_CACHE ?? join(dir, 'cache'), server, dir);
+  } finally {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
 
 const server = await new TestServer().start();
 const dir = await scratch('bench');
@@ -102,6 +157,7 @@ try {
   const sizes = Object.fromEntries(warm.outputs.map((o) => [o.name, o.size]));
   console.log(`\nimage: raw ${mib(sizes['bench.img']!)} (${mib(allocated)} allocated on disk), xz -6 ${mib(sizes['bench.img.xz']!)}`);
   console.log(`warm rebuild: ${(warm.seconds - (warm.stages.emit ?? 0)).toFixed(0)} s before emit, + emit (hash, xz -6, checksums) ${warm.stages.emit} s`);
+  await firstbootFigure(cache, server, dir);
   console.log('first boot in the VM: not measured yet (the boot test is issue #5)');
 } finally {
   await server.stop();
