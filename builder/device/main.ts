@@ -48,7 +48,14 @@ async function main(args: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    console.error(`simplex-pi: ${error instanceof Error ? error.message : String(error)}`);
+    const command = process.argv[2];
+    console.error(`simplex-pi ${command ?? ''}: ${error instanceof Error ? error.message : String(error)}`);
+    if (command === 'firstboot') {
+      console.error(
+        'First boot did not finish. Nothing already made is lost: it continues where it stopped at the next boot ' +
+          '(or now: `sudo systemctl restart simplex-pi-firstboot`). If it fails again, the lines above say which step and why.',
+      );
+    }
     process.exit(1);
   },
 );
