@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BuildPlan } from '../plan/plan.ts';
+import type { BuildPlan, IniSetting, OnionService } from '../plan/plan.ts';
 import { serverAddress } from './address.ts';
 import { fingerprintOf } from './address.ts';
 import { atomicWrite, ensureDir } from './files.ts';
 import { ownerOf } from './ids.ts';
 import { readIni } from './ini.ts';
 import { ensureOnionService } from './onion-service.ts';
-import { ensureServer } from './servers.ts';
+import { type ServerSpec, ensureServer } from './servers.ts';
 import { ensureClientKeys } from './client-auth.ts';
 
 export const STATE_DIR = '/var/lib/simplex-pi';
@@ -42,46 +42,36 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
   await ensureDir(STATE_DIR, 0o700);
   const records: ServerRecord[] = [];
 
+  /** One relay: its onion service, then its identity (as the relay user), then its address. */
+  const relayServer = async (name: string, kind: 'smp' | 'xftp', onionService: OnionService, spec: Omit<ServerSpec, 'settings' | 'initArgs'>, server: { initArgs: string[]; ini: IniSetting[] }) => {
+    const onion = await ensureOnionService(onionService, tor);
+    log(`${name}: onion ${onion.created ? 'created' : 'kept'} ${onion.address}`);
+    const identity = await ensureServer({ ...spec, initArgs: server.initArgs, settings: server.ini }, onion.address, relay);
+    log(`${name}: identity ${identity.created ? 'created' : 'kept'}`);
+    records.push({ name, kind, onion: onion.address, address: await addressOf(kind, spec.cfgPath, spec.ini, onion.address, onionService.virtualPort) });
+  };
+
   for (const instance of plan.smp.instances) {
-    const onion = await ensureOnionService(instance.onion, tor);
-    log(`${instance.name}: onion ${onion.created ? 'created' : 'kept'} ${onion.address}`);
-    const server = await ensureServer(
-      {
-        binary: '/usr/local/bin/smp-server',
-        ini: 'smp-server.ini',
-        cfgPath: instance.cfgPath,
-        logPath: instance.logPath,
-        env: { SMP_SERVER_CFG_PATH: instance.cfgPath, SMP_SERVER_LOG_PATH: instance.logPath },
-        initArgs: instance.initArgs,
-        settings: instance.ini,
-      },
-      onion.address,
-      relay,
-    );
-    log(`${instance.name}: identity ${server.created ? 'created' : 'kept'}`);
-    records.push({ name: instance.name, kind: 'smp', onion: onion.address, address: await addressOf('smp', instance.cfgPath, 'smp-server.ini', onion.address, instance.onion.virtualPort) });
+    await relayServer(instance.name, 'smp', instance.onion, {
+      binary: '/usr/local/bin/smp-server',
+      ini: 'smp-server.ini',
+      cfgPath: instance.cfgPath,
+      logPath: instance.logPath,
+      env: { SMP_SERVER_CFG_PATH: instance.cfgPath, SMP_SERVER_LOG_PATH: instance.logPath },
+    }, instance);
   }
 
   if (plan.xftp) {
     const xftp = plan.xftp;
-    const onion = await ensureOnionService(xftp.onion, tor);
-    log(`xftp: onion ${onion.created ? 'created' : 'kept'} ${onion.address}`);
+    // The XFTP server does not create its files directory (facts §1).
     await ensureDir(xftp.filesPath, 0o700, relay);
-    const server = await ensureServer(
-      {
-        binary: '/usr/local/bin/xftp-server',
-        ini: 'file-server.ini',
-        cfgPath: xftp.cfgPath,
-        logPath: xftp.logPath,
-        env: { XFTP_SERVER_CFG_PATH: xftp.cfgPath, XFTP_SERVER_LOG_PATH: xftp.logPath },
-        initArgs: xftp.initArgs,
-        settings: xftp.ini,
-      },
-      onion.address,
-      relay,
-    );
-    log(`xftp: identity ${server.created ? 'created' : 'kept'}`);
-    records.push({ name: 'xftp', kind: 'xftp', onion: onion.address, address: await addressOf('xftp', xftp.cfgPath, 'file-server.ini', onion.address, xftp.onion.virtualPort) });
+    await relayServer('xftp', 'xftp', xftp.onion, {
+      binary: '/usr/local/bin/xftp-server',
+      ini: 'file-server.ini',
+      cfgPath: xftp.cfgPath,
+      logPath: xftp.logPath,
+      env: { XFTP_SERVER_CFG_PATH: xftp.cfgPath, XFTP_SERVER_LOG_PATH: xftp.logPath },
+    }, xftp);
   }
 
   if (plan.ssh.onion) {
