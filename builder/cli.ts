@@ -58,13 +58,18 @@ async function buildCommand(args: string[]): Promise<void> {
   if (!Number.isInteger(xzLevel) || xzLevel < 0 || xzLevel > 9) throw new UserError(`--xz-level must be 0–9 (got "${values['xz-level']}")`);
   const override = values.base ? baseOverride(values.base, values['base-sha256']) : undefined;
   const resources = new Resources();
+  // Stays registered (not `once`): execa's exit hook re-raises a signal when no other listener is left, which
+  // would kill this process before the mounts are released. A second Ctrl-C while releasing is ignored.
+  let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
     process.stderr.write(`\n${signal}: stopping, releasing mounts and loop devices…\n`);
     killRunning();
     void resources.releaseAll().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const outcome = await build({
     recipePath: values.recipe ?? DEFAULT_RECIPE,
     baseOverride: override,
