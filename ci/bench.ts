@@ -14,7 +14,7 @@ import { systemdExposure, systemdRoot } from '../test/helpers/real-tools.ts';
 import { execa } from 'execa';
 import { TestServer } from '../test/helpers/http-server.ts';
 import { REPO, scratch, testSshPublicKey } from '../test/helpers/env.ts';
-import { serveStandins } from '../test/helpers/standins.ts';
+import { debianStandinRecipe, serveStandins } from '../test/helpers/standins.ts';
 
 const MiB = 1024 * 1024;
 const mib = (bytes: number) => `${(bytes / MiB).toFixed(0)} MiB`;
@@ -73,20 +73,7 @@ async function firstbootFigure(cache: string, server: TestServer, dir: string): 
   const standins = await serveStandins(server, dir, '6.5.2');
   const key = await testSshPublicKey();
   const recipe = join(dir, 'team-bench.yaml');
-  await writeFile(
-    recipe,
-    [
-      'name: team-bench',
-      'base: { provider: debian }',
-      'smp: { instances: 10 }',
-      `admin: { ssh: { over_tor: true, authorized_keys: ["${key}"] } }`,
-      'simplexmq:',
-      '  version: 6.5.2',
-      `  smp_server: { url: ${standins.smp.url}, sha256: ${standins.smp.sha256} }`,
-      `  xftp_server: { url: ${standins.xftp.url}, sha256: ${standins.xftp.sha256} }`,
-      '',
-    ].join('\n'),
-  );
+  await writeFile(recipe, debianStandinRecipe({ name: 'team-bench', standins, sshKey: key, instances: 10 }));
   const out = join(dir, 'out-team');
   await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'build', '--recipe', recipe, '--out', out, '--cache', cache, '--compress', 'none'], { env: { CI: '1' } });
   const resources = new Resources();
@@ -125,18 +112,7 @@ const cache = join(dir, 'cache');
 try {
   const standins = await serveStandins(server, dir, '6.5.2');
   const key = await testSshPublicKey();
-  const recipe = (instances: number) =>
-    [
-      'name: bench',
-      'base: { provider: debian }',
-      `admin: { ssh: { over_tor: true, authorized_keys: ["${key}"] } }`,
-      `smp: { instances: ${instances} }`,
-      'simplexmq:',
-      '  version: 6.5.2',
-      `  smp_server: { url: ${standins.smp.url}, sha256: ${standins.smp.sha256} }`,
-      `  xftp_server: { url: ${standins.xftp.url}, sha256: ${standins.xftp.sha256} }`,
-      '',
-    ].join('\n');
+  const recipe = (instances: number) => debianStandinRecipe({ name: 'bench', standins, sshKey: key, instances });
   const path = join(dir, 'bench.yaml');
   await writeFile(path, recipe(3));
   await execa('mkdir', ['-p', cache]);

@@ -7,7 +7,7 @@ import { processesRootedUnder } from '../../builder/image/processes.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { heldUnder } from '../helpers/inspect.ts';
 import { REPO, TEST_CACHE, cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';
-import { serveStandins } from '../helpers/standins.ts';
+import { debianStandinRecipe, serveStandins } from '../helpers/standins.ts';
 
 /** The work directory and log of the build run by `pid`, once it has one. */
 async function workDirOf(pid: number): Promise<string | undefined> {
@@ -47,19 +47,7 @@ describe.runIf(isRoot)('builds that are interrupted', () => {
     dir = await scratch('interrupt');
     const standins = await serveStandins(server, dir, '6.5.2');
     recipe = join(dir, 'recipe.yaml');
-    await writeFile(
-      recipe,
-      [
-        'name: interrupted',
-        'base: { provider: debian }',
-        `admin: { ssh: { over_tor: true, authorized_keys: ["${await testSshPublicKey()}"] } }`,
-        'simplexmq:',
-        '  version: 6.5.2',
-        `  smp_server: { url: ${standins.smp.url}, sha256: ${standins.smp.sha256} }`,
-        `  xftp_server: { url: ${standins.xftp.url}, sha256: ${standins.xftp.sha256} }`,
-        '',
-      ].join('\n'),
-    );
+    await writeFile(recipe, debianStandinRecipe({ name: 'interrupted', standins, sshKey: await testSshPublicKey() }));
   });
   afterAll(() => server.stop());
 
