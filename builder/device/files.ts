@@ -1,6 +1,6 @@
 import { closeSync, fsyncSync, openSync } from 'node:fs';
-import { chmod, chown, mkdir, open, rename, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { chmod, chown, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 
 /** Owner for files the device program writes: Tor's and the relays' files must belong to them. */
 export interface Owner {
@@ -35,6 +35,27 @@ export async function atomicWrite(path: string, data: string | Buffer, mode: num
   if (owner) await chown(temporary, owner.uid, owner.gid);
   await rename(temporary, path);
   fsyncDir(dirname(path));
+}
+
+/**
+ * Flush every file in a directory tree and the directories themselves. Programs such as `smp-server init` write
+ * their files without fsync: after a power cut they can be there, but empty. Flushing before the step counts as
+ * done is what makes "done" true after a cut.
+ */
+export async function syncTree(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await syncTree(path);
+    else if (entry.isFile()) {
+      const handle = await open(path, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }
+  }
+  fsyncDir(dir);
 }
 
 /** A directory with exactly this owner and mode (Tor refuses a hidden-service directory with any group or other bits). */

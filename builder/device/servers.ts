@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { access, readFile, rm } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IniSetting } from '../plan/plan.ts';
-import { type Owner, atomicWrite } from './files.ts';
+import { fingerprintOf } from './address.ts';
+import { type Owner, atomicWrite, syncTree } from './files.ts';
 import { applyIni } from './ini.ts';
 
 export interface ServerSpec {
@@ -15,11 +16,26 @@ export interface ServerSpec {
   settings: IniSetting[];
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
+async function nonEmpty(path: string): Promise<boolean> {
+  return stat(path).then(
+    (info) => info.isFile() && info.size > 0,
     () => false,
   );
+}
+
+/**
+ * Complete means the relay can start with it: an INI, a CA certificate that parses and the fingerprint file that
+ * belongs to it, the TLS key and certificate. Files that exist but are empty (written by init, lost to a power
+ * cut before they reached the card) do not count. ca.key is not required: an operator may have moved it offline.
+ */
+async function identityComplete(spec: ServerSpec): Promise<boolean> {
+  const file = (name: string) => join(spec.cfgPath, name);
+  for (const name of [spec.ini, 'ca.crt', 'fingerprint', 'server.key', 'server.crt']) if (!(await nonEmpty(file(name)))) return false;
+  try {
+    return fingerprintOf(await readFile(file('ca.crt'), 'utf8')) === (await readFile(file('fingerprint'), 'utf8')).trim();
+  } catch {
+    return false;
+  }
 }
 
 /** Run a program as the relay user and return its output; fail with that output if it fails. */
@@ -41,16 +57,22 @@ function runAs(owner: Owner, file: string, args: string[], env: Record<string, s
 
 /**
  * A relay's identity: `init` once (as the relay user, with its own configuration and state directories), then
- * the plan's INI settings, applied on every run (idempotent, atomic). An identity is complete when the INI, the
- * CA certificate and the fingerprint exist; it is never made again. A half-finished `init` (power cut) is
- * started over: init empties the directories itself, and refuses only if the INI exists.
+ * the plan's INI settings, applied on every run (idempotent, atomic). A complete identity (see identityComplete)
+ * is never made again. A half-finished `init` (power cut) is started over: init empties the directories itself,
+ * and refuses only if the INI exists. What init wrote is flushed to the card before the identity counts as made:
+ * no address is ever built from an identity a power cut could still take back.
  */
 export async function ensureServer(spec: ServerSpec, onion: string, relay: Owner): Promise<{ created: boolean }> {
   const ini = join(spec.cfgPath, spec.ini);
-  const complete = (await exists(ini)) && (await exists(join(spec.cfgPath, 'ca.crt'))) && (await exists(join(spec.cfgPath, 'fingerprint')));
+  const complete = await identityComplete(spec);
   if (!complete) {
     await rm(ini, { force: true });
     await runAs(relay, spec.binary, [...spec.initArgs, '-n', onion], spec.env);
+    await syncTree(spec.cfgPath);
+    // The log directory holds no identity; init may not have made it.
+    await syncTree(spec.logPath).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+    });
   }
   const text = await readFile(ini, 'utf8');
   const updated = applyIni(text, spec.settings);

@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { fingerprintOf, serverAddress, validPassword } from '../../builder/device/address.ts';
 import { applyIni, readIni } from '../../builder/device/ini.ts';
 import { newOnionKey } from '../../builder/device/onion.ts';
+import { type ServerSpec, ensureServer } from '../../builder/device/servers.ts';
 import { resolvePlan } from '../../builder/plan/plan.ts';
 import { parseRecipe } from '../../builder/recipe/load.ts';
 import { buildStandin } from '../fixtures/standin/build.ts';
@@ -88,6 +89,32 @@ describe('INI settings and addresses, on what simplexmq init writes (the stand-i
     expect(address).toBe(`smp://${fingerprint}:${password}@${onion}:5223`);
     expect(address).toMatch(/^smp:\/\/[A-Za-z0-9_-]{43}=:[^\s@:/]+@[a-z2-7]{56}\.onion:5223$/);
     expect(serverAddress({ scheme: 'xftp', fingerprint, onion: onion.replace('.onion', ''), port: 443 })).toBe(`xftp://${fingerprint}@${onion}:443`);
+  });
+
+  it('an identity a power cut left with empty files is made again; a complete one (even without ca.key) is kept', async () => {
+    const base = await scratch('identity');
+    const spec: ServerSpec = {
+      binary: smp,
+      ini: 'smp-server.ini',
+      cfgPath: join(base, 'cfg'),
+      logPath: join(base, 'log'),
+      env: { SMP_SERVER_CFG_PATH: join(base, 'cfg'), SMP_SERVER_LOG_PATH: join(base, 'log') },
+      initArgs: ['init', '-y', '--disable-web'],
+      settings: [],
+    };
+    const me = { uid: process.getuid!(), gid: process.getgid!() };
+    const fingerprint = () => readFile(join(base, 'cfg/fingerprint'), 'utf8');
+    expect(await ensureServer(spec, onion, me)).toEqual({ created: true });
+    const first = await fingerprint();
+    // An operator may keep ca.key offline: that identity is still complete.
+    await writeFile(join(base, 'cfg/ca.key'), '');
+    expect(await ensureServer(spec, onion, me)).toEqual({ created: false });
+    expect(await fingerprint()).toBe(first);
+    // What ext4 shows after a power cut hit files init wrote without fsync: they exist, but are empty.
+    await writeFile(join(base, 'cfg/ca.crt'), '');
+    expect(await ensureServer(spec, onion, me)).toEqual({ created: true });
+    expect(await fingerprint()).not.toBe(first);
+    expect(fingerprintOf(await readFile(join(base, 'cfg/ca.crt'), 'utf8'))).toBe((await fingerprint()).trim());
   });
 
   it('refuses parts that would make a broken address', () => {
