@@ -3,6 +3,7 @@
 // Cold build (empty cache, Debian base built with mmdebstrap), warm rebuild after a recipe edit (cached base
 // and packages layer), time per stage, raw/compressed/allocated image sizes, and peak disk use of cache + output.
 // The simplexmq stand-in is served from 127.0.0.1 like in the tests (real binaries cannot be downloaded here).
+// Boot times in qemu-system-aarch64 (first boot to addresses on the stick, plain boot); `-- --vm-only` for those.
 import { statfs, writeFile, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { listPresets } from '../builder/recipe/presets.ts';
@@ -15,6 +16,8 @@ import { execa } from 'execa';
 import { TestServer } from '../test/helpers/http-server.ts';
 import { REPO, scratch, testSshPublicKey } from '../test/helpers/env.ts';
 import { debianStandinRecipe, serveStandins } from '../test/helpers/standins.ts';
+import { Vm, copyDisk, extractBootFiles, makeStick } from '../test/helpers/vm.ts';
+import { buildE2eImage } from '../test/e2e/cluster.ts';
 
 const MiB = 1024 * 1024;
 const mib = (bytes: number) => `${(bytes / MiB).toFixed(0)} MiB`;
@@ -91,8 +94,61 @@ async function firstbootFigure(cache: string, server: TestServer, dir: string): 
   }
 }
 
+/**
+ * The boot test's image (3 SMP + XFTP + SSH over Tor, stand-ins, the e2e agent overlay) in qemu-system-aarch64
+ * -M virt (TCG on this host, no network): power-on to the addresses on the USB stick on the first boot, and a
+ * plain boot of the same card afterwards (first boot done) to every relay listening.
+ */
+async function vmBootFigures(cache: string, server: TestServer, dir: string): Promise<void> {
+  const vmDir = join(dir, 'vm');
+  const { image, plan } = await buildE2eImage(server, join(dir, 'e2e'), cache);
+  const boot = await extractBootFiles(image, join(vmDir, 'boot'));
+  const disk = join(vmDir, 'card.img');
+  const stick = join(vmDir, 'stick.img');
+  await copyDisk(image, disk);
+  await makeStick(stick, plan.export.usbLabel);
+  const first = await Vm.start({ name: 'bench-first', disk, boot, dir: vmDir, stick });
+  let firstFigures: { addresses: number; ready: number; login: number };
+  try {
+    await first.waitForAgent('ready', 15 * 60 * 1000);
+    const ready = first.elapsed() / 1000;
+    const addresses = (await first.waitForLine(/simplex-pi\[\d+\]: export: wrote/, 1000)).at / 1000;
+    const login = (await first.waitForLine(/login: /, 1000)).at / 1000;
+    firstFigures = { addresses, ready, login };
+    await first.powerOff();
+  } finally {
+    await first.dispose();
+  }
+  const plain = await Vm.start({ name: 'bench-plain', disk, boot, dir: vmDir });
+  try {
+    await plain.waitForAgent('ready', 15 * 60 * 1000);
+    const ready = plain.elapsed() / 1000;
+    const login = (await plain.waitForLine(/login: /, 1000)).at / 1000;
+    await plain.powerOff();
+    console.log('| boot in the VM (qemu-system-aarch64 -M virt, TCG, 2 vCPUs, 1 GiB) | login prompt | addresses on the stick | every relay listening |');
+    console.log('|---|---|---|---|');
+    console.log(`| first boot | ${firstFigures.login.toFixed(1)} s | ${firstFigures.addresses.toFixed(1)} s | ${firstFigures.ready.toFixed(1)} s |`);
+    console.log(`| plain boot (same card, first boot done) | ${login.toFixed(1)} s | - | ${ready.toFixed(1)} s |`);
+    console.log(`power-on to addresses on the stick / plain boot to relays listening: ${(firstFigures.addresses / ready).toFixed(2)}\n`);
+  } finally {
+    await plain.dispose();
+  }
+}
+
 await renderFigures();
 if (process.argv.includes('--render-only')) process.exit(0);
+if (process.argv.includes('--vm-only')) {
+  // Uses an existing cache (BENCH_CACHE) so the Debian base need not be built again.
+  const server = await new TestServer().start();
+  const dir = await scratch('bench-vm');
+  try {
+    await vmBootFigures(process.env.BENCH_CACHE ?? join(dir, 'cache'), server, dir);
+  } finally {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
 if (process.argv.includes('--firstboot-only')) {
   // Uses an existing cache (BENCH_CACHE) so the Debian base need not be built again.
   const server = await new TestServer().start();
@@ -134,7 +190,7 @@ try {
   console.log(`\nimage: raw ${mib(sizes['bench.img']!)} (${mib(allocated)} allocated on disk), xz -6 ${mib(sizes['bench.img.xz']!)}`);
   console.log(`warm rebuild: ${(warm.seconds - (warm.stages.emit ?? 0)).toFixed(0)} s before emit, + emit (hash, xz -6, checksums) ${warm.stages.emit} s`);
   await firstbootFigure(cache, server, dir);
-  console.log('first boot in the VM: not measured yet (the boot test is issue #5)');
+  await vmBootFigures(cache, server, dir);
 } finally {
   await server.stop();
   await rm(dir, { recursive: true, force: true });

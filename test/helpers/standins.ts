@@ -34,13 +34,14 @@ export async function serveStandins(server: TestServer, dir: string, version: st
 }
 
 /** A recipe on the Debian base with the stand-ins pinned by url + sha256 and SSH over Tor (a way to log in). */
-export function debianStandinRecipe(options: { name: string; standins: ServedStandins; sshKey: string; instances?: number }): string {
-  const { name, standins, sshKey, instances } = options;
+export function debianStandinRecipe(options: { name: string; standins: ServedStandins; sshKey: string; instances?: number; overlays?: string[] }): string {
+  const { name, standins, sshKey, instances, overlays } = options;
   return [
     `name: ${name}`,
     'base: { provider: debian }',
     `admin: { ssh: { over_tor: true, authorized_keys: ["${sshKey}"] } }`,
     ...(instances === undefined ? [] : [`smp: { instances: ${instances} }`]),
+    ...(overlays === undefined ? [] : [`overlays: ${JSON.stringify(overlays)}`]),
     'simplexmq:',
     '  version: 6.5.2',
     `  smp_server: { url: ${standins.smp.url}, sha256: ${standins.smp.sha256} }`,

@@ -1,0 +1,305 @@
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BuildPlan } from '../../builder/plan/plan.ts';
+import { sha256File } from '../../builder/hash.ts';
+import { isRoot } from '../helpers/env.ts';
+import { TestServer } from '../helpers/http-server.ts';
+import { type BootFiles, Vm, copyDisk, extractBootFiles, makeStick, vmScratch } from '../helpers/vm.ts';
+import { type AgentReport, type StickContents, buildE2eImage, fingerprintOf, hashesOnCard, keyFilesOf, readStick } from './cluster.ts';
+
+/**
+ * Issue 5: the built image, booted for real (qemu-system-aarch64 -M virt, its own kernel and initramfs, no
+ * network or a restricted one), does its first boot, starts Tor and every relay, keeps the relays off the
+ * network, and hands over the addresses on a virtual USB stick. Only the simplexmq binaries are stand-ins.
+ * The tests share the cards (disk images) in order: card A boots first, again, and again behind a forwarded
+ * port; card B is the power-cut card and the "second card from the same image".
+ */
+
+const haveQemu = existsSync('/usr/bin/qemu-system-aarch64');
+const BOOT_LIMIT = 8 * 60 * 1000;
+const SERVERS = ['smp1', 'smp2', 'smp3', 'xftp', 'ssh'];
+const ONION = /^[a-z2-7]{56}\.onion$/;
+/** The address qemu's user-mode network gives the guest, where its host forwards go. */
+const GUEST_IP = '10.0.2.15';
+
+describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch64)', () => {
+  const server = new TestServer();
+  let dir: string;
+  let image: string;
+  let plan: BuildPlan;
+  let boot: BootFiles;
+  let failed = false;
+  const disk = (card: string) => join(dir, `card-${card}.img`);
+  const stick = (name: string) => join(dir, `stick-${name}.img`);
+  const vms: Vm[] = [];
+  const start = async (options: Omit<Parameters<typeof Vm.start>[0], 'boot' | 'dir'>) => {
+    const vm = await Vm.start({ ...options, boot, dir });
+    vms.push(vm);
+    return vm;
+  };
+  /** Figures for the closing note / benchmark; never asserted on. */
+  const timings: Record<string, number> = {};
+  let cardA: { report: AgentReport; stick: StickContents };
+  let cardB: { report: AgentReport };
+  let otherStickSha256: string;
+
+  beforeAll(async () => {
+    await server.start();
+    dir = await vmScratch();
+    const built = await buildE2eImage(server, dir);
+    ({ image, plan } = built);
+    timings.buildSeconds = built.buildSeconds;
+    boot = await extractBootFiles(image, join(dir, 'boot'));
+    await copyDisk(image, disk('A'));
+    await copyDisk(image, disk('B'));
+    for (const name of ['A', 'B', 'later']) await makeStick(stick(name), plan.export.usbLabel);
+    await makeStick(stick('other'), 'BACKUP');
+    otherStickSha256 = await sha256File(stick('other'));
+  }, 20 * 60 * 1000);
+
+  afterAll(async () => {
+    for (const vm of vms) await vm.dispose();
+    await server.stop();
+    console.log(`e2e figures (s): ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v * 10) / 10])))}`);
+    // Console logs of a failed run stay for reading; a green run leaves nothing behind.
+    if (failed) console.log(`e2e: VM console logs and disks kept in ${dir}`);
+    else if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const track = <T>(body: () => Promise<T>) => async () => {
+    try {
+      return await body();
+    } catch (error) {
+      failed = true;
+      throw error;
+    }
+  };
+
+  it(
+    'first boot: the addresses of every relay reach the USB stick, matching the onions Tor serves; Tor and every relay run',
+    { timeout: BOOT_LIMIT + 60_000 },
+    track(async () => {
+      const vm = await start({ name: 'A-first', disk: disk('A'), stick: stick('A') });
+      await vm.waitForAgent('ready', BOOT_LIMIT);
+      const exported = await vm.waitForLine(/simplex-pi\[\d+\]: export: wrote/, 1000);
+      timings.firstBootAddressesOnStick = exported.at / 1000;
+      timings.firstBootReady = vm.elapsed() / 1000;
+      const report = await vm.report<AgentReport>();
+      await vm.powerOff();
+
+      // The stick, read on the host like a user would: every server, well-formed, QR codes decoding to them.
+      const contents = readStick(stick('A'), plan.hostname);
+      expect([...contents.addresses.keys()].sort()).toEqual([...SERVERS].sort());
+      for (const name of ['smp1', 'smp2', 'smp3']) {
+        expect(contents.addresses.get(name)).toMatch(/^smp:\/\/[A-Za-z0-9_-]{43}=?:[A-Za-z0-9_=-]{20,}@[a-z2-7]{56}\.onion(:5223)?$/);
+      }
+      expect(contents.addresses.get('xftp')).toMatch(/^xftp:\/\/[A-Za-z0-9_-]{43}=?@[a-z2-7]{56}\.onion(:443)?$/);
+      for (const name of ['smp1', 'smp2', 'smp3', 'xftp']) expect(contents.qr.get(name)).toBe(contents.addresses.get(name));
+      expect(contents.servers.map((s) => [s.name, s.address])).toEqual([...contents.addresses.entries()]);
+      expect(report.addresses?.replaceAll('\n', '\r\n')).toBe([...contents.addresses].map(([n, a]) => `${n}\t${a}\r\n`).join(''));
+
+      // Each address's onion is the hostname in Tor's own service directory, read while Tor runs the service.
+      // (Tor rewrites that file whenever it differs from what it derives from the key: it is Tor's word.)
+      for (const name of SERVERS) {
+        const hostname = report.onions[`simplex-${name}`]?.hostname;
+        expect(hostname).toMatch(ONION);
+        expect(contents.addresses.get(name)).toContain(hostname!);
+      }
+
+      // Tor and every relay unit ran (no restarts), and every relay port was listening.
+      expect(report.units['tor@default.service']?.ActiveState).toBe('active');
+      for (const instance of plan.smp.instances) {
+        expect(report.units[instance.unit], instance.unit).toMatchObject({ ActiveState: 'active', SubState: 'running', NRestarts: '0' });
+        expect(report.listening.some((l) => l.endsWith(`:${instance.localPort}`)), `port ${instance.localPort}`).toBe(true);
+      }
+      expect(report.units[plan.xftp!.unit]).toMatchObject({ ActiveState: 'active', SubState: 'running', NRestarts: '0' });
+      expect(report.listening.some((l) => l.endsWith(`:${plan.xftp!.localPort}`))).toBe(true);
+      expect(report.units['simplex-pi-firstboot.service']).toMatchObject({ ActiveState: 'active', Result: 'success', ConditionResult: 'yes' });
+      expect(report.units['nftables.service']?.ActiveState).toBe('active');
+      // The shipped `simplex-pi status` agrees.
+      for (const { unit, localPort } of [...plan.smp.instances, plan.xftp!]) {
+        expect(report.status).toContain(`ok  ${unit.replace(/\.service$/, '').padEnd(20)} active, listening on ${localPort}`);
+      }
+      expect(report.status).toMatch(/First boot: finished/);
+      expect(report.status).not.toMatch(/!!|NOT/);
+      cardA = { report, stick: contents };
+    }),
+  );
+
+  it(
+    'second boot of the same card: first boot is skipped, keys unchanged, and a stick plugged in later receives the same addresses',
+    { timeout: BOOT_LIMIT + 120_000 },
+    track(async () => {
+      expect(cardA, 'needs the first boot').toBeDefined();
+      const vm = await start({ name: 'A-second', disk: disk('A'), laterSticks: [stick('other'), stick('later')] });
+      await vm.waitForAgent('ready', BOOT_LIMIT);
+      timings.plainBootReady = vm.elapsed() / 1000;
+      timings.plainBootLogin = (await vm.waitForLine(/login: /, 1000)).at / 1000;
+      const before = await vm.report<AgentReport>();
+      expect(before.units['simplex-pi-firstboot.service']).toMatchObject({ ActiveState: 'inactive', ConditionResult: 'no' });
+      expect(before.firstbootJournal).not.toMatch(/created|kept/);
+      expect(before.keys).toEqual(cardA.report.keys);
+      expect(Object.values(before.keys).every((hash) => hash !== null)).toBe(true);
+      expect(before.onions).toEqual(cardA.report.onions);
+
+      // A stick with another label is left alone; one with the recipe's label, plugged in while the Pi runs,
+      // gets the addresses through the udev rule.
+      await vm.plugStick(0);
+      await vm.plugStick(1);
+      let after = before;
+      for (let i = 0; i < 60 && !/wrote \d+ files/.test(after.exportJournal); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        after = await vm.report<AgentReport>();
+      }
+      expect(after.exportJournal).toMatch(/export: wrote \d+ files to \/dev\/sd[a-z]/);
+      await vm.powerOff();
+      const later = readStick(stick('later'), plan.hostname);
+      expect([...later.addresses]).toEqual([...cardA.stick.addresses]);
+      expect(await sha256File(stick('other'))).toBe(otherStickSha256);
+    }),
+  );
+
+  it(
+    'firewall: a host port forwarded to a listening relay never reaches it; nftables alone and the unit\'s IPAddressDeny alone each stop it; with both down it does (the control)',
+    { timeout: BOOT_LIMIT + 5 * 60_000 },
+    track(async () => {
+      const relay = plan.smp.instances[0]!;
+      const hostPort = await freePort();
+      const vm = await start({ name: 'A-firewall', disk: disk('A'), forward: { hostPort, guestPort: relay.localPort } });
+      await vm.waitForAgent('ready', BOOT_LIMIT);
+      // Knock only once the guest has its address from qemu's DHCP: before that, nothing could answer anyway.
+      let net = await vm.report<Pick<AgentReport, 'interfaces'>>('net');
+      for (let i = 0; i < 60 && !Object.values(net.interfaces).flat().includes(GUEST_IP); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        net = await vm.report<Pick<AgentReport, 'interfaces'>>('net');
+      }
+      expect(Object.values(net.interfaces).flat(), 'the guest got its address from qemu').toContain(GUEST_IP);
+      const report = await vm.report<AgentReport>();
+      expect(report.listening.some((l) => l.endsWith(`:${relay.localPort}`))).toBe(true);
+      expect(report.units[relay.unit]?.ActiveState).toBe('active');
+      expect(report.nftTables).toContain('simplex_pi');
+
+      /** Connect from the host; then count the connections the relay has logged this boot. */
+      const knock = async (waitMs: number) => {
+        const answered = await tryConnect(hostPort, waitMs);
+        let journal = '';
+        for (let i = 0; i < (answered ? 10 : 1); i++) {
+          journal = (await vm.report<{ journal: string }>('journal')).journal;
+          if (/connection from/.test(journal)) break;
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+        return { answered, reached: journal.split('\n').filter((l) => /connection from (::ffff:)?10\.0\.2\.2 /.test(l)).length };
+      };
+      const control = async (action: string) => {
+        const result = await vm.report<{ ok: boolean; output?: string; nftTables: string; ipAddressDeny: string }>(`control ${action}`);
+        expect(result.ok, result.output).toBe(true);
+        return result;
+      };
+
+      // As shipped: both layers up.
+      expect(await knock(10_000)).toEqual({ answered: false, reached: 0 });
+      // nftables alone.
+      expect((await control('unit-ip-open')).ipAddressDeny).toBe('IPAddressDeny=');
+      expect(await knock(10_000)).toEqual({ answered: false, reached: 0 });
+      // The relay unit's IPAddressDeny=any alone.
+      expect((await control('unit-ip-close')).ipAddressDeny).not.toBe('IPAddressDeny=');
+      expect((await control('nft-flush')).nftTables).not.toContain('simplex_pi');
+      expect(await knock(10_000)).toEqual({ answered: false, reached: 0 });
+      // The control: with both down, the same knock reaches the relay. So the two checks above could fail.
+      await control('unit-ip-open');
+      const open = await knock(20_000);
+      expect(open.answered).toBe(true);
+      expect(open.reached).toBeGreaterThanOrEqual(1);
+      await vm.powerOff();
+    }),
+  );
+
+  it(
+    'power cut in the middle of first boot: the next boot completes, keeping every key the cut run had written',
+    { timeout: 2 * BOOT_LIMIT + 120_000 },
+    track(async () => {
+      const vm = await start({ name: 'B-cut', disk: disk('B'), stick: stick('B') });
+      await vm.waitForLine(/simplex-pi\[\d+\]: smp2: onion created/, BOOT_LIMIT);
+      await vm.cutPower();
+      timings.powerCutAt = vm.elapsed() / 1000;
+      // What the cut run said it had made, each line printed only once its files were on the card.
+      const made = vm.lines.flatMap((l) => {
+        const m = /simplex-pi\[\d+\]: (\w+): (onion|identity) created/.exec(l.text);
+        return m ? [{ server: m[1]!, part: m[2] as 'onion' | 'identity' }] : [];
+      });
+      expect(made).toEqual(expect.arrayContaining([{ server: 'smp1', part: 'onion' }, { server: 'smp1', part: 'identity' }, { server: 'smp2', part: 'onion' }]));
+      expect(vm.lines.some((l) => /simplex-pi\[\d+\]: done:/.test(l.text))).toBe(false);
+      const kept = made.flatMap(({ server, part }) => keyFilesOf(plan, server)[part]);
+      const afterCut = await hashesOnCard(disk('B'), [...kept, '/var/lib/simplex-pi/firstboot.done'], join(dir, 'card-B-root'));
+      expect(afterCut['/var/lib/simplex-pi/firstboot.done']).toBeNull();
+      for (const path of kept) expect(afterCut[path], path).toMatch(/^[0-9a-f]{64}$/);
+
+      const resumed = await start({ name: 'B-resumed', disk: disk('B'), stick: stick('B') });
+      await resumed.waitForAgent('ready', BOOT_LIMIT);
+      const report = await resumed.report<AgentReport>();
+      await resumed.powerOff();
+      expect(report.units['simplex-pi-firstboot.service']).toMatchObject({ ActiveState: 'active', Result: 'success' });
+      for (const path of kept) expect(report.keys[path], path).toBe(afterCut[path]);
+      for (const { server, part } of made) expect(report.firstbootJournal).toContain(`${server}: ${part} kept`);
+      const contents = readStick(stick('B'), plan.hostname);
+      expect([...contents.addresses.keys()].sort()).toEqual([...SERVERS].sort());
+      for (const name of SERVERS) expect(contents.addresses.get(name)).toContain(report.onions[`simplex-${name}`]!.hostname!);
+      cardB = { report };
+    }),
+  );
+
+  it(
+    'two cards from the same image: every onion address and server fingerprint differs',
+    track(async () => {
+      expect(cardA && cardB, 'needs both cards booted').toBeTruthy();
+      const onions = (r: AgentReport) => Object.values(r.onions).map((o) => o.hostname!);
+      const fingerprints = (r: AgentReport) => r.servers!.servers.filter((s) => s.kind !== 'ssh').map((s) => fingerprintOf(s.address));
+      const a = { onions: onions(cardA.report), fps: fingerprints(cardA.report) };
+      const b = { onions: onions(cardB.report), fps: fingerprints(cardB.report) };
+      expect(a.onions).toHaveLength(SERVERS.length);
+      expect(a.fps).toHaveLength(4);
+      // Distinct within each card and across the two.
+      expect(new Set([...a.onions, ...b.onions]).size).toBe(2 * SERVERS.length);
+      expect(new Set([...a.fps, ...b.fps]).size).toBe(8);
+      const keys = (r: AgentReport) => Object.values(r.keys).filter((h) => h !== null);
+      expect(new Set([...keys(cardA.report), ...keys(cardB.report)]).size).toBe(keys(cardA.report).length + keys(cardB.report).length);
+    }),
+  );
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Connect to the forwarded port and say something. qemu's user network accepts on the host side whatever
+ * happens inside; true only if the relay answered (the stand-in greets and closes each connection it accepts).
+ */
+async function tryConnect(port: number, waitMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    let settled = false;
+    const done = (answered: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answered);
+    };
+    const timer = setTimeout(() => done(false), waitMs);
+    socket.on('connect', () => socket.write('hello\n'));
+    socket.on('data', () => done(true));
+    socket.on('end', () => done(false));
+    socket.on('error', () => done(false));
+  });
+}

@@ -1,0 +1,135 @@
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import type { ServerRecord } from '../../builder/device/firstboot.ts';
+import { attachPartition } from '../../builder/image/loop.ts';
+import { unmount } from '../../builder/image/mounts.ts';
+import { raspberryPiLayout, readPartitionTable } from '../../builder/image/partitions.ts';
+import type { BuildPlan } from '../../builder/plan/plan.ts';
+import { Resources } from '../../builder/resources.ts';
+import { REPO, TEST_CACHE, cli, testSshPublicKey } from '../helpers/env.ts';
+import type { TestServer } from '../helpers/http-server.ts';
+import { debianStandinRecipe, serveStandins } from '../helpers/standins.ts';
+import { decodeQrPng, listStick, readStickFile } from '../helpers/stick.ts';
+
+/**
+ * The end-to-end scenario's pieces, shared by the boot test (test/e2e/boot.test.ts) and the benchmark
+ * (ci/bench.ts): the image under test, what the in-VM agent reports, and what the host reads off a stick or a
+ * powered-off card.
+ */
+
+/** The e2e image: Debian base, the simplexmq stand-ins, 3 SMP relays + XFTP + SSH over Tor, and the test overlay. */
+export const E2E_OVERLAY = join(REPO, 'test/e2e/overlay');
+
+export interface E2eImage {
+  image: string;
+  plan: BuildPlan;
+  buildSeconds: number;
+}
+
+export async function buildE2eImage(server: TestServer, dir: string, cache = TEST_CACHE): Promise<E2eImage> {
+  const standins = await serveStandins(server, dir, '6.5.2');
+  const recipe = join(dir, 'e2e.yaml');
+  await writeFile(recipe, debianStandinRecipe({ name: 'e2e', standins, sshKey: await testSshPublicKey(), instances: 3, overlays: [E2E_OVERLAY] }));
+  const out = join(dir, 'out');
+  const started = Date.now();
+  const result = await cli(['build', '--recipe', recipe, '--out', out, '--cache', cache, '--compress', 'none']);
+  if (result.exitCode !== 0) throw new Error(`building the e2e image failed:\n${result.all}`);
+  const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { plan: BuildPlan };
+  return { image: join(out, 'e2e.img'), plan: manifest.plan, buildSeconds: (Date.now() - started) / 1000 };
+}
+
+export interface UnitState {
+  ActiveState: string;
+  SubState: string;
+  Result: string;
+  ConditionResult: string;
+  ExecMainStartTimestampMonotonic: string;
+  NRestarts: string;
+}
+
+/** What test/e2e/overlay/usr/local/lib/simplex-pi-e2e/agent.mjs reports from inside the VM. */
+export interface AgentReport {
+  bootId: string;
+  uptimeSeconds: number;
+  units: Record<string, UnitState>;
+  listening: string[];
+  onions: Record<string, { hostname: string | null; mtime: number | null }>;
+  keys: Record<string, string | null>;
+  addresses: string | null;
+  servers: { servers: ServerRecord[] } | null;
+  firstbootDone: boolean;
+  firstbootJournal: string;
+  exportJournal: string;
+  relayJournal: Record<string, string>;
+  status: string;
+  interfaces: Record<string, string[]>;
+  nftTables: string;
+}
+
+export interface StickContents {
+  files: string[];
+  /** name -> address, from addresses.txt. */
+  addresses: Map<string, string>;
+  servers: ServerRecord[];
+  /** name -> the text its QR code decodes to. */
+  qr: Map<string, string | undefined>;
+}
+
+/** Read what first boot wrote to a stick (mtools; the stick image is never mounted). */
+export function readStick(stick: string, hostname: string): StickContents {
+  const folder = `simplex-pi-${hostname}`;
+  const files = listStick(stick);
+  const addresses = new Map<string, string>();
+  for (const line of readStickFile(stick, `${folder}/addresses.txt`).toString().split('\r\n').filter(Boolean)) {
+    const [name, address] = line.split('\t');
+    addresses.set(name!, address!);
+  }
+  const servers = (JSON.parse(readStickFile(stick, `${folder}/servers.json`).toString()) as { servers: ServerRecord[] }).servers;
+  const qr = new Map<string, string | undefined>();
+  for (const file of files.filter((f) => f.startsWith(`::/${folder}/qr/`) && f.endsWith('.png'))) {
+    qr.set(file.replace(/^.*\/qr\/(.*)\.png$/, '$1'), decodeQrPng(readStickFile(stick, file.replace(/^::\//, ''))));
+  }
+  return { files, addresses, servers, qr };
+}
+
+/**
+ * sha256 of files on a powered-off card's root filesystem (null when absent). Mounting replays the ext4
+ * journal, as the card's next boot would.
+ */
+export async function hashesOnCard(disk: string, paths: readonly string[], mountPoint: string): Promise<Record<string, string | null>> {
+  const resources = new Resources();
+  try {
+    const { root } = raspberryPiLayout(await readPartitionTable(disk));
+    const loop = await attachPartition(disk, root, resources);
+    await execa('mkdir', ['-p', mountPoint]);
+    await execa('mount', ['-t', 'ext4', loop.device, mountPoint]);
+    resources.hold('e2e card mount', () => unmount(mountPoint));
+    const hashes: Record<string, string | null> = {};
+    for (const path of paths) {
+      const bytes = await readFile(join(mountPoint, path)).catch(() => undefined);
+      hashes[path] = bytes ? createHash('sha256').update(bytes).digest('hex') : null;
+    }
+    return hashes;
+  } finally {
+    await resources.releaseAll();
+  }
+}
+
+/** The key files first boot makes for one server: its onion keys and, for a relay, its identity. */
+export function keyFilesOf(plan: BuildPlan, server: string): { onion: string[]; identity: string[] } {
+  const service = plan.tor.services.find((s) => s.name === `simplex-${server}`);
+  if (!service) throw new Error(`no onion service for ${server} in the plan`);
+  const onion = [`${service.dir}/hs_ed25519_secret_key`, `${service.dir}/hs_ed25519_public_key`];
+  const cfgPath = server === 'xftp' ? plan.xftp?.cfgPath : plan.smp.instances.find((i) => i.name === server)?.cfgPath;
+  const identity = cfgPath ? ['ca.key', 'ca.crt', 'server.key', 'server.crt', 'fingerprint'].map((f) => `${cfgPath}/${f}`) : [];
+  return { onion, identity };
+}
+
+/** The fingerprint part of an smp:// or xftp:// address. */
+export function fingerprintOf(address: string): string {
+  const match = /^(?:smp|xftp):\/\/([A-Za-z0-9_-]+={0,2})[:@]/.exec(address);
+  if (!match) throw new Error(`not a server address: ${address}`);
+  return match[1]!;
+}

@@ -1,0 +1,202 @@
+// TEST OVERLAY ONLY (test/e2e): never part of a shipped recipe.
+// The boot test's eyes inside the VM. It waits until the system is up (first boot finished, Tor and every relay
+// active, every relay port listening), says so on the console and on the virtio-serial port
+// /dev/virtio-ports/simplex-pi-e2e, then answers the host's requests on that port, one JSON line each:
+//   report   -> what the test asserts on (units, listening ports, onion hostnames Tor wrote, key hashes, journals)
+//   net      -> the network interfaces' addresses only (cheap: no program started)
+//   journal  -> what smp1's unit logged this boot (the stand-in logs each connection it accepts)
+//   control <action> -> the firewall test takes its layers down one at a time, to show each one alone keeps a
+//               connection from reaching the relay (and that one gets through with both down):
+//               nft-flush | nft-restore (nftables) and unit-ip-open | unit-ip-close (IPAddressDeny= of smp1's unit)
+//   poweroff -> a clean shutdown
+// Reads what the shipped system wrote; changes nothing but the power state and, when asked, those two layers.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, openSync, read, readFileSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+
+const PORT = '/dev/virtio-ports/simplex-pi-e2e';
+const plan = JSON.parse(readFileSync('/etc/simplex-pi/plan.json', 'utf8'));
+const relayUnits = [...plan.smp.instances.map((i) => i.unit), ...(plan.xftp ? [plan.xftp.unit] : [])];
+const relayPorts = [...plan.smp.instances.map((i) => i.localPort), ...(plan.xftp ? [plan.xftp.localPort] : [])];
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const say = (line) => console.log(`simplex-pi-e2e: ${line}`);
+
+function sh(command, args) {
+  try {
+    return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (error) {
+    return `${error.stdout ?? ''}${error.stderr ?? ''}`;
+  }
+}
+
+function unit(name) {
+  const props = {};
+  const out = sh('systemctl', ['show', name, '-p', 'ActiveState,SubState,Result,ConditionResult,ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic,NRestarts']);
+  for (const line of out.split('\n')) {
+    const at = line.indexOf('=');
+    if (at > 0) props[line.slice(0, at)] = line.slice(at + 1);
+  }
+  return props;
+}
+
+/** Listening TCP sockets from /proc: "address:port" (IPv4 and IPv6). */
+function listening() {
+  const found = [];
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!existsSync(file)) continue;
+    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[3] !== '0A') continue;
+      const [hexAddr, hexPort] = cols[1].split(':');
+      const address = hexAddr.length === 8 ? hexAddr.match(/../g).reverse().map((b) => parseInt(b, 16)).join('.') : hexAddr === '0'.repeat(32) ? '::' : hexAddr;
+      found.push(`${address}:${parseInt(hexPort, 16)}`);
+    }
+  }
+  return found;
+}
+
+function sha256(path) {
+  try {
+    return createHash('sha256').update(readFileSync(path)).digest('hex');
+  } catch {
+    return null;
+  }
+}
+
+function readText(path) {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/** Every key a first boot makes, by path: Tor's onion keys and each relay's identity. */
+function keyHashes() {
+  const paths = [];
+  for (const service of plan.tor.services) paths.push(`${service.dir}/hs_ed25519_secret_key`, `${service.dir}/hs_ed25519_public_key`);
+  for (const dir of [...plan.smp.instances.map((i) => i.cfgPath), ...(plan.xftp ? [plan.xftp.cfgPath] : [])]) {
+    paths.push(`${dir}/ca.key`, `${dir}/ca.crt`, `${dir}/server.key`, `${dir}/server.crt`, `${dir}/fingerprint`);
+  }
+  for (const key of ['rsa', 'ecdsa', 'ed25519']) paths.push(`/etc/ssh/ssh_host_${key}_key`);
+  return Object.fromEntries(paths.map((p) => [p, sha256(p)]));
+}
+
+/** Cheap checks first: every `systemctl` spawn is slow in an emulated VM and would delay what it measures. */
+function interfaces() {
+  return Object.fromEntries(Object.entries(networkInterfaces()).map(([name, list]) => [name, list.map((a) => a.address)]));
+}
+
+function ready() {
+  if (!existsSync('/var/lib/simplex-pi/firstboot.done')) return false;
+  const open = listening().map((l) => Number(l.split(':').pop()));
+  if (!relayPorts.every((p) => open.includes(p))) return false;
+  const states = sh('systemctl', ['is-active', 'tor@default.service', ...relayUnits]).trim().split('\n');
+  return states.length === relayUnits.length + 1 && states.every((s) => s === 'active');
+}
+
+function report() {
+  const units = {};
+  for (const name of ['simplex-pi-firstboot.service', 'tor.service', 'tor@default.service', 'nftables.service', 'ssh.service', ...relayUnits]) {
+    units[name] = unit(name);
+  }
+  const onions = {};
+  for (const service of plan.tor.services) {
+    const hostname = `${service.dir}/hostname`;
+    onions[service.name] = { hostname: readText(hostname)?.trim() ?? null, mtime: existsSync(hostname) ? statSync(hostname).mtimeMs : null };
+  }
+  const relayJournal = {};
+  for (const name of relayUnits) relayJournal[name] = sh('journalctl', ['-b', '-u', name, '-o', 'cat', '--no-pager']);
+  return {
+    bootId: readText('/proc/sys/kernel/random/boot_id')?.trim(),
+    uptimeSeconds: Number(readText('/proc/uptime')?.split(' ')[0]),
+    units,
+    listening: listening(),
+    onions,
+    keys: keyHashes(),
+    addresses: readText('/var/lib/simplex-pi/addresses.txt'),
+    servers: JSON.parse(readText('/var/lib/simplex-pi/servers.json') ?? 'null'),
+    firstbootDone: existsSync('/var/lib/simplex-pi/firstboot.done'),
+    firstbootJournal: sh('journalctl', ['-b', '-u', 'simplex-pi-firstboot.service', '-o', 'cat', '--no-pager']),
+    exportJournal: sh('journalctl', ['-b', '-u', 'simplex-pi-export@*', '-o', 'cat', '--no-pager']),
+    relayJournal,
+    status: sh('/usr/local/bin/simplex-pi', ['status']),
+    interfaces: interfaces(),
+    nftTables: sh('nft', ['list', 'tables']),
+    tmpfiles: readdirSync('/var/lib/simplex-pi'),
+  };
+}
+
+const CONTROLS = {
+  'nft-flush': ['nft', ['flush', 'ruleset']],
+  'nft-restore': ['systemctl', ['restart', 'nftables.service']],
+  'unit-ip-open': ['systemctl', ['set-property', '--runtime', plan.smp.instances[0].unit, 'IPAddressDeny=']],
+  'unit-ip-close': ['systemctl', ['set-property', '--runtime', plan.smp.instances[0].unit, 'IPAddressDeny=any']],
+};
+
+function control(action) {
+  const command = CONTROLS[action];
+  if (!command) return { ok: false, output: `unknown control ${action}` };
+  try {
+    execFileSync(command[0], command[1], { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (error) {
+    return { ok: false, output: `${error.stdout ?? ''}${error.stderr ?? ''}` };
+  }
+  const deny = sh('systemctl', ['show', plan.smp.instances[0].unit, '-p', 'IPAddressDeny']).trim();
+  return { ok: true, nftTables: sh('nft', ['list', 'tables']), ipAddressDeny: deny };
+}
+
+async function waitReady() {
+  for (let i = 0; ; i++) {
+    if (ready()) return { event: 'ready' };
+    if (i % 5 === 4 && unit('simplex-pi-firstboot.service').ActiveState === 'failed') return { event: 'firstboot-failed' };
+    if (i % 60 === 59) say(`waiting: ${sh('systemctl', ['is-active', 'simplex-pi-firstboot.service', 'tor@default.service', ...relayUnits]).replace(/\n/g, ' ')} listening=${listening().join(',')}`);
+    await sleep(1000);
+  }
+}
+
+async function openPort() {
+  for (;;) {
+    if (existsSync(PORT)) return openSync(PORT, 'r+');
+    await sleep(200);
+  }
+}
+
+function send(fd, message) {
+  writeSync(fd, `${JSON.stringify(message)}\n`);
+}
+
+async function serve(fd) {
+  let buffered = '';
+  const chunk = Buffer.alloc(4096);
+  for (;;) {
+    const n = await new Promise((resolve) => read(fd, chunk, 0, chunk.length, null, (error, bytes) => resolve(error ? 0 : bytes)));
+    // No host on the other end reads as end of file: wait for it.
+    if (n === 0) {
+      await sleep(200);
+      continue;
+    }
+    buffered += chunk.subarray(0, n).toString('utf8');
+    let newline;
+    while ((newline = buffered.indexOf('\n')) >= 0) {
+      const request = buffered.slice(0, newline).trim();
+      buffered = buffered.slice(newline + 1);
+      if (request === 'report') send(fd, { event: 'report', report: report() });
+      else if (request === 'net') send(fd, { event: 'net', report: { interfaces: interfaces() } });
+      else if (request === 'journal') send(fd, { event: 'journal', report: { journal: sh('journalctl', ['-b', '-u', plan.smp.instances[0].unit, '-o', 'cat', '--no-pager']) } });
+      else if (request.startsWith('control ')) send(fd, { event: 'control', report: control(request.slice('control '.length)) });
+      else if (request === 'poweroff') {
+        send(fd, { event: 'poweroff' });
+        say('powering off');
+        sh('systemctl', ['poweroff']);
+      } else if (request) send(fd, { event: 'error', message: `unknown request ${request}` });
+    }
+  }
+}
+
+const fd = await openPort();
+const state = await waitReady();
+say(state.event);
+send(fd, state);
+await serve(fd);

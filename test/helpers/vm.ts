@@ -1,0 +1,300 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createConnection, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { raspberryPiLayout, readPartitionTable } from '../../builder/image/partitions.ts';
+
+/**
+ * A built image booted in qemu-system-aarch64 (-M virt), the way the end-to-end tests see it: its own kernel
+ * and initramfs, the image as a virtio disk, a virtual USB stick, no network or a restricted one, the serial
+ * console captured line by line (and to a file kept for failures), QMP for hot-plugging, and a virtio-serial
+ * port to the test agent the e2e recipe adds through its overlay (test/e2e/overlay).
+ */
+
+const MTOOLS = { MTOOLS_SKIP_CHECK: '1' };
+
+export interface BootFiles {
+  kernel: string;
+  initrd: string;
+}
+
+/** Copy the image's own kernel and initramfs out of its FAT boot partition (mtools: nothing is mounted). */
+export async function extractBootFiles(image: string, dir: string): Promise<BootFiles> {
+  const { boot } = raspberryPiLayout(await readPartitionTable(image));
+  const target = `${image}@@${boot.start * 512}`;
+  const { stdout } = await execa('mdir', ['-b', '-i', target, '::/'], { env: MTOOLS });
+  const names = stdout.split('\n').map((l) => l.replace(/^::\//, '').trim());
+  const kernel = names.find((n) => /^vmlinuz/.test(n));
+  const initrd = names.find((n) => /^initrd\.img/.test(n));
+  if (!kernel || !initrd) throw new Error(`no vmlinuz/initrd.img in the image's boot partition: ${names.join(' ')}`);
+  await mkdir(dir, { recursive: true });
+  const out = { kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img') };
+  await execa('mcopy', ['-o', '-n', '-i', target, `::/${kernel}`, out.kernel], { env: MTOOLS });
+  await execa('mcopy', ['-o', '-n', '-i', target, `::/${initrd}`, out.initrd], { env: MTOOLS });
+  return out;
+}
+
+/** A FAT stick image with a label, as a user would prepare one. */
+export async function makeStick(path: string, label: string, mib = 32): Promise<void> {
+  await execa('truncate', ['-s', `${mib}M`, path]);
+  await execa('mkfs.vfat', ['-n', label, path]);
+}
+
+/** A sparse copy of the image: one "SD card". */
+export async function copyDisk(image: string, disk: string): Promise<void> {
+  await execa('cp', ['--sparse=always', image, disk]);
+}
+
+export interface ConsoleLine {
+  text: string;
+  /** Milliseconds since qemu was started. */
+  at: number;
+}
+
+export interface VmOptions {
+  name: string;
+  disk: string;
+  boot: BootFiles;
+  /** Where the console log and sockets go. */
+  dir: string;
+  /** A USB stick present at power-on. */
+  stick?: string;
+  /** Sticks that can be plugged in later with `plugStick`. */
+  laterSticks?: string[];
+  /** Forward a host port on 127.0.0.1 to a guest port through a restricted user-mode network. */
+  forward?: { hostPort: number; guestPort: number };
+  /** Extra kernel command line words. */
+  append?: string[];
+  memoryMiB?: number;
+}
+
+type AgentMessage = { event: string; [key: string]: unknown };
+
+export class Vm {
+  readonly lines: ConsoleLine[] = [];
+  readonly consoleLog: string;
+  private readonly started = Date.now();
+  private readonly child: ResultPromise;
+  private readonly log: WriteStream;
+  private partial = '';
+  private readonly lineWaiters: Array<() => void> = [];
+  private agent?: Socket;
+  private agentBuffer = '';
+  private readonly agentMessages: AgentMessage[] = [];
+  private readonly agentWaiters: Array<() => void> = [];
+  exited = false;
+  readonly exit: Promise<{ exitCode?: number; signal?: string }>;
+
+  private constructor(readonly options: VmOptions) {
+    this.consoleLog = join(options.dir, `${options.name}.console.log`);
+    this.log = createWriteStream(this.consoleLog);
+    this.child = execa('qemu-system-aarch64', qemuArgs(options), { reject: false, stdin: 'ignore', stderr: 'pipe', buffer: { stdout: false } });
+    this.child.stdout!.on('data', (data: Buffer) => this.onConsole(data));
+    this.exit = this.child.then((result) => {
+      this.exited = true;
+      this.wake();
+      this.log.end();
+      if (result.stderr) this.lines.push({ text: `[qemu stderr] ${result.stderr}`, at: this.elapsed() });
+      return { exitCode: result.exitCode, signal: result.signal };
+    });
+  }
+
+  static async start(options: VmOptions): Promise<Vm> {
+    await mkdir(options.dir, { recursive: true });
+    for (const socket of ['qmp', 'agent']) await rm(join(options.dir, `${options.name}.${socket}.sock`), { force: true });
+    const vm = new Vm(options);
+    await vm.connectAgent();
+    return vm;
+  }
+
+  elapsed(): number {
+    return Date.now() - this.started;
+  }
+
+  private onConsole(data: Buffer): void {
+    this.log.write(data);
+    this.partial += data.toString('utf8');
+    const parts = this.partial.split(/\r?\n/);
+    this.partial = parts.pop() ?? '';
+    const at = this.elapsed();
+    for (const text of parts) this.lines.push({ text, at });
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const waiter of this.lineWaiters.splice(0)) waiter();
+    for (const waiter of this.agentWaiters.splice(0)) waiter();
+  }
+
+  private async tail(): Promise<string> {
+    return this.lines.slice(-40).map((l) => l.text).join('\n');
+  }
+
+  /** The first console line matching `pattern` (also one already seen). */
+  async waitForLine(pattern: RegExp, timeoutMs: number): Promise<ConsoleLine> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const line = this.lines.find((l) => pattern.test(l.text));
+      if (line) return line;
+      if (this.exited) throw new Error(`${this.options.name}: the VM stopped before "${pattern}"; console: ${this.consoleLog}\n${await this.tail()}`);
+      if (Date.now() > deadline) throw new Error(`${this.options.name}: no "${pattern}" on the console within ${timeoutMs / 1000} s; console: ${this.consoleLog}\n${await this.tail()}`);
+      await new Promise<void>((resolve) => {
+        this.lineWaiters.push(resolve);
+        setTimeout(resolve, 1000);
+      });
+    }
+  }
+
+  private async connectAgent(): Promise<void> {
+    const path = join(this.options.dir, `${this.options.name}.agent.sock`);
+    for (let i = 0; i < 100 && !this.exited; i++) {
+      const socket = await new Promise<Socket | undefined>((resolve) => {
+        const s = createConnection(path);
+        s.once('connect', () => resolve(s));
+        s.once('error', () => resolve(undefined));
+      });
+      if (socket) {
+        this.agent = socket;
+        socket.on('data', (data: Buffer) => {
+          this.agentBuffer += data.toString('utf8');
+          let newline;
+          while ((newline = this.agentBuffer.indexOf('\n')) >= 0) {
+            const line = this.agentBuffer.slice(0, newline);
+            this.agentBuffer = this.agentBuffer.slice(newline + 1);
+            if (line.trim()) this.agentMessages.push(JSON.parse(line) as AgentMessage);
+          }
+          this.wake();
+        });
+        socket.on('error', () => undefined);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`${this.options.name}: could not connect to qemu's agent socket ${path}`);
+  }
+
+  /** The next message from the test agent with this event (messages are consumed in order). */
+  async waitForAgent(event: string, timeoutMs: number): Promise<AgentMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const index = this.agentMessages.findIndex((m) => m.event === event || m.event === 'firstboot-failed');
+      if (index >= 0) {
+        const [message] = this.agentMessages.splice(index, 1);
+        if (message!.event === 'firstboot-failed' && event !== 'firstboot-failed') {
+          throw new Error(`${this.options.name}: first boot failed in the VM; console: ${this.consoleLog}\n${await this.tail()}`);
+        }
+        return message!;
+      }
+      if (this.exited) throw new Error(`${this.options.name}: the VM stopped before the agent said "${event}"; console: ${this.consoleLog}\n${await this.tail()}`);
+      if (Date.now() > deadline) throw new Error(`${this.options.name}: the agent did not say "${event}" within ${timeoutMs / 1000} s; console: ${this.consoleLog}\n${await this.tail()}`);
+      await new Promise<void>((resolve) => {
+        this.agentWaiters.push(resolve);
+        setTimeout(resolve, 1000);
+      });
+    }
+  }
+
+  /** Ask the agent (test/e2e/overlay/.../agent.mjs) for a report of the running system, or another request it knows. */
+  async report<T = Record<string, unknown>>(request = 'report', timeoutMs = 60_000): Promise<T> {
+    this.agent!.write(`${request}\n`);
+    return (await this.waitForAgent(request.split(' ')[0]!, timeoutMs)).report as T;
+  }
+
+  /** A clean shutdown through the agent; resolves when qemu has exited. */
+  async powerOff(timeoutMs = 120_000): Promise<void> {
+    this.agent!.write('poweroff\n');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    await this.exit;
+    clearTimeout(timer);
+  }
+
+  /** Pull the plug: SIGKILL qemu, whatever the guest is doing. */
+  async cutPower(): Promise<void> {
+    this.child.kill('SIGKILL');
+    await this.exit;
+  }
+
+  /** Plug in one of `laterSticks` (by its index) through QMP. */
+  async plugStick(index: number): Promise<void> {
+    await qmp(join(this.options.dir, `${this.options.name}.qmp.sock`), [
+      { execute: 'device_add', arguments: { driver: 'usb-storage', bus: 'xhci.0', drive: `later${index}`, id: `later-stick${index}`, removable: true } },
+    ]);
+  }
+
+  /** Always stop qemu (tests call this in finally blocks). */
+  async dispose(): Promise<void> {
+    if (!this.exited) await this.cutPower();
+    this.agent?.destroy();
+  }
+}
+
+function qemuArgs(o: VmOptions): string[] {
+  const sock = (kind: string) => join(o.dir, `${o.name}.${kind}.sock`);
+  const args = [
+    '-M', 'virt', '-cpu', 'cortex-a72', '-smp', '2', '-m', String(o.memoryMiB ?? 1024),
+    '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
+    '-kernel', o.boot.kernel, '-initrd', o.boot.initrd,
+    '-append', ['root=LABEL=RASPIROOT', 'rw', 'console=ttyAMA0', 'panic=-1', ...(o.append ?? [])].join(' '),
+    '-drive', `file=${o.disk},format=raw,if=virtio,cache=writeback`,
+    '-device', 'virtio-rng-pci',
+    '-device', 'qemu-xhci,id=xhci',
+    '-device', 'virtio-serial-pci,id=vser',
+    '-chardev', `socket,id=agent,path=${sock('agent')},server=on,wait=off`,
+    '-device', 'virtserialport,bus=vser.0,chardev=agent,name=simplex-pi-e2e',
+    '-qmp', `unix:${sock('qmp')},server=on,wait=off`,
+  ];
+  if (o.stick) args.push('-drive', `file=${o.stick},format=raw,if=none,id=stick`, '-device', 'usb-storage,bus=xhci.0,drive=stick,removable=on');
+  (o.laterSticks ?? []).forEach((stick, i) => args.push('-drive', `file=${stick},format=raw,if=none,id=later${i}`));
+  if (o.forward) {
+    // restrict=on: the guest reaches nothing outside (not the host, not the Internet); only this forward comes in.
+    args.push('-nic', `user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:${o.forward.hostPort}-:${o.forward.guestPort}`);
+  } else {
+    args.push('-nic', 'none');
+  }
+  return args;
+}
+
+/** One QMP session: negotiate capabilities, run the commands, fail on any error reply. */
+async function qmp(path: string, commands: Array<{ execute: string; arguments?: unknown }>): Promise<void> {
+  const socket = createConnection(path);
+  let buffer = '';
+  const replies: Array<Record<string, unknown>> = [];
+  let wake: (() => void) | undefined;
+  socket.on('data', (data: Buffer) => {
+    buffer += data.toString('utf8');
+    let newline;
+    while ((newline = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, newline).trim();
+      buffer = buffer.slice(newline + 1);
+      if (!line) continue;
+      const message = JSON.parse(line) as Record<string, unknown>;
+      if ('return' in message || 'error' in message || 'QMP' in message) replies.push(message);
+      wake?.();
+    }
+  });
+  const next = async (): Promise<Record<string, unknown>> => {
+    while (!replies.length) await new Promise<void>((resolve) => (wake = resolve));
+    return replies.shift()!;
+  };
+  try {
+    await next(); // greeting
+    for (const command of [{ execute: 'qmp_capabilities' }, ...commands]) {
+      socket.write(`${JSON.stringify(command)}\n`);
+      const reply = await next();
+      if ('error' in reply) throw new Error(`QMP ${command.execute}: ${JSON.stringify(reply.error)}`);
+    }
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** A scratch directory for one VM test run (kept when a test fails: it holds the console logs). */
+export async function vmScratch(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'spi-vm-'));
+}
+
+export async function listDir(dir: string): Promise<string[]> {
+  return readdir(dir).catch(() => []);
+}
