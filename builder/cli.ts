@@ -7,6 +7,10 @@ import { BuildFailed, UserError, isUserError } from './errors.ts';
 import { killRunning } from './exec.ts';
 import { build, toolVersion } from './pipeline.ts';
 import { baseOverride } from './recipe/base-override.ts';
+import { checkPublishUrl } from './release/imager-json.ts';
+import { keygen } from './release/keygen-command.ts';
+import { signRelease } from './release/sign-command.ts';
+import { verifyRelease } from './release/verify-command.ts';
 import { loadRecipe } from './recipe/load.ts';
 import { listPresets, newRecipe } from './recipe/presets.ts';
 import { resolvePlan } from './plan/plan.ts';
@@ -18,20 +22,34 @@ const USAGE = `simplex-pi: build a Raspberry Pi image that runs a private, Tor-o
 
 Usage:
   simplex-pi build [--recipe FILE] [--base raspios|debian|file:PATH [--base-sha256 HEX]]
-                   [--out DIR] [--compress xz|none] [--xz-level 0-9] [--cache DIR] [--verbose]
+                   [--out DIR] [--compress xz|none] [--xz-level 0-9] [--publish-url URL]
+                   [--cache DIR] [--verbose]
   simplex-pi render [--recipe FILE] --out DIR [--base raspios|debian|file:PATH]
   simplex-pi recipes
   simplex-pi recipes new --group-size N [--name NAME] [--out FILE]
   simplex-pi doctor [--cache DIR]
+  simplex-pi keygen (--out DIR | --secret-key FILE --public-key FILE) [--unencrypted]
+  simplex-pi sign DIR --key FILE
+  simplex-pi verify DIR|URL --pubkey FILE|KEY
   simplex-pi --version
 
 build    Build the image described by a recipe (default recipes/family.yaml) into output/<name>/:
-         <name>.img, <name>.img.xz, manifest.json, SHA256SUMS and the build log. Needs root.
+         <name>.img, <name>.img.xz, manifest.json, SHA256SUMS, the build log, and for Raspberry Pi Imager
+         <name>.rpi-imager-manifest (double-click it) and <name>.rpi-imager.json (a repository; with
+         --publish-url it points at URL/<name>.img.xz, where you will publish the image). Needs root.
 render   Write the configuration files the build would put into the image (Tor, units, firewall, sshd) and the
          plan.json the Pi reads, into DIR, for review. No root needed.
 recipes  List the preset recipes; \`recipes new\` writes a recipe scaled for a group size.
 doctor   Check this host (tools, binfmt, loop devices, disk space) and release the mounts and loop devices
          a killed build left behind.
+keygen   Make a minisign key pair for signing releases (DIR/minisign.key, mode 0600, and DIR/minisign.pub).
+         The secret key is encrypted with a password from $SIMPLEX_PI_KEY_PASSWORD or typed at the prompt;
+         --unencrypted for a key kept in a CI secret store. Never replaces an existing file.
+sign     Check every checksum in DIR/SHA256SUMS, then sign SHA256SUMS and the Raspberry Pi Imager files with a
+         minisign secret key, writing <file>.minisig next to each.
+verify   Check a release directory or URL: the signature of SHA256SUMS with the public key (a minisign.pub
+         file or the base64 key), the sha256 of every file it lists, and the signed Imager files. Exits 0
+         only if everything verified.
 
 The cache (base images, downloads, package layers) is at $XDG_CACHE_HOME/simplex-pi unless --cache or
 SIMPLEX_PI_CACHE says otherwise.`;
@@ -48,6 +66,7 @@ async function buildCommand(args: string[]): Promise<void> {
       out: { type: 'string' },
       compress: { type: 'string', default: 'xz' },
       'xz-level': { type: 'string', default: '6' },
+      'publish-url': { type: 'string' },
       cache: { type: 'string' },
       verbose: { type: 'boolean', short: 'v', default: false },
     },
@@ -76,6 +95,7 @@ async function buildCommand(args: string[]): Promise<void> {
     outDir: values.out,
     compress: values.compress,
     xzLevel,
+    publishUrl: values['publish-url'] === undefined ? undefined : checkPublishUrl(values['publish-url']),
     cacheRoot: resolve(values.cache ?? Cache.defaultRoot()),
     verbose: values.verbose,
     resources,
@@ -138,6 +158,31 @@ async function doctorCommand(args: string[]): Promise<void> {
   if (checks.some((c) => !c.ok)) process.exitCode = 1;
 }
 
+const printLine = (line: string) => process.stdout.write(`${line}\n`);
+
+async function keygenCommand(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { out: { type: 'string' }, 'secret-key': { type: 'string' }, 'public-key': { type: 'string' }, unencrypted: { type: 'boolean', default: false } },
+    strict: true,
+  });
+  await keygen({ out: values.out, secretKey: values['secret-key'], publicKey: values['public-key'], unencrypted: values.unencrypted, print: printLine });
+}
+
+async function signCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, options: { key: { type: 'string' } }, allowPositionals: true, strict: true });
+  if (positionals.length !== 1) throw new UserError('sign takes one output directory: simplex-pi sign DIR --key FILE');
+  if (!values.key) throw new UserError('sign needs --key FILE: a secret key made by `simplex-pi keygen` (or `minisign -G`)');
+  await signRelease({ dir: positionals[0]!, keyFile: values.key, print: printLine });
+}
+
+async function verifyCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, options: { pubkey: { type: 'string' } }, allowPositionals: true, strict: true });
+  if (positionals.length !== 1) throw new UserError('verify takes one release directory or URL: simplex-pi verify DIR|URL --pubkey FILE|KEY');
+  if (!values.pubkey) throw new UserError("verify needs --pubkey: the project's published public key (the base64 line starting with RW) or its minisign.pub file");
+  await verifyRelease({ target: positionals[0]!, pubkey: values.pubkey, print: printLine });
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -149,6 +194,12 @@ async function main(argv: string[]): Promise<void> {
       return renderCommand(rest);
     case 'recipes':
       return recipesCommand(rest);
+    case 'keygen':
+      return keygenCommand(rest);
+    case 'sign':
+      return signCommand(rest);
+    case 'verify':
+      return verifyCommand(rest);
     case '--version':
     case 'version': {
       const { version, commit } = await toolVersion();

@@ -34,6 +34,8 @@ export interface BuildRequest {
   outDir?: string;
   compress: BuildOptions['compress'];
   xzLevel?: number;
+  /** Where the image will be published; the Raspberry Pi Imager repository JSON points there. */
+  publishUrl?: string;
   cacheRoot: string;
   verbose: boolean;
   /** Where the pipeline keeps what must be released on Ctrl-C; the CLI's signal handler releases it. */
@@ -98,7 +100,7 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
     log,
     resources,
     workDir,
-    options: { outDir, compress: request.compress, xzLevel: request.xzLevel ?? 6 },
+    options: { outDir, compress: request.compress, xzLevel: request.xzLevel ?? 6, publishUrl: request.publishUrl },
     status: (text) => status(text),
     onProgress: (progress) => {
       const now = Date.now();

@@ -26,7 +26,7 @@ packages=(
 if [ "$want_tests" = 1 ]; then
   packages+=(
     tor nftables openssh-server openssh-client systemd openssl qemu-system-arm ipxe-qemu
-    binutils-aarch64-linux-gnu minisign file
+    binutils-aarch64-linux-gnu minisign file time
   )
 fi
 if ! command -v node >/dev/null 2>&1 || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then

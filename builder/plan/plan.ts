@@ -1,4 +1,4 @@
-import type { BaseSpec, BinarySourceSpec, Recipe } from '../recipe/schema.ts';
+import type { BaseSpec, BinarySourceSpec, PiModel, Recipe } from '../recipe/schema.ts';
 import { SIMPLEXMQ_ASSET_SUFFIX, SIMPLEXMQ_RELEASE_BASE } from '../recipe/schema.ts';
 
 /**
@@ -69,6 +69,8 @@ export interface BuildPlan {
   schemaVersion: number;
   name: string;
   description: string;
+  /** The Raspberry Pi models the image is meant for (Raspberry Pi Imager's device tags are made from them). */
+  models: PiModel[];
   base: BaseSpec;
   hostname: string;
   timezone: string;
@@ -200,6 +202,7 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
     schemaVersion: PLAN_SCHEMA_VERSION,
     name: recipe.name,
     description: recipe.description,
+    models: recipe.models,
     base: overrides.base ?? recipe.base,
     hostname: recipe.hostname,
     timezone: recipe.timezone,

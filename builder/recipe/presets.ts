@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { UserError } from '../errors.ts';
 import { parseRecipe } from './load.ts';
-import type { Recipe } from './schema.ts';
+import type { PiModel, Recipe } from './schema.ts';
 
 export const RECIPES_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../recipes');
 
@@ -22,6 +22,8 @@ export interface Scaled {
   instances: number;
   quotaGb: number;
   hardware: string;
+  /** The models `hardware` names, for the recipe's `models` (Raspberry Pi Imager's device list). */
+  models: PiModel[];
   ssh: boolean;
 }
 
@@ -38,9 +40,17 @@ export function scaleForGroup(people: number): Scaled {
   const instances = Math.min(32, Math.max(1, Math.ceil(people / 10)));
   const quotaGb = Math.min(500, Math.max(2, people));
   const memoryMb = 300 + instances * 100;
-  const hardware =
-    memoryMb <= 512 ? 'Raspberry Pi Zero 2 W, 3 or newer, 512 MB+' : memoryMb <= 1024 ? 'Raspberry Pi 3B+, 4 or 5, 1 GB+' : memoryMb <= 2048 ? 'Raspberry Pi 4 or 5, 2 GB+' : memoryMb <= 4096 ? 'Raspberry Pi 4 or 5, 4 GB+' : 'Raspberry Pi 5, 8 GB';
-  return { instances, quotaGb, hardware, ssh: people >= 20 };
+  const [hardware, models]: [string, PiModel[]] =
+    memoryMb <= 512
+      ? ['Raspberry Pi Zero 2 W, 3 or newer, 512 MB+', ['zero2w', 'pi3', 'pi4', 'pi5']]
+      : memoryMb <= 1024
+        ? ['Raspberry Pi 3B+, 4 or 5, 1 GB+', ['pi3', 'pi4', 'pi5']]
+        : memoryMb <= 2048
+          ? ['Raspberry Pi 4 or 5, 2 GB+', ['pi4', 'pi5']]
+          : memoryMb <= 4096
+            ? ['Raspberry Pi 4 or 5, 4 GB+', ['pi4', 'pi5']]
+            : ['Raspberry Pi 5, 8 GB', ['pi5']];
+  return { instances, quotaGb, hardware, models, ssh: people >= 20 };
 }
 
 export function newRecipe(people: number, name: string): string {
@@ -49,6 +59,7 @@ export function newRecipe(people: number, name: string): string {
   const recipe: Record<string, unknown> = {
     name,
     description: `${scaled.instances} SMP relay(s) and a ${scaled.quotaGb} GB file relay for ${people} people (${scaled.hardware})`,
+    models: scaled.models,
     base: { provider: 'raspios' },
     smp: { instances: scaled.instances },
     xftp: { enabled: true, quota: `${scaled.quotaGb}gb` },

@@ -23,6 +23,11 @@ export const SIMPLEXMQ_VERSION = '6.5.2';
 export const SIMPLEXMQ_ASSET_SUFFIX = 'ubuntu-22_04-aarch64';
 export const SIMPLEXMQ_RELEASE_BASE = 'https://github.com/simplex-chat/simplexmq/releases/download/v{version}';
 export const SIMPLEXMQ_RELEASE_API = 'https://api.github.com/repos/simplex-chat/simplexmq/releases/tags/v{version}';
+/**
+ * Raspberry Pi models with a 64-bit CPU: the simplexmq binaries are aarch64 programs. `pi3` includes the Compute
+ * Module 3, `pi4` the 400 and Compute Module 4, `pi5` the 500 and Compute Module 5 (Raspberry Pi Imager groups them so).
+ */
+export const PI_MODELS = ['zero2w', 'pi3', 'pi4', 'pi5'] as const;
 
 const raspiosBase = z.strictObject({
   provider: z.literal('raspios'),
@@ -201,6 +206,11 @@ export const recipeSchema = z
         error: 'must be 1–40 lower-case letters, digits or dashes, starting with a letter or digit (it names the output files)',
       }),
     description: z.string().default(''),
+    /** The Raspberry Pi models the image is meant for; Raspberry Pi Imager offers it only for these. */
+    models: z
+      .array(z.enum(PI_MODELS, { error: `must be one of ${PI_MODELS.join(', ')} (64-bit models only: the relays are aarch64 programs)` }))
+      .min(1, { error: 'must name at least one model' })
+      .default([...PI_MODELS]),
     base: baseSchema.default({
       provider: 'raspios',
       release: 'latest',
@@ -274,3 +284,4 @@ export const recipeSchema = z
 export type Recipe = z.output<typeof recipeSchema>;
 export type BaseSpec = z.output<typeof baseSchema>;
 export type BinarySourceSpec = z.output<typeof binarySource>;
+export type PiModel = (typeof PI_MODELS)[number];

@@ -22,7 +22,9 @@ async function ensureUsers(ctx: StageContext, root: string, plan: BuildPlan): Pr
     });
   }
   if (plan.ssh.enabled && plan.ssh.authorizedKeys.length && !(await userExists(root, plan.ssh.user))) {
-    await chrootRun(root, ['useradd', '--create-home', '--user-group', '--groups', 'sudo', '--shell', '/bin/bash', plan.ssh.user], {
+    // Never UID 1000: Raspberry Pi Imager's customisation (userconf, cloud-init, rpi-preseed) renames and
+    // re-keys the user with UID 1000, which would take the admin's name and key away from it.
+    await chrootRun(root, ['useradd', '--create-home', '--user-group', '--key', 'UID_MIN=1001', '--key', 'GID_MIN=1001', '--groups', 'sudo', '--shell', '/bin/bash', plan.ssh.user], {
       log: ctx.log,
       what: `create the admin user ${plan.ssh.user}`,
     });

@@ -11,6 +11,11 @@ export interface BuildOptions {
   compress: Compression;
   /** xz preset 0–9. */
   xzLevel: number;
+  /**
+   * Where the image will be published (the URL of the directory holding it): the Raspberry Pi Imager repository
+   * JSON points there. Without it, the JSON points at the local file.
+   */
+  publishUrl?: string;
 }
 
 /** What every stage gets: the plan, where to put things, and how to report. */

@@ -1,8 +1,10 @@
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { run } from '../exec.ts';
 import { sha256File } from '../hash.ts';
 import type { BaseImage } from '../base/types.ts';
+import { imagerJsonName, imagerJsonText, imagerManifestName, imagerOsEntry, imagerRepository, publishedUrl, releaseDate } from '../release/imager-json.ts';
 import { type Manifest, type OutputFile, sha256sums } from '../release/manifest.ts';
 import type { InstalledBinary } from './binaries.ts';
 import type { StageContext } from './context.ts';
@@ -43,9 +45,48 @@ async function moveImage(from: string, to: string, ctx: StageContext): Promise<v
 }
 
 /**
- * emit: `<name>.img`, `<name>.img.xz`, `manifest.json` and `SHA256SUMS` in the output directory. Each is written
- * under a temporary name and renamed when complete. The previous build's SHA256SUMS is removed first and the new
- * one written last, so a SHA256SUMS that is present always describes complete files of one build.
+ * Raspberry Pi Imager's two files for this image: `<name>.rpi-imager.json`, a repository JSON whose entry points at
+ * the published download (`--publish-url`) or else at the local file, and `<name>.rpi-imager-manifest`, the same
+ * pointing at the local file, which Imager opens on a double-click. Imager takes local files as file:// URLs (as
+ * its own create_local_json.py writes them); a bare path would be fetched as a URL and fail.
+ */
+async function writeImagerFiles(
+  ctx: StageContext,
+  input: { base: BaseImage; image: OutputFile; download: OutputFile; builtAt: Date },
+  temp: (file: string) => string,
+): Promise<Array<{ name: string; path: string }>> {
+  const { outDir, publishUrl } = ctx.options;
+  const entry = (url: string) =>
+    imagerOsEntry({
+      name: ctx.plan.name,
+      description: ctx.plan.description,
+      baseDescription: input.base.description,
+      image: input.image,
+      download: input.download,
+      url,
+      releaseDate: releaseDate(input.builtAt),
+      initFormat: input.base.initFormat,
+      models: ctx.plan.models,
+    });
+  const localUrl = pathToFileURL(join(outDir, input.download.name)).href;
+  const written: Array<{ name: string; path: string }> = [];
+  for (const [name, url] of [
+    [imagerJsonName(ctx.plan.name), publishUrl ? publishedUrl(publishUrl, input.download.name) : localUrl],
+    [imagerManifestName(ctx.plan.name), localUrl],
+  ] as const) {
+    const path = temp(name);
+    await writeFile(path, imagerJsonText(imagerRepository([entry(url)], ctx.plan.models)));
+    written.push({ name, path });
+  }
+  return written;
+}
+
+/**
+ * emit: `<name>.img`, `<name>.img.xz`, the two Raspberry Pi Imager files (which hold the image's sizes and
+ * hashes), `manifest.json` (which lists all of them) and `SHA256SUMS` (all of them, and the manifest) in the
+ * output directory. Each is written under a temporary name and renamed when complete. The previous build's
+ * SHA256SUMS is removed first and the new one written last, so a SHA256SUMS that is present always describes
+ * complete files of one build.
  */
 export async function emitStage(ctx: StageContext, input: EmitInput): Promise<EmitResult> {
   const { outDir } = ctx.options;
@@ -76,10 +117,16 @@ export async function emitStage(ctx: StageContext, input: EmitInput): Promise<Em
       await run('xz', ['--keep', '--force', '--threads=0', `-${ctx.options.xzLevel}`, imgTemp], { log: ctx.log, what: 'compress the image' });
       files.push(await describe(xzTemp, xzName));
     }
+    const builtAt = new Date();
+    const image = files[0]!;
+    // Imager downloads the .xz when there is one, else the image itself (it writes an uncompressed .img as it is).
+    const download = files.find((f) => f.name === xzName) ?? image;
+    const imagerFiles = await writeImagerFiles(ctx, { base: input.base, image, download, builtAt }, temp);
+    for (const file of imagerFiles) files.push(await describe(file.path, file.name));
     const manifest: Manifest = {
       manifestVersion: 1,
       tool: { name: 'simplex-pi', ...input.tool },
-      builtAt: new Date().toISOString(),
+      builtAt: builtAt.toISOString(),
       recipe: { name, ...input.recipe },
       plan: ctx.plan,
       base: input.base,
@@ -97,6 +144,7 @@ export async function emitStage(ctx: StageContext, input: EmitInput): Promise<Em
     await rename(imgTemp, join(outDir, imgName));
     if (xzTemp) await rename(xzTemp, join(outDir, xzName));
     else await rm(join(outDir, xzName), { force: true });
+    for (const file of imagerFiles) await rename(file.path, join(outDir, file.name));
     await rename(manifestTemp, join(outDir, 'manifest.json'));
     await rename(sumsTemp, sums);
     return { outDir, files, manifest };

@@ -3,6 +3,7 @@ import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, lstat, mkdir, readFile, readdir, readlink, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findSecrets } from '../../builder/image/secrets.ts';
 import { onionAddress } from '../../builder/device/onion.ts';
@@ -10,12 +11,13 @@ import { readIni } from '../../builder/device/ini.ts';
 import { CHROOT_ENV, chrootRun } from '../../builder/image/chroot.ts';
 import { killProcessesRootedUnder } from '../../builder/image/processes.ts';
 import { execa } from 'execa';
-import jsQRModule from 'jsqr';
-import { PNG } from 'pngjs';
+import { decodeQrPng } from '../helpers/stick.ts';
 import { mountImage } from '../../builder/image/mount-image.ts';
 import { silentLog } from '../../builder/log.ts';
 import { Resources } from '../../builder/resources.ts';
 import { TestServer } from '../helpers/http-server.ts';
+import { imagerSchemaErrors } from '../helpers/imager-schema.ts';
+import { parseSha256Sums } from '../../builder/release/signed-files.ts';
 import { heldUnder, inspectImage } from '../helpers/inspect.ts';
 import { systemdExposure, systemdVerify } from '../helpers/real-tools.ts';
 import { TEST_CACHE, cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';
@@ -43,9 +45,21 @@ function fromBase32(text: string): Buffer {
   return Buffer.from(out);
 }
 
-/** jsqr is CommonJS with a default export in its types; under NodeNext the function sits on `.default` or is the module. */
-type QrDecoder = (data: Uint8ClampedArray, width: number, height: number) => { data: string } | null;
-const jsQR: QrDecoder = ((jsQRModule as unknown as { default?: QrDecoder }).default ?? jsQRModule) as unknown as QrDecoder;
+
+/**
+ * The one os_list entry of an Imager file in a build's output, checked against Imager's schema, with the sizes of
+ * the output's files and its SHA256SUMS to compare with.
+ */
+async function imagerEntry(out: string, file: string) {
+  const json = JSON.parse(await readFile(join(out, file), 'utf8'));
+  expect(imagerSchemaErrors(json), file).toEqual([]);
+  expect(json.os_list, file).toHaveLength(1);
+  const sums = new Map(parseSha256Sums(await readFile(join(out, 'SHA256SUMS'), 'utf8')).map((e) => [e.name, e.sha256]));
+  expect(sums.has(file), `SHA256SUMS lists ${file}`).toBe(true);
+  const sizes: Record<string, number> = {};
+  for (const name of await readdir(out)) sizes[name] = (await stat(join(out, name))).size;
+  return { ...json.os_list[0], sums, sizes } as { url: string; extract_size: number; extract_sha256: string; image_download_size: number; image_download_sha256: string; sums: Map<string, string>; sizes: Record<string, number> };
+}
 
 function recipe(name: string, standins: ServedStandins, extra: { instances?: number; smpUrl?: string; version?: string } = {}): string {
   return [
@@ -93,10 +107,18 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
     const result = await cli(['build', '--recipe', join(dir, 'one.yaml'), '--out', out, '--cache', TEST_CACHE, '--xz-level', '0']);
     expect(result.exitCode, result.all).toBe(0);
 
-    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'manifest.json', 'one.build.log', 'one.img', 'one.img.xz']);
+    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'manifest.json', 'one.build.log', 'one.img', 'one.img.xz', 'one.rpi-imager-manifest', 'one.rpi-imager.json']);
     const check = execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: out }).toString();
-    expect(check).toBe('one.img: OK\none.img.xz: OK\nmanifest.json: OK\n');
+    expect(check).toBe('one.img: OK\none.img.xz: OK\none.rpi-imager.json: OK\none.rpi-imager-manifest: OK\nmanifest.json: OK\n');
     expect(execFileSync('xz', ['--test', join(out, 'one.img.xz')]).toString()).toBe('');
+    // Raspberry Pi Imager's files: valid for Imager, with the real files' sizes and hashes (SHA256SUMS, just
+    // checked against the files, gives the hashes), no customisation on the Debian base.
+    for (const file of ['one.rpi-imager.json', 'one.rpi-imager-manifest']) {
+      const imager = await imagerEntry(out, file);
+      expect(imager).toMatchObject({ extract_size: imager.sizes['one.img'], image_download_size: imager.sizes['one.img.xz'], init_format: 'none', devices: ['pi5-64bit', 'pi4-64bit', 'pi3-64bit'] });
+      expect([imager.extract_sha256, imager.image_download_sha256]).toEqual([imager.sums.get('one.img'), imager.sums.get('one.img.xz')]);
+      expect(fileURLToPath(imager.url)).toBe(join(out, 'one.img.xz'));
+    }
 
     const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
     expect(manifest.base).toMatchObject({ provider: 'debian', suite: 'bookworm', initFormat: 'none' });
@@ -304,9 +326,7 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
         }
       }
       for (const [name, address] of addresses.filter(([n]) => n !== 'ssh')) {
-        const png = PNG.sync.read(read(`qr/${name}.png`));
-        const decoded = jsQR(new Uint8ClampedArray(png.data), png.width, png.height);
-        expect(decoded?.data).toBe(address);
+        expect(decodeQrPng(read(`qr/${name}.png`))).toBe(address);
       }
     } finally {
       await resources.releaseAll();
@@ -385,7 +405,12 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
     expect(result.all).toMatch(/packages \(cached layer [0-9a-f]+\)/);
     const log = await readFile(join(out, 'two.build.log'), 'utf8');
     expect(log).not.toContain('apt-get install');
-    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'manifest.json', 'two.build.log', 'two.img']);
+    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'manifest.json', 'two.build.log', 'two.img', 'two.rpi-imager-manifest', 'two.rpi-imager.json']);
+    // Uncompressed: Imager downloads the image itself.
+    const imager = await imagerEntry(out, 'two.rpi-imager-manifest');
+    expect(fileURLToPath(imager.url)).toBe(join(out, 'two.img'));
+    expect([imager.extract_size, imager.image_download_size]).toEqual([imager.sizes['two.img'], imager.sizes['two.img']]);
+    expect([imager.extract_sha256, imager.image_download_sha256]).toEqual([imager.sums.get('two.img'), imager.sums.get('two.img')]);
     await inspectImage(join(out, 'two.img'), async ({ root }) => {
       const plan = JSON.parse(await readFile(join(root, 'etc/simplex-pi/plan.json'), 'utf8'));
       expect(plan.smp.instances).toHaveLength(3);

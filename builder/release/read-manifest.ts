@@ -1,0 +1,58 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { UserError } from '../errors.ts';
+import { PI_MODELS } from '../recipe/schema.ts';
+
+/**
+ * A build's manifest.json read back (by the release scripts, possibly from an earlier release made by an earlier
+ * version): only the fields they use are checked, unknown ones are dropped.
+ */
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+
+const outputFile = z.object({ name: z.string().min(1), size: z.number().int().nonnegative(), sha256 });
+
+export const releaseManifestSchema = z.object({
+  manifestVersion: z.literal(1),
+  tool: z.object({ name: z.literal('simplex-pi'), version: z.string(), commit: z.string().optional() }),
+  builtAt: z.string(),
+  recipe: z.object({ name: z.string().min(1), sha256 }),
+  plan: z.object({ description: z.string().default(''), models: z.array(z.enum(PI_MODELS)).optional() }),
+  base: z.object({
+    provider: z.enum(['raspios', 'debian', 'file']),
+    sha256,
+    description: z.string(),
+    url: z.string().optional(),
+    downloadSha256: sha256.optional(),
+    releaseDate: z.string().optional(),
+    initFormat: z.string(),
+    suite: z.string().optional(),
+  }),
+  packages: z.array(z.object({ name: z.string(), version: z.string(), architecture: z.string() })),
+  simplexmq: z.object({
+    version: z.string(),
+    binaries: z.array(z.object({ name: z.string(), sha256, sha256Source: z.string().optional() })),
+  }),
+  outputs: z.array(outputFile),
+});
+
+export type ReleaseManifest = z.infer<typeof releaseManifestSchema>;
+
+export function parseReleaseManifest(text: string, source: string): ReleaseManifest {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new UserError(`${source} is not JSON; is it a manifest.json written by simplex-pi build?`);
+  }
+  const parsed = releaseManifestSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new UserError(`${source} is not a simplex-pi build manifest: ${issue.path.join('.')}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+export async function readReleaseManifest(path: string): Promise<ReleaseManifest> {
+  return parseReleaseManifest(await readFile(path, 'utf8'), path);
+}

@@ -1,0 +1,121 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cli, scratch } from '../helpers/env.ts';
+import { imagerSchemaErrors } from '../helpers/imager-schema.ts';
+import { RASPIOS_BASE, syntheticBuild } from '../helpers/synthetic-output.ts';
+
+// The real emit stage (real xz) on small synthetic images: what every build writes for Raspberry Pi Imager.
+
+async function fileFacts(path: string): Promise<{ size: number; sha256: string }> {
+  return { size: (await stat(path)).size, sha256: createHash('sha256').update(await readFile(path)).digest('hex') };
+}
+
+async function readJson(path: string) {
+  return JSON.parse(await readFile(path, 'utf8'));
+}
+
+const dirs: string[] = [];
+async function outDir(): Promise<string> {
+  const dir = await scratch('emit');
+  dirs.push(dir);
+  return join(dir, 'out');
+}
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+describe('emit writes Raspberry Pi Imager files with every build', () => {
+  it('a repository JSON and a double-click manifest whose sizes and hashes are those of the files, all in SHA256SUMS and the manifest', async () => {
+    const out = await outDir();
+    await syntheticBuild({ name: 'fam', outDir: out, recipe: 'models: [pi3, pi4]\n', publishUrl: 'https://example.org/dl/v1/' });
+    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'fam.img', 'fam.img.xz', 'fam.rpi-imager-manifest', 'fam.rpi-imager.json', 'manifest.json']);
+
+    const img = await fileFacts(join(out, 'fam.img'));
+    const xz = await fileFacts(join(out, 'fam.img.xz'));
+    expect(xz.size).toBeLessThan(img.size);
+    const today = new Date().toISOString().slice(0, 10);
+    for (const file of ['fam.rpi-imager.json', 'fam.rpi-imager-manifest']) {
+      const json = await readJson(join(out, file));
+      expect(imagerSchemaErrors(json), file).toEqual([]);
+      expect(json.os_list).toHaveLength(1);
+      expect(json.os_list[0]).toMatchObject({
+        name: 'SimpleX relays: fam',
+        extract_size: img.size,
+        extract_sha256: img.sha256,
+        image_download_size: xz.size,
+        image_download_sha256: xz.sha256,
+        release_date: today,
+        init_format: 'systemd',
+        devices: ['pi4-64bit', 'pi3-64bit'],
+      });
+      expect(json.imager.devices.map((d: { name: string }) => d.name)).toEqual(['Raspberry Pi 4', 'Raspberry Pi 3']);
+    }
+    // Published: the URL under --publish-url. Local: a file:// URL of the .xz in the output directory, as Imager wants it.
+    expect((await readJson(join(out, 'fam.rpi-imager.json'))).os_list[0].url).toBe('https://example.org/dl/v1/fam.img.xz');
+    const localUrl: string = (await readJson(join(out, 'fam.rpi-imager-manifest'))).os_list[0].url;
+    expect(localUrl).toMatch(/^file:\/\/\//);
+    expect(fileURLToPath(localUrl)).toBe(join(out, 'fam.img.xz'));
+
+    // SHA256SUMS (written last) checks every file, the Imager files and the manifest included.
+    expect(execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: out }).toString()).toBe(
+      'fam.img: OK\nfam.img.xz: OK\nfam.rpi-imager.json: OK\nfam.rpi-imager-manifest: OK\nmanifest.json: OK\n',
+    );
+    const manifest = await readJson(join(out, 'manifest.json'));
+    expect(manifest.outputs.map((o: { name: string }) => o.name)).toEqual(['fam.img', 'fam.img.xz', 'fam.rpi-imager.json', 'fam.rpi-imager-manifest']);
+    expect(manifest.outputs[2]).toEqual({ name: 'fam.rpi-imager.json', ...(await fileFacts(join(out, 'fam.rpi-imager.json'))) });
+    expect(manifest.builtAt.slice(0, 10)).toBe(today);
+    expect(manifest.plan.models).toEqual(['pi3', 'pi4']);
+  });
+
+  it('without a publish URL both point at the local file; with --compress none at the .img, whose size is the download size', async () => {
+    const out = await outDir();
+    await syntheticBuild({ name: 'solo', outDir: out });
+    expect(existsSync(join(out, 'solo.img.xz'))).toBe(true);
+    // A second build into the same directory, uncompressed: the earlier .xz must not stay behind.
+    await syntheticBuild({ name: 'solo', outDir: out, compress: 'none' });
+    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'manifest.json', 'solo.img', 'solo.rpi-imager-manifest', 'solo.rpi-imager.json']);
+    const img = await fileFacts(join(out, 'solo.img'));
+    for (const file of ['solo.rpi-imager.json', 'solo.rpi-imager-manifest']) {
+      const json = await readJson(join(out, file));
+      expect(imagerSchemaErrors(json), file).toEqual([]);
+      const [entry] = json.os_list;
+      expect(fileURLToPath(entry.url)).toBe(join(out, 'solo.img'));
+      expect([entry.extract_size, entry.image_download_size]).toEqual([img.size, img.size]);
+      expect([entry.extract_sha256, entry.image_download_sha256]).toEqual([img.sha256, img.sha256]);
+      // The recipe's default: every 64-bit model.
+      expect(entry.devices).toEqual(['pi5-64bit', 'pi4-64bit', 'pi3-64bit']);
+    }
+    expect(execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: out }).toString()).toBe(
+      'solo.img: OK\nsolo.rpi-imager.json: OK\nsolo.rpi-imager-manifest: OK\nmanifest.json: OK\n',
+    );
+  });
+
+  it('declares no customisation for a base without a consumer for it (Debian)', async () => {
+    const out = await outDir();
+    await syntheticBuild({ name: 'deb', outDir: out, base: { ...RASPIOS_BASE, provider: 'debian', description: 'Debian bookworm arm64', initFormat: 'none' } });
+    const [entry] = (await readJson(join(out, 'deb.rpi-imager.json'))).os_list;
+    expect(entry.init_format).toBe('none');
+    expect(entry.description).toBe('Synthetic deb. Built on Debian bookworm arm64.');
+  });
+
+  it('build refuses a --publish-url that is not an http(s) directory URL, before reading the recipe', async () => {
+    // The recipe does not exist either: were the URL not checked first, the error would be about the recipe.
+    const result = await cli(['build', '--recipe', '/nonexistent/recipe.yaml', '--publish-url', 'ftp://example.org/x'], { timeout: 60_000 });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toBe('error: --publish-url must be the http:// or https:// URL of the directory the image will be downloaded from, e.g. https://example.org/simplex-pi/v1 (got "ftp://example.org/x")');
+  });
+
+  it('a failure while writing the Imager files leaves no SHA256SUMS and no temporary files', async () => {
+    const out = await outDir();
+    await syntheticBuild({ name: 'bad', outDir: out });
+    await expect(syntheticBuild({ name: 'bad', outDir: out, base: { ...RASPIOS_BASE, initFormat: 'ignition' } })).rejects.toThrow(/init_format "ignition"/);
+    const left = await readdir(out);
+    expect(left).not.toContain('SHA256SUMS');
+    expect(left.filter((f) => f.includes('.partial'))).toEqual([]);
+  });
+});

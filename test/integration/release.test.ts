@@ -1,0 +1,254 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { appendFile, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { REPO, scratch } from '../helpers/env.ts';
+import { imagerSchemaErrors } from '../helpers/imager-schema.ts';
+import { PACKAGES, syntheticBuild } from '../helpers/synthetic-output.ts';
+
+// The release workflow and its scripts: the workflow names only what exists, and the release steps run here as a
+// dry run, for real as far as they can without GitHub: builds (synthetic), assembly, signing with a throwaway key,
+// notes, and the `gh` commands printed.
+
+const TAG = 'v1.2.0';
+const GH_REPO = 'example/simplex-pi';
+const DOWNLOAD = `https://github.com/${GH_REPO}/releases/download/${TAG}`;
+
+async function release(args: string[], env: Record<string, string> = {}) {
+  const result = await execa('node', ['--import', 'tsx', join(REPO, 'ci/release.ts'), ...args], {
+    cwd: REPO,
+    reject: false,
+    all: true,
+    // No GitHub: the steps must not rely on the runner's variables, nor on a key in this environment.
+    env: { GITHUB_REF_NAME: '', GITHUB_REPOSITORY: '', SIMPLEX_PI_SIGNING_KEY: '', SIMPLEX_PI_PUBLIC_KEY: '', ...env },
+  });
+  return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), all: String(result.all) };
+}
+
+const sha256 = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
+
+describe('.github/workflows/release.yml', () => {
+  const workflow = parse(readFileSync(join(REPO, '.github/workflows/release.yml'), 'utf8')) as {
+    on: { push: { tags: string[] }; workflow_dispatch: { inputs: Record<string, { type: string; default: unknown }> } };
+    permissions: Record<string, string>;
+    jobs: Record<string, { steps: Array<{ run?: string; env?: Record<string, string>; uses?: string; name?: string }> }>;
+  };
+  const steps = Object.values(workflow.jobs).flatMap((job) => job.steps);
+  const runs = steps.map((s) => s.run ?? '').join('\n');
+
+  it('runs on version tags and by hand with a dry-run switch that is on by default', () => {
+    expect(workflow.on.push.tags).toEqual(['v*']);
+    expect(workflow.on.workflow_dispatch.inputs.dry_run).toMatchObject({ type: 'boolean', default: true });
+    expect(workflow.permissions).toEqual({ contents: 'write' });
+  });
+
+  it('calls only scripts and npm scripts that exist, and release steps that ci/release.ts has', async () => {
+    const paths = [...runs.matchAll(/(?:^|[\s"'])(ci\/[\w./-]+)/g)].map((m) => m[1]!);
+    expect(paths).toContain('ci/setup-host.sh');
+    for (const path of paths) {
+      const info = await stat(join(REPO, path));
+      if (path.endsWith('.sh')) expect(info.mode & 0o111, `${path} is not executable`).not.toBe(0);
+    }
+    const scripts = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).scripts as Record<string, string>;
+    const npmRuns = [...runs.matchAll(/npm run ([\w:-]+)(?: -- (\S+))?/g)];
+    expect(npmRuns.length).toBeGreaterThanOrEqual(6);
+    const help = (await release(['help'])).stdout;
+    for (const [, script, step] of npmRuns) {
+      expect(scripts, `npm script ${script}`).toHaveProperty(script!);
+      if (script === 'release') expect(help, `release step ${step}`).toMatch(new RegExp(`^  ${step} `, 'm'));
+    }
+    expect(npmRuns.map((m) => m[2])).toEqual(['build-all', 'assemble', 'sign', 'previous', 'notes', 'publish']);
+  });
+
+  it('hands the signing key only to the sign step, never to a dry run, and never into a command line', () => {
+    const withSecret = steps.filter((s) => JSON.stringify(s).includes('secrets.'));
+    expect(withSecret.map((s) => s.name)).toEqual(['Sign']);
+    expect(withSecret[0]!.env!.SIMPLEX_PI_SIGNING_KEY).toMatch(/env\.DRY_RUN == '' && secrets\.SIMPLEX_PI_SIGNING_KEY/);
+    expect(runs).not.toMatch(/secrets\.|SIMPLEX_PI_SIGNING_KEY/);
+  });
+});
+
+describe('ci/release.ts', () => {
+  let dir: string;
+  let outputs: string;
+  let previous: string;
+
+  beforeAll(async () => {
+    dir = await scratch('release');
+    outputs = join(dir, 'out');
+    previous = join(dir, 'previous');
+    // This release: solo built for the release's URL (as build-all does); team built locally, without --publish-url.
+    await syntheticBuild({ name: 'solo', outDir: join(outputs, 'solo'), recipe: 'models: [zero2w, pi3, pi4, pi5]\n', publishUrl: DOWNLOAD });
+    await syntheticBuild({ name: 'team', outDir: join(outputs, 'team'), recipe: 'models: [pi4, pi5]\n' });
+    // The previous release had solo only, with an older simplexmq and Tor.
+    const old = await syntheticBuild({
+      name: 'solo',
+      outDir: join(dir, 'old', 'solo'),
+      simplexmqVersion: '6.5.1',
+      packages: PACKAGES.map((p) => (p.name === 'tor' ? { ...p, version: '0.4.8.15-1' } : p)).filter((p) => p.name !== 'openssl'),
+    });
+    await mkdir(previous);
+    await copyFile(join(old.outDir, 'manifest.json'), join(previous, 'solo.manifest.json'));
+  }, 60_000);
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('a dry run of every step: the release files, a combined os-list.json for Imager, signatures, notes and the gh command', { timeout: 120_000 }, async () => {
+    const work = join(dir, 'work');
+    const result = await release(['all', '--dry-run', '--work', work, '--outputs', outputs, '--tag', TAG, '--repo', GH_REPO, '--previous', previous, '--previous-tag', 'v1.1.0']);
+    expect(result.exitCode, result.all).toBe(0);
+
+    // build-all prints the builds it would run, each for this release's URL.
+    for (const preset of ['solo', 'family', 'team', 'org']) {
+      expect(result.stdout).toContain(`would run: ${process.execPath} ${join(REPO, 'bin/simplex-pi.mjs')} build --recipe ${join(REPO, 'recipes', `${preset}.yaml`)} --base raspios --out ${join(outputs, preset)} --publish-url ${DOWNLOAD}`);
+    }
+
+    const releaseDir = join(work, 'release');
+    const files = (await readdir(releaseDir)).sort();
+    expect(files).toEqual(
+      [
+        'SHA256SUMS', 'SHA256SUMS.minisig', 'os-list.json', 'os-list.json.minisig',
+        'solo.img.xz', 'solo.manifest.json', 'solo.manifest.json.minisig', 'solo.rpi-imager.json', 'solo.rpi-imager.json.minisig',
+        'team.img.xz', 'team.manifest.json', 'team.manifest.json.minisig', 'team.rpi-imager.json', 'team.rpi-imager.json.minisig',
+      ].sort(),
+    );
+    // The images are the builds' own, and SHA256SUMS checks every published file.
+    expect(await sha256(join(releaseDir, 'solo.img.xz'))).toBe(await sha256(join(outputs, 'solo', 'solo.img.xz')));
+    expect(await sha256(join(releaseDir, 'solo.manifest.json'))).toBe(await sha256(join(outputs, 'solo', 'manifest.json')));
+    expect(execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: releaseDir }).toString().trim().split('\n')).toEqual(
+      ['solo.img.xz', 'solo.manifest.json', 'solo.rpi-imager.json', 'team.img.xz', 'team.manifest.json', 'team.rpi-imager.json', 'os-list.json'].map((f) => `${f}: OK`),
+    );
+
+    // os-list.json: valid for Imager, one entry per preset, downloading from the release, with the images' sizes and hashes.
+    const osList = JSON.parse(await readFile(join(releaseDir, 'os-list.json'), 'utf8'));
+    expect(imagerSchemaErrors(osList)).toEqual([]);
+    expect(osList.os_list.map((e: { name: string }) => e.name)).toEqual(['SimpleX relays: solo', 'SimpleX relays: team']);
+    expect(osList.imager.devices.map((d: { name: string }) => d.name)).toEqual(['Raspberry Pi 5', 'Raspberry Pi 4', 'Raspberry Pi 3', 'Raspberry Pi Zero 2 W']);
+    for (const [index, name] of ['solo', 'team'].entries()) {
+      const entry = osList.os_list[index];
+      const xz = join(releaseDir, `${name}.img.xz`);
+      expect(entry.url).toBe(`${DOWNLOAD}/${name}.img.xz`);
+      expect([entry.image_download_size, entry.image_download_sha256]).toEqual([(await stat(xz)).size, await sha256(xz)]);
+      const img = join(outputs, name, `${name}.img`);
+      expect([entry.extract_size, entry.extract_sha256]).toEqual([(await stat(img)).size, await sha256(img)]);
+      expect(JSON.parse(await readFile(join(releaseDir, `${name}.rpi-imager.json`), 'utf8')).os_list).toEqual([entry]);
+    }
+    // team was built without --publish-url: a dry run points it at the release and says so.
+    expect(result.stdout).toContain(`team.rpi-imager.json: pointed at ${DOWNLOAD}`);
+    expect(result.stdout).not.toContain('solo.rpi-imager.json: pointed at');
+
+    // Signed with a throwaway key; minisign itself checks every signature against the key the dry run printed.
+    const publicKey = /throwaway key \(not the release key\), public key (\S+)/.exec(result.stdout)?.[1];
+    expect(publicKey).toMatch(/^RW[A-Za-z0-9+/]{54}$/);
+    for (const signed of files.filter((f) => f.endsWith('.minisig')).map((f) => f.slice(0, -'.minisig'.length))) {
+      execFileSync('minisign', ['-V', '-q', '-P', publicKey!, '-m', join(releaseDir, signed)]);
+    }
+
+    // The notes: versions from the manifests and what changed since the previous release.
+    const notes = await readFile(join(work, 'notes.md'), 'utf8');
+    expect(notes).toMatch(/^# simplex-pi v1\.2\.0$/m);
+    expect(notes).toContain('| solo | Synthetic solo | 5, 4, 3, Zero 2 W | 6.5.2 | 0.4.8.16-1 |');
+    expect(notes).toContain(`rpi-imager --repo ${DOWNLOAD}/os-list.json`);
+    const solo = notes.slice(notes.indexOf('### solo'), notes.indexOf('### team'));
+    expect(solo).toContain('- Changed since v1.1.0:\n  - simplexmq 6.5.1 → 6.5.2\n  - openssl 3.5.1-1 (added)\n  - tor 0.4.8.15-1 → 0.4.8.16-1');
+    expect(notes.slice(notes.indexOf('### team'))).toContain('- New in this release (not in v1.1.0).');
+
+    // What would be published: every file of the release directory, with the notes, for the tag; nothing else.
+    const gh = result.stdout.split('\n').filter((l) => l.startsWith('would run: gh'));
+    expect(gh[0]).toBe(`would run: gh release view --repo ${GH_REPO} --json tagName --jq .tagName`);
+    expect(gh.at(-1)).toBe(
+      `would run: gh release create ${TAG} --repo ${GH_REPO} --verify-tag --title 'simplex-pi ${TAG}' --notes-file ${join(work, 'notes.md')} ${files.map((f) => join(releaseDir, f)).join(' ')}`,
+    );
+    expect(result.stdout).toContain('publish: dry run, nothing published (14 files)');
+  });
+
+  it('a real release refuses a build made for another download URL, and says how to build it', async () => {
+    const result = await release(['assemble', '--work', join(dir, 'real'), '--outputs', outputs, '--tag', TAG, '--repo', GH_REPO]);
+    expect(result.exitCode).toBe(1);
+    expect(result.all).toContain(`team.rpi-imager.json in ${join(outputs, 'team')} points at file://`);
+    expect(result.all).toContain(`build team with --publish-url ${DOWNLOAD}`);
+  });
+
+  it('refuses a build whose files changed after it was built', async () => {
+    const tampered = join(dir, 'tampered');
+    await syntheticBuild({ name: 'solo', outDir: join(tampered, 'solo'), publishUrl: DOWNLOAD });
+    await appendFile(join(tampered, 'solo', 'solo.img.xz'), 'x');
+    const result = await release(['assemble', '--work', join(dir, 'tampered-work'), '--outputs', tampered, '--tag', TAG, '--repo', GH_REPO]);
+    expect(result.exitCode).toBe(1);
+    expect(result.all).toMatch(/solo\.img\.xz has sha256 [0-9a-f]{64}, but .*SHA256SUMS says [0-9a-f]{64}: the file changed after the build/);
+  });
+
+  it('signs with the key from the secret only if it verifies with the published public key, and removes the key file', { timeout: 60_000 }, async () => {
+    const keys = join(dir, 'keys');
+    for (const name of ['release', 'other']) await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'keygen', '--out', join(keys, name), '--unencrypted']);
+    const secret = await readFile(join(keys, 'release', 'minisign.key'), 'utf8');
+    const published = (await readFile(join(keys, 'release', 'minisign.pub'), 'utf8')).trim().split('\n').at(-1)!;
+    const other = (await readFile(join(keys, 'other', 'minisign.pub'), 'utf8')).trim().split('\n').at(-1)!;
+    const work = join(dir, 'signed');
+    const outputsForRelease = join(dir, 'for-release');
+    await syntheticBuild({ name: 'solo', outDir: join(outputsForRelease, 'solo'), publishUrl: DOWNLOAD });
+    const common = ['--work', work, '--outputs', outputsForRelease, '--tag', TAG, '--repo', GH_REPO];
+    expect((await release(['assemble', ...common])).exitCode).toBe(0);
+
+    const noKey = await release(['sign', ...common]);
+    expect(noKey.exitCode).toBe(1);
+    expect(noKey.all).toContain('$SIMPLEX_PI_SIGNING_KEY is empty: store the secret key file\'s content as the repository secret SIMPLEX_PI_SIGNING_KEY');
+
+    const wrongKey = await release(['sign', ...common], { SIMPLEX_PI_SIGNING_KEY: secret, SIMPLEX_PI_PUBLIC_KEY: other });
+    expect(wrongKey.exitCode).toBe(1);
+    expect(wrongKey.all).toContain('Could not verify the signatures with the published public key');
+    expect(wrongKey.all).not.toContain(secret.trim().split('\n').at(-1)!);
+
+    const signed = await release(['sign', ...common], { SIMPLEX_PI_SIGNING_KEY: secret, SIMPLEX_PI_PUBLIC_KEY: published });
+    expect(signed.exitCode, signed.all).toBe(0);
+    expect(signed.all).not.toContain(secret.trim().split('\n').at(-1)!);
+    execFileSync('minisign', ['-V', '-q', '-P', published, '-m', join(work, 'release', 'SHA256SUMS')]);
+    // The key file lived in a temporary directory named in the log; it is gone.
+    const keyDirs = [...(await readFile(join(work, 'release.log'), 'utf8')).matchAll(/--key (\S+)\/minisign\.key/g)].map((m) => m[1]!);
+    expect(keyDirs.length).toBeGreaterThan(0);
+    for (const keyDir of keyDirs) expect(existsSync(keyDir)).toBe(false);
+
+    // Publishing for real needs a version tag.
+    const notTag = await release(['publish', '--work', work, '--tag', 'main', '--repo', GH_REPO]);
+    expect(notTag.exitCode).toBe(1);
+    expect(notTag.all).toContain('"main" is not a version tag (v1.2.3)');
+  });
+
+  it('previous, notes and publish for real, against a stand-in for the GitHub CLI', { timeout: 60_000 }, async () => {
+    // The signed release of the test before; `gh` is a script that records its arguments and plays GitHub.
+    const work = join(dir, 'signed');
+    const bin = join(dir, 'bin');
+    await mkdir(bin, { recursive: true });
+    const log = join(dir, 'gh.log');
+    await writeFile(
+      join(bin, 'gh'),
+      [
+        '#!/bin/sh',
+        'echo "$*" >> "$FAKE_GH_LOG"',
+        'case "$1 $2" in',
+        '  "release view") echo v1.1.0 ;;',
+        '  "release download") while [ $# -gt 0 ]; do [ "$1" = --dir ] && dir="$2"; shift; done; cp "$FAKE_GH_MANIFEST" "$dir/solo.manifest.json" ;;',
+        'esac',
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const env = { PATH: `${bin}:${process.env.PATH}`, FAKE_GH_LOG: log, FAKE_GH_MANIFEST: join(previous, 'solo.manifest.json') };
+    const common = ['--work', work, '--tag', TAG, '--repo', GH_REPO];
+    for (const step of ['previous', 'notes', 'publish']) {
+      const result = await release([step, ...common], env);
+      expect(result.exitCode, `${step}: ${result.all}`).toBe(0);
+    }
+    const calls = (await readFile(log, 'utf8')).trim().split('\n');
+    expect(calls[0]).toBe(`release view --repo ${GH_REPO} --json tagName --jq .tagName`);
+    expect(calls[1]).toBe(`release download v1.1.0 --repo ${GH_REPO} --pattern *.manifest.json --dir ${join(work, 'previous')}`);
+    const files = (await readdir(join(work, 'release'))).sort();
+    expect(files).toContain('SHA256SUMS.minisig');
+    expect(calls[2]).toBe(`release create ${TAG} --repo ${GH_REPO} --verify-tag --title simplex-pi ${TAG} --notes-file ${join(work, 'notes.md')} ${files.map((f) => join(work, 'release', f)).join(' ')}`);
+    expect(calls).toHaveLength(3);
+    expect(await readFile(join(work, 'notes.md'), 'utf8')).toContain('- Changed since v1.1.0:\n  - simplexmq 6.5.1 → 6.5.2');
+  });
+});
