@@ -120,6 +120,11 @@ export class Vm {
     this.partial = parts.pop() ?? '';
     const at = this.elapsed();
     for (const text of parts) this.lines.push({ text, at });
+    // getty's prompt has no newline after it: it is a line of its own the moment it appears.
+    if (/login: $/.test(this.partial)) {
+      this.lines.push({ text: this.partial, at });
+      this.partial = '';
+    }
     this.wake();
   }
 
