@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { ServerRecord } from '../../builder/device/firstboot.ts';
@@ -29,6 +29,7 @@ export interface E2eImage {
 }
 
 export async function buildE2eImage(server: TestServer, dir: string, cache = TEST_CACHE): Promise<E2eImage> {
+  await mkdir(dir, { recursive: true });
   const standins = await serveStandins(server, dir, '6.5.2');
   const recipe = join(dir, 'e2e.yaml');
   await writeFile(recipe, debianStandinRecipe({ name: 'e2e', standins, sshKey: await testSshPublicKey(), instances: 3, overlays: [E2E_OVERLAY] }));
