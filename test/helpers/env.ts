@@ -10,8 +10,17 @@ export const TEST_CACHE = process.env.SIMPLEX_PI_TEST_CACHE ?? '/var/tmp/simplex
 
 export const isRoot = process.getuid?.() === 0;
 
+/** Scratch directories made by this test file; test/helpers/cleanup.ts removes them after the file's tests. */
+export const scratchDirs: string[] = [];
+
+/**
+ * A scratch directory under the system's temporary directory, removed after the test file (images in them are
+ * gigabytes: a suite that left them behind filled a disk). SIMPLEX_PI_KEEP_SCRATCH=1 keeps them for debugging.
+ */
 export async function scratch(prefix: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), `spi-${prefix}-`));
+  const dir = await mkdtemp(join(tmpdir(), `spi-${prefix}-`));
+  scratchDirs.push(dir);
+  return dir;
 }
 
 /** Run the real CLI, as a user would. */

@@ -1,16 +1,15 @@
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EM_AARCH64, parseElf, readElf } from '../../builder/image/elf.ts';
 import { parseReleaseNoteHashes, releaseBody } from '../../builder/release/release-notes.ts';
 import { missingLibraries, parseReportedVersion, versionMatches } from '../../builder/stages/binaries.ts';
 import { buildStandin } from '../fixtures/standin/build.ts';
+import { scratch } from '../helpers/env.ts';
 
 describe('ELF machine check', () => {
   let standin: string;
   beforeAll(async () => {
-    standin = await buildStandin({ kind: 'smp', version: '6.5.2.0', output: join(await mkdtemp(join(tmpdir(), 'spi-elf-')), 'smp-server') });
+    standin = await buildStandin({ kind: 'smp', version: '6.5.2.0', output: join(await scratch('elf'), 'smp-server') });
   });
 
   it('recognises an aarch64 executable (the stand-in, assembled for aarch64)', async () => {

@@ -1,12 +1,12 @@
 import { randomBytes, createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downloadVerified } from '../../builder/base/download.ts';
 import { Cache } from '../../builder/cache.ts';
 import { sha256Text } from '../../builder/hash.ts';
 import { TestServer } from '../helpers/http-server.ts';
+import { scratch } from '../helpers/env.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -17,7 +17,7 @@ describe('downloadVerified', () => {
 
   beforeAll(async () => {
     await server.start();
-    cache = new Cache(await mkdtemp(join(tmpdir(), 'spi-dl-')));
+    cache = new Cache(await scratch('dl'));
   });
   afterAll(() => server.stop());
 

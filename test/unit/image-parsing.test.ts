@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, writeFile, truncate } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseBinfmtEntry } from '../../builder/image/binfmt.ts';
@@ -9,9 +8,10 @@ import { bootMountPoint } from '../../builder/image/mount-image.ts';
 import { parseMountinfo } from '../../builder/image/mounts.ts';
 import { parsePartitionTable, raspberryPiLayout, readPartitionTable } from '../../builder/image/partitions.ts';
 import { parseBlockSize, parseMinimumBlocks, shrunkRootMiB } from '../../builder/image/resize.ts';
+import { scratch } from '../helpers/env.ts';
 
 async function imageWith(table: string): Promise<string> {
-  const path = join(await mkdtemp(join(tmpdir(), 'spi-pt-')), 'disk.img');
+  const path = join(await scratch('pt'), 'disk.img');
   await writeFile(path, '');
   await truncate(path, 64 * 1024 * 1024);
   execFileSync('sfdisk', ['--quiet', path], { input: table });

@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, writeFile, copyFile, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile, copyFile, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findSecrets } from '../../builder/image/secrets.ts';
 import { cleanTree } from '../../builder/stages/seal.ts';
+import { scratch as scratchDir } from '../helpers/env.ts';
 
 async function put(root: string, path: string, content: string | Buffer): Promise<void> {
   await mkdir(dirname(join(root, path)), { recursive: true });
@@ -14,7 +14,7 @@ async function put(root: string, path: string, content: string | Buffer): Promis
 
 /** A tree with what a real image has that looks like keys but is public: certificates, public keys, hostnames. */
 async function cleanImageTree(): Promise<string> {
-  const root = await mkdtemp(join(tmpdir(), 'spi-secrets-'));
+  const root = await scratchDir('secrets');
   const { publicKey } = generateKeyPairSync('ed25519');
   await put(root, 'etc/ssl/certs/ca-certificates.crt', '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
   await put(root, 'etc/ssh/ssh_host_ed25519_key.pub', 'ssh-ed25519 AAAA host\n');
@@ -31,7 +31,7 @@ describe('secret detection', () => {
 
   it('finds planted keys of every kind, by name and by content, and names each file', async () => {
     const root = await cleanImageTree();
-    const scratch = await mkdtemp(join(tmpdir(), 'spi-keys-'));
+    const scratch = await scratchDir('keys');
     const pem = execFileSync('openssl', ['genpkey', '-algorithm', 'ED25519']).toString();
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(scratch, 'id')]);
     const openssh = await readFile(join(scratch, 'id'));
@@ -84,7 +84,7 @@ describe('secret detection', () => {
 describe('cleaning the tree before sealing', () => {
   it('removes host keys, per-machine state and build leftovers, empties machine-id, keeps log directories', async () => {
     const root = await cleanImageTree();
-    const scratch = await mkdtemp(join(tmpdir(), 'spi-keys-'));
+    const scratch = await scratchDir('keys');
     execFileSync('ssh-keygen', ['-q', '-t', 'rsa', '-b', '1024', '-N', '', '-f', join(scratch, 'k')]);
     await put(root, 'etc/ssh/ssh_host_rsa_key', await readFile(join(scratch, 'k')));
     await copyFile(join(scratch, 'k.pub'), join(root, 'etc/ssh/ssh_host_rsa_key.pub'));
