@@ -137,30 +137,20 @@ async function vmBootFigures(cache: string, server: TestServer, dir: string): Pr
 
 await renderFigures();
 if (process.argv.includes('--render-only')) process.exit(0);
-if (process.argv.includes('--vm-only')) {
-  // Uses an existing cache (BENCH_CACHE) so the Debian base need not be built again.
+/** One part on its own, with an existing cache (BENCH_CACHE) so the Debian base need not be built again. */
+async function only(name: string, figures: (cache: string, server: TestServer, dir: string) => Promise<void>): Promise<never> {
   const server = await new TestServer().start();
-  const dir = await scratch('bench-vm');
+  const dir = await scratch(`bench-${name}`);
   try {
-    await vmBootFigures(process.env.BENCH_CACHE ?? join(dir, 'cache'), server, dir);
+    await figures(process.env.BENCH_CACHE ?? join(dir, 'cache'), server, dir);
   } finally {
     await server.stop();
     await rm(dir, { recursive: true, force: true });
   }
   process.exit(0);
 }
-if (process.argv.includes('--firstboot-only')) {
-  // Uses an existing cache (BENCH_CACHE) so the Debian base need not be built again.
-  const server = await new TestServer().start();
-  const dir = await scratch('bench-firstboot');
-  try {
-    await firstbootFigure(process.env.BENCH_CACHE ?? join(dir, 'cache'), server, dir);
-  } finally {
-    await server.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
-  process.exit(0);
-}
+if (process.argv.includes('--vm-only')) await only('vm', vmBootFigures);
+if (process.argv.includes('--firstboot-only')) await only('firstboot', firstbootFigure);
 
 const server = await new TestServer().start();
 const dir = await scratch('bench');
