@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { sha256File } from '../../builder/hash.ts';
-import { isRoot } from '../helpers/env.ts';
+import { freePort, isRoot } from '../helpers/env.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { type BootFiles, Vm, copyDisk, extractBootFiles, makeStick, vmScratch } from '../helpers/vm.ts';
 import { type AgentReport, type StickContents, buildE2eImage, fingerprintOf, hashesOnCard, keyFilesOf, readStick } from './cluster.ts';
@@ -24,6 +24,7 @@ const SERVERS = ['smp1', 'smp2', 'smp3', 'xftp', 'ssh'];
 const ONION = /^[a-z2-7]{56}\.onion$/;
 /** The address qemu's user-mode network gives the guest, where its host forwards go. */
 const GUEST_IP = '10.0.2.15';
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch64)', () => {
   const server = new TestServer();
@@ -151,7 +152,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       await vm.plugStick(1);
       let after = before;
       for (let i = 0; i < 60 && !/wrote \d+ files/.test(after.exportJournal); i++) {
-        await new Promise((resolve) => setTimeout(resolve, 2000));
+        await sleep(2000);
         after = await vm.report<AgentReport>();
       }
       expect(after.exportJournal).toMatch(/export: wrote \d+ files to \/dev\/sd[a-z]/);
@@ -173,7 +174,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       // Knock only once the guest has its address from qemu's DHCP: before that, nothing could answer anyway.
       let net = await vm.report<Pick<AgentReport, 'interfaces'>>('net');
       for (let i = 0; i < 60 && !Object.values(net.interfaces).flat().includes(GUEST_IP); i++) {
-        await new Promise((resolve) => setTimeout(resolve, 1000));
+        await sleep(1000);
         net = await vm.report<Pick<AgentReport, 'interfaces'>>('net');
       }
       expect(Object.values(net.interfaces).flat(), 'the guest got its address from qemu').toContain(GUEST_IP);
@@ -189,7 +190,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
         for (let i = 0; i < (answered ? 10 : 1); i++) {
           journal = (await vm.report<{ journal: string }>('journal')).journal;
           if (/connection from/.test(journal)) break;
-          await new Promise((resolve) => setTimeout(resolve, 1000));
+          await sleep(1000);
         }
         return { answered, reached: journal.split('\n').filter((l) => /connection from (::ffff:)?10\.0\.2\.2 /.test(l)).length };
       };
@@ -269,17 +270,6 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
     }),
   );
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Connect to the forwarded port and say something. qemu's user network accepts on the host side whatever

@@ -20,7 +20,7 @@ import { decodeQrPng, listStick, readStickFile } from '../helpers/stick.ts';
  */
 
 /** The e2e image: Debian base, the simplexmq stand-ins, 3 SMP relays + XFTP + SSH over Tor, and the test overlay. */
-export const E2E_OVERLAY = join(REPO, 'test/e2e/overlay');
+const E2E_OVERLAY = join(REPO, 'test/e2e/overlay');
 
 export interface E2eImage {
   image: string;

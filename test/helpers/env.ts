@@ -1,6 +1,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createServer } from 'node:net';
 import { execa } from 'execa';
 
 export const REPO = resolve(import.meta.dirname, '../..');
@@ -49,4 +50,13 @@ export async function testSshPublicKey(): Promise<string> {
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test@simplex-pi', '-f', join(dir, 'id')]);
   const { readFile } = await import('node:fs/promises');
   return (await readFile(join(dir, 'id.pub'), 'utf8')).trim();
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }

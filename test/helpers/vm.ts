@@ -1,5 +1,5 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -298,8 +298,4 @@ async function qmp(path: string, commands: Array<{ execute: string; arguments?: 
 /** A scratch directory for one VM test run (kept when a test fails: it holds the console logs). */
 export async function vmScratch(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'spi-vm-'));
-}
-
-export async function listDir(dir: string): Promise<string[]> {
-  return readdir(dir).catch(() => []);
 }

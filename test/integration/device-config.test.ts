@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -11,15 +10,7 @@ import { type ServerSpec, ensureServer } from '../../builder/device/servers.ts';
 import { resolvePlan } from '../../builder/plan/plan.ts';
 import { parseRecipe } from '../../builder/recipe/load.ts';
 import { buildStandin } from '../fixtures/standin/build.ts';
-import { scratch } from '../helpers/env.ts';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import { freePort, scratch } from '../helpers/env.ts';
 
 describe('INI settings and addresses, on what simplexmq init writes (the stand-in, same files and format)', () => {
   let dir: string;
