@@ -20,7 +20,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(
-  qemu-user-static binfmt-support mmdebstrap fdisk e2fsprogs dosfstools mtools xz-utils zerofree
+  qemu-user-static binfmt-support mmdebstrap arch-test fdisk e2fsprogs dosfstools mtools xz-utils zerofree
   util-linux mount coreutils dpkg ca-certificates git debian-archive-keyring
 )
 if [ "$want_tests" = 1 ]; then
