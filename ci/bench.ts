@@ -4,6 +4,8 @@
 // and packages layer), time per stage, raw/compressed/allocated image sizes, and peak disk use of cache + output.
 // The simplexmq stand-in is served from 127.0.0.1 like in the tests (real binaries cannot be downloaded here).
 // Boot times in qemu-system-aarch64 (first boot to addresses on the stick, plain boot); `-- --vm-only` for those.
+// The Raspberry Pi OS look-alike: its build cold and cached, the pipeline on it, a customised first boot;
+// `-- --raspios-only` for those.
 import { statfs, writeFile, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { listPresets } from '../builder/recipe/presets.ts';
@@ -17,7 +19,9 @@ import { TestServer } from '../test/helpers/http-server.ts';
 import { REPO, scratch, testSshPublicKey } from '../test/helpers/env.ts';
 import { debianStandinRecipe, serveStandins } from '../test/helpers/standins.ts';
 import { Vm, copyDisk, extractBootFiles, makeStick } from '../test/helpers/vm.ts';
-import { buildE2eImage } from '../test/e2e/cluster.ts';
+import { buildE2eImage, largerCard } from '../test/e2e/cluster.ts';
+import { imagerCustomise } from '../test/helpers/imager.ts';
+import { LOOKALIKE_OS_NAME, raspiosLookalike, serveLookalike } from '../test/helpers/raspios-lookalike.ts';
 
 const MiB = 1024 * 1024;
 const mib = (bytes: number) => `${(bytes / MiB).toFixed(0)} MiB`;
@@ -135,6 +139,47 @@ async function vmBootFigures(cache: string, server: TestServer, dir: string): Pr
   }
 }
 
+/**
+ * The Raspberry Pi OS Trixie look-alike (test/helpers/raspios-lookalike.ts): building it in an empty cache
+ * (mmdebstrap of Debian trixie arm64 under qemu-user, pi-gen's layout, xz) and taking it from the cache; then
+ * the full pipeline on it and a customised card's first boot in the VM to every relay listening.
+ */
+async function raspiosFigures(cache: string, server: TestServer, dir: string): Promise<void> {
+  let started = performance.now();
+  const lookalike = await raspiosLookalike(cache);
+  const cold = (performance.now() - started) / 1000;
+  started = performance.now();
+  await raspiosLookalike(cache);
+  const cached = (performance.now() - started) / 1000;
+  const imagerJson = await serveLookalike(server, lookalike);
+  const { image, plan, buildSeconds } = await buildE2eImage(server, join(dir, 'e2e-raspios'), cache, {
+    name: 'e2e-raspios',
+    base: { provider: 'raspios', imager_json: imagerJson, os_name: LOOKALIKE_OS_NAME },
+  });
+  const vmDir = join(dir, 'vm-raspios');
+  const boot = await extractBootFiles(image, join(vmDir, 'boot'));
+  const disk = join(vmDir, 'card.img');
+  const stick = join(vmDir, 'stick.img');
+  await largerCard(image, disk, 4);
+  await imagerCustomise(disk, 'cloudinit-rpi', { hostname: 'bench-relay', userName: 'alice', sshEnabled: true, sshAuthorizedKeys: [await testSshPublicKey()] });
+  await makeStick(stick, plan.export.usbLabel);
+  const vm = await Vm.start({ name: 'bench-raspios', disk, boot, dir: vmDir, stick });
+  try {
+    await vm.waitForAgent('ready', 20 * 60 * 1000);
+    const ready = vm.elapsed() / 1000;
+    await vm.powerOff();
+    console.log('| Raspberry Pi OS look-alike | seconds |');
+    console.log('|---|---|');
+    console.log(`| look-alike base, cold (mmdebstrap trixie arm64, layout, xz -1) | ${cold.toFixed(0)} |`);
+    console.log(`| look-alike base, cached | ${cached.toFixed(2)} |`);
+    console.log(`| full build on it (download, verify, packages, …, emit; uncompressed) | ${buildSeconds.toFixed(0)} |`);
+    console.log(`| first boot of an Imager-customised card 4 GiB larger (resize, cloud-init) to every relay listening | ${ready.toFixed(0)} |`);
+    console.log(`look-alike: ${mib(lookalike.size)} raw, ${mib(lookalike.xzSize)} .img.xz\n`);
+  } finally {
+    await vm.dispose();
+  }
+}
+
 await renderFigures();
 if (process.argv.includes('--render-only')) process.exit(0);
 /** One part on its own, with an existing cache (BENCH_CACHE) so the Debian base need not be built again. */
@@ -151,6 +196,7 @@ async function only(name: string, figures: (cache: string, server: TestServer, d
 }
 if (process.argv.includes('--vm-only')) await only('vm', vmBootFigures);
 if (process.argv.includes('--firstboot-only')) await only('firstboot', firstbootFigure);
+if (process.argv.includes('--raspios-only')) await only('raspios', raspiosFigures);
 
 const server = await new TestServer().start();
 const dir = await scratch('bench');
@@ -181,6 +227,7 @@ try {
   console.log(`warm rebuild: ${(warm.seconds - (warm.stages.emit ?? 0)).toFixed(0)} s before emit, + emit (hash, xz -6, checksums) ${warm.stages.emit} s`);
   await firstbootFigure(cache, server, dir);
   await vmBootFigures(cache, server, dir);
+  await raspiosFigures(cache, server, dir);
 } finally {
   await server.stop();
   await rm(dir, { recursive: true, force: true });

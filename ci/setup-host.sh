@@ -27,6 +27,8 @@ if [ "$want_tests" = 1 ]; then
   packages+=(
     tor nftables openssh-server openssh-client systemd openssl qemu-system-arm ipxe-qemu
     binutils-aarch64-linux-gnu minisign file time
+    # mkpasswd: the Imager simulator writes a yescrypt password hash as Imager 2.x does.
+    whois
   )
 fi
 if ! command -v node >/dev/null 2>&1 || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then

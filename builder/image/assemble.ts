@@ -7,8 +7,6 @@ export const BOOT_LABEL = 'RASPIFIRM';
 export const ROOT_LABEL = 'RASPIROOT';
 const MiB = 1024 * 1024;
 const SECTOR = 512;
-/** The first partition starts at 4 MiB: aligned for SD card erase blocks, like Raspberry Pi OS. */
-const FIRST_SECTOR = (4 * MiB) / SECTOR;
 
 export interface AssembleRequest {
   /** Root filesystem tree, without the boot partition's contents. */
@@ -19,7 +17,28 @@ export interface AssembleRequest {
   bootMiB: number;
   rootMiB: number;
   log?: BuildLog;
+  /**
+   * How the layout differs from the Debian base's (defaults): Raspberry Pi OS's pi-gen starts partition 1 at
+   * 8 MiB, labels them bootfs/rootfs, makes FAT32 with one sector per cluster, gives the MBR a random disk
+   * identifier and turns some ext4 features off or on.
+   */
+  layout?: Partial<DiskLayout>;
 }
+
+export interface DiskLayout {
+  firstSectorMiB: number;
+  bootLabel: string;
+  rootLabel: string;
+  /** mkfs.fat -s; undefined lets mkfs.fat choose. */
+  fatSectorsPerCluster?: number;
+  /** mke2fs -O, e.g. ['^huge_file', 'orphan_file']. */
+  ext4Features: string[];
+  /** MBR disk identifier, 8 hex digits; undefined lets sfdisk choose one at random. */
+  diskId?: string;
+}
+
+/** The Debian base's: partition 1 at 4 MiB (aligned for SD card erase blocks), Debian's raspi labels. */
+const DEBIAN_LAYOUT: DiskLayout = { firstSectorMiB: 4, bootLabel: BOOT_LABEL, rootLabel: ROOT_LABEL, ext4Features: [] };
 
 /**
  * Make a Raspberry Pi disk image from two directory trees without loop devices or mounts: an MBR with a FAT32
@@ -27,8 +46,10 @@ export interface AssembleRequest {
  */
 export async function assembleImage(request: AssembleRequest): Promise<void> {
   const { log } = request;
+  const layout: DiskLayout = { ...DEBIAN_LAYOUT, ...request.layout };
+  const firstSector = (layout.firstSectorMiB * MiB) / SECTOR;
   const bootSectors = (request.bootMiB * MiB) / SECTOR;
-  const rootStart = FIRST_SECTOR + bootSectors;
+  const rootStart = firstSector + bootSectors;
   const rootSectors = (request.rootMiB * MiB) / SECTOR;
   const total = (rootStart + rootSectors) * SECTOR;
   const file = await open(request.output, 'w');
@@ -36,19 +57,21 @@ export async function assembleImage(request: AssembleRequest): Promise<void> {
   await file.close();
   const table = [
     'label: dos',
+    ...(layout.diskId ? [`label-id: 0x${layout.diskId}`] : []),
     'unit: sectors',
-    `start=${FIRST_SECTOR}, size=${bootSectors}, type=c, bootable`,
+    `start=${firstSector}, size=${bootSectors}, type=c, bootable`,
     `start=${rootStart}, size=${rootSectors}, type=83`,
     '',
   ].join('\n');
   await run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', request.output], { log, input: table, what: 'write the partition table' });
-  await run('mkfs.vfat', ['-F', '32', '-n', BOOT_LABEL, '--offset', String(FIRST_SECTOR), request.output, String((request.bootMiB * MiB) / 1024)], {
+  const cluster = layout.fatSectorsPerCluster === undefined ? [] : ['-s', String(layout.fatSectorsPerCluster)];
+  await run('mkfs.vfat', ['-F', '32', ...cluster, '-n', layout.bootLabel, '--offset', String(firstSector), request.output, String((request.bootMiB * MiB) / 1024)], {
     log,
     what: 'make the FAT boot filesystem',
   });
   const entries = await readdir(request.bootDir);
   if (entries.length) {
-    await run('mcopy', ['-s', '-p', '-m', '-i', `${request.output}@@${FIRST_SECTOR * SECTOR}`, ...entries.map((e) => join(request.bootDir, e)), '::/'], {
+    await run('mcopy', ['-s', '-p', '-m', '-i', `${request.output}@@${firstSector * SECTOR}`, ...entries.map((e) => join(request.bootDir, e)), '::/'], {
       log,
       env: { MTOOLS_SKIP_CHECK: '1' },
       what: 'copy the boot files',
@@ -56,7 +79,7 @@ export async function assembleImage(request: AssembleRequest): Promise<void> {
   }
   await run(
     'mke2fs',
-    ['-q', '-t', 'ext4', '-L', ROOT_LABEL, '-d', request.rootDir, '-E', `offset=${rootStart * SECTOR}`, request.output, `${request.rootMiB * 1024}k`],
+    ['-q', '-t', 'ext4', '-L', layout.rootLabel, ...(layout.ext4Features.length ? ['-O', layout.ext4Features.join(',')] : []), '-d', request.rootDir, '-E', `offset=${rootStart * SECTOR}`, request.output, `${request.rootMiB * 1024}k`],
     { log, what: 'make the ext4 root filesystem' },
   );
 }

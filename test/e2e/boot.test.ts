@@ -8,7 +8,7 @@ import { sha256File } from '../../builder/hash.ts';
 import { freePort, isRoot } from '../helpers/env.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { type BootFiles, Vm, copyDisk, extractBootFiles, makeStick, vmScratch } from '../helpers/vm.ts';
-import { type AgentReport, type StickContents, buildE2eImage, fingerprintOf, hashesOnCard, keyFilesOf, readStick } from './cluster.ts';
+import { type AgentReport, type StickContents, type SystemReport, buildE2eImage, largerCard, fingerprintOf, hashesOnCard, keyFilesOf, readStick } from './cluster.ts';
 
 /**
  * Issue 5: the built image, booted for real (qemu-system-aarch64 -M virt, its own kernel and initramfs, no
@@ -54,7 +54,8 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
     ({ image, plan } = built);
     timings.buildSeconds = built.buildSeconds;
     boot = await extractBootFiles(image, join(dir, 'boot'));
-    await copyDisk(image, disk('A'));
+    // Card A is a larger SD card than the image, as users' cards are: first boot must grow into it.
+    await largerCard(image, disk('A'), 2);
     await copyDisk(image, disk('B'));
     for (const name of ['A', 'B', 'later']) await makeStick(stick(name), plan.export.usbLabel);
     await makeStick(stick('other'), 'BACKUP');
@@ -89,7 +90,15 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       timings.firstBootAddressesOnStick = exported.at / 1000;
       timings.firstBootReady = vm.elapsed() / 1000;
       const report = await vm.report<AgentReport>();
+      const system = await vm.report<SystemReport>('system', 240_000);
       await vm.powerOff();
+
+      // The card is 2 GiB larger than the image: the root partition now reaches its end and the filesystem
+      // fills the partition (the Debian base's own growth, simplex-pi-growroot.service).
+      expect(system.diskSectors! - (system.rootStart + system.rootSectors), 'sectors after the root partition').toBeLessThan(16384);
+      expect(system.fsBytes, `filesystem ${system.fsBytes} B on a ${system.rootSectors * 512} B partition`).toBeGreaterThan(system.rootSectors * 512 * 0.95);
+      expect(system.fsAvailBytes).toBeGreaterThan(1.5 * 1024 ** 3);
+      expect(system.machineId).toMatch(/^[0-9a-f]{32}$/);
 
       // The stick, read on the host like a user would: every server, well-formed, QR codes decoding to them.
       const contents = readStick(stick('A'), plan.hostname);

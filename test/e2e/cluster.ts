@@ -28,17 +28,18 @@ export interface E2eImage {
   buildSeconds: number;
 }
 
-export async function buildE2eImage(server: TestServer, dir: string, cache = TEST_CACHE): Promise<E2eImage> {
+export async function buildE2eImage(server: TestServer, dir: string, cache = TEST_CACHE, options: { name?: string; base?: object } = {}): Promise<E2eImage> {
   await mkdir(dir, { recursive: true });
   const standins = await serveStandins(server, dir, '6.5.2');
-  const recipe = join(dir, 'e2e.yaml');
-  await writeFile(recipe, debianStandinRecipe({ name: 'e2e', standins, sshKey: await testSshPublicKey(), instances: 3, overlays: [E2E_OVERLAY] }));
+  const name = options.name ?? 'e2e';
+  const recipe = join(dir, `${name}.yaml`);
+  await writeFile(recipe, debianStandinRecipe({ name, standins, sshKey: await testSshPublicKey(), instances: 3, overlays: [E2E_OVERLAY], base: options.base }));
   const out = join(dir, 'out');
   const started = Date.now();
   const result = await cli(['build', '--recipe', recipe, '--out', out, '--cache', cache, '--compress', 'none']);
   if (result.exitCode !== 0) throw new Error(`building the e2e image failed:\n${result.all}`);
   const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { plan: BuildPlan };
-  return { image: join(out, 'e2e.img'), plan: manifest.plan, buildSeconds: (Date.now() - started) / 1000 };
+  return { image: join(out, `${name}.img`), plan: manifest.plan, buildSeconds: (Date.now() - started) / 1000 };
 }
 
 export interface UnitState {
@@ -67,6 +68,40 @@ export interface AgentReport {
   status: string;
   interfaces: Record<string, string[]>;
   nftTables: string;
+}
+
+/** The agent's `system` report: the base's own first-boot work (see agent.mjs). */
+export interface SystemReport {
+  systemState: string;
+  jobs: string;
+  failedUnits: string;
+  rootSource: string;
+  diskSectors: number | null;
+  rootStart: number;
+  rootSectors: number;
+  fsBytes: number;
+  fsAvailBytes: number;
+  machineId: string | null;
+  cmdline: string;
+  cardCmdline: string | null;
+  fstab: string | null;
+  hostname: string;
+  resizeUnit: UnitState & { enabled: string };
+  growfsRoot: UnitState;
+  growfsJournal: string;
+  cloudInit: string | null;
+  cloudInitUnits: Record<string, UnitState>;
+  users: Array<{ name: string; uid: number; home: string; shell: string; passwordHash: string | null; authorizedKeys: string | null }>;
+  gettyTty1: string;
+  userconfig: (UnitState & { enabled: string }) | null;
+  firstboot: UnitState;
+  firstbootAfter: string;
+}
+
+/** A card several GiB larger than the image, as a user's SD card is: the image copied sparsely, then extended. */
+export async function largerCard(image: string, disk: string, extraGiB: number): Promise<void> {
+  await execa('cp', ['--sparse=always', image, disk]);
+  await execa('truncate', ['-s', `+${extraGiB}G`, disk]);
 }
 
 export interface StickContents {

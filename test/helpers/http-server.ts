@@ -1,9 +1,12 @@
+import { createReadStream, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** A file served by the test server; `cutAfter` closes the connection after that many bytes, `cuts` times. */
 export interface Served {
-  body: Buffer | string;
+  body?: Buffer | string;
+  /** Served from this file instead of `body` (images too large to hold in memory). */
+  file?: string;
   contentType?: string;
   cutAfter?: number;
   cuts?: number;
@@ -51,7 +54,11 @@ export class TestServer {
       res.writeHead(404).end('not found');
       return;
     }
-    const body = Buffer.isBuffer(file.body) ? file.body : Buffer.from(file.body);
+    if (file.file) {
+      this.sendFile(req, res, file.file, file.contentType);
+      return;
+    }
+    const body = Buffer.isBuffer(file.body) ? file.body : Buffer.from(file.body ?? '');
     let start = 0;
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     if (range && !file.ignoreRange) {
@@ -71,6 +78,22 @@ export class TestServer {
       return;
     }
     res.end(rest);
+  }
+
+  private sendFile(req: IncomingMessage, res: import('node:http').ServerResponse, path: string, contentType = 'application/octet-stream'): void {
+    const size = statSync(path).size;
+    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const start = range ? Number(range[1]) : 0;
+    if (start >= size && size > 0) {
+      res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
+      return;
+    }
+    res.writeHead(range ? 206 : 200, {
+      'content-length': size - start,
+      'content-type': contentType,
+      ...(range ? { 'content-range': `bytes ${start}-${size - 1}/${size}` } : {}),
+    });
+    createReadStream(path, { start }).pipe(res);
   }
 
   async stop(): Promise<void> {

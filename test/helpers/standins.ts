@@ -33,12 +33,12 @@ export async function serveStandins(server: TestServer, dir: string, version: st
   return { ...out, releaseNotesUrl: `${server.url}/api/releases/tags/v{version}` };
 }
 
-/** A recipe on the Debian base with the stand-ins pinned by url + sha256 and SSH over Tor (a way to log in). */
-export function debianStandinRecipe(options: { name: string; standins: ServedStandins; sshKey: string; instances?: number; overlays?: string[] }): string {
+/** A recipe (on the Debian base unless `base` says otherwise) with the stand-ins pinned by url + sha256 and SSH over Tor (a way to log in). */
+export function debianStandinRecipe(options: { name: string; standins: ServedStandins; sshKey: string; instances?: number; overlays?: string[]; base?: object }): string {
   const { name, standins, sshKey, instances, overlays } = options;
   return [
     `name: ${name}`,
-    'base: { provider: debian }',
+    `base: ${JSON.stringify(options.base ?? { provider: 'debian' })}`,
     `admin: { ssh: { over_tor: true, authorized_keys: ["${sshKey}"] } }`,
     ...(instances === undefined ? [] : [`smp: { instances: ${instances} }`]),
     ...(overlays === undefined ? [] : [`overlays: ${JSON.stringify(overlays)}`]),

@@ -26,14 +26,31 @@ export async function extractBootFiles(image: string, dir: string): Promise<Boot
   const target = `${image}@@${boot.start * 512}`;
   const { stdout } = await execa('mdir', ['-b', '-i', target, '::/'], { env: MTOOLS });
   const names = stdout.split('\n').map((l) => l.replace(/^::\//, '').trim());
-  const kernel = names.find((n) => /^vmlinuz/.test(n));
-  const initrd = names.find((n) => /^initrd\.img/.test(n));
-  if (!kernel || !initrd) throw new Error(`no vmlinuz/initrd.img in the image's boot partition: ${names.join(' ')}`);
+  // Debian's raspi-firmware keeps the package names; Raspberry Pi OS names them as the firmware loads them.
+  const kernel = names.find((n) => /^vmlinuz/.test(n)) ?? names.find((n) => n === 'kernel8.img');
+  const initrd = names.find((n) => /^initrd\.img/.test(n)) ?? names.find((n) => n === 'initramfs8');
+  if (!kernel || !initrd) throw new Error(`no vmlinuz/initrd.img or kernel8.img/initramfs8 in the image's boot partition: ${names.join(' ')}`);
   await mkdir(dir, { recursive: true });
   const out = { kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img') };
   await execa('mcopy', ['-o', '-n', '-i', target, `::/${kernel}`, out.kernel], { env: MTOOLS });
   await execa('mcopy', ['-o', '-n', '-i', target, `::/${initrd}`, out.initrd], { env: MTOOLS });
   return out;
+}
+
+/** The card's own cmdline.txt, as the Raspberry Pi firmware would pass it to the kernel. */
+export async function readCardCmdline(disk: string): Promise<string> {
+  const { boot } = raspberryPiLayout(await readPartitionTable(disk));
+  const { stdout } = await execa('mtype', ['-i', `${disk}@@${boot.start * 512}`, '::/cmdline.txt'], { env: MTOOLS });
+  return stdout.trim();
+}
+
+/**
+ * The kernel command line for qemu's virt machine: the card's own cmdline.txt (root=, resize, ds=nocloud, what
+ * Imager appended), with its consoles replaced by the virt machine's serial port.
+ */
+export function vmCommandLine(cardCmdline: string, append: string[] = []): string {
+  const words = cardCmdline.split(/\s+/).filter((w) => w && !w.startsWith('console='));
+  return [...words, 'console=ttyAMA0', 'panic=-1', ...append].join(' ');
 }
 
 /** A FAT stick image with a label, as a user would prepare one. */
@@ -65,7 +82,7 @@ export interface VmOptions {
   laterSticks?: string[];
   /** Forward a host port on 127.0.0.1 to a guest port through a restricted user-mode network. */
   forward?: { hostPort: number; guestPort: number };
-  /** Extra kernel command line words. */
+  /** Extra kernel command line words, after the card's own cmdline.txt (read at each start). */
   append?: string[];
   memoryMiB?: number;
 }
@@ -87,10 +104,14 @@ export class Vm {
   exited = false;
   readonly exit: Promise<{ exitCode?: number; signal?: string }>;
 
-  private constructor(readonly options: VmOptions) {
+  /** The kernel command line this boot used. */
+  readonly commandLine: string;
+
+  private constructor(readonly options: VmOptions, cardCmdline: string) {
     this.consoleLog = join(options.dir, `${options.name}.console.log`);
     this.log = createWriteStream(this.consoleLog);
-    this.child = execa('qemu-system-aarch64', qemuArgs(options), { reject: false, stdin: 'ignore', stderr: 'pipe', buffer: { stdout: false } });
+    this.commandLine = vmCommandLine(cardCmdline, options.append);
+    this.child = execa('qemu-system-aarch64', qemuArgs(options, this.commandLine), { reject: false, stdin: 'ignore', stderr: 'pipe', buffer: { stdout: false } });
     this.child.stdout!.on('data', (data: Buffer) => this.onConsole(data));
     this.exit = this.child.then((result) => {
       this.exited = true;
@@ -104,7 +125,8 @@ export class Vm {
   static async start(options: VmOptions): Promise<Vm> {
     await mkdir(options.dir, { recursive: true });
     for (const socket of ['qmp', 'agent']) await rm(join(options.dir, `${options.name}.${socket}.sock`), { force: true });
-    const vm = new Vm(options);
+    // Read at every start: a first boot rewrites it (resize removed, a new disk id in root=PARTUUID=).
+    const vm = new Vm(options, await readCardCmdline(options.disk));
     await vm.connectAgent();
     return vm;
   }
@@ -235,13 +257,13 @@ export class Vm {
   }
 }
 
-function qemuArgs(o: VmOptions): string[] {
+function qemuArgs(o: VmOptions, commandLine: string): string[] {
   const sock = (kind: string) => join(o.dir, `${o.name}.${kind}.sock`);
   const args = [
     '-M', 'virt', '-cpu', 'cortex-a72', '-smp', '2', '-m', String(o.memoryMiB ?? 1024),
     '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
     '-kernel', o.boot.kernel, '-initrd', o.boot.initrd,
-    '-append', ['root=LABEL=RASPIROOT', 'rw', 'console=ttyAMA0', 'panic=-1', ...(o.append ?? [])].join(' '),
+    '-append', commandLine,
     '-drive', `file=${o.disk},format=raw,if=virtio,cache=writeback`,
     '-device', 'virtio-rng-pci',
     '-device', 'qemu-xhci,id=xhci',

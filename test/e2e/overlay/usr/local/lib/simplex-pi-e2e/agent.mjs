@@ -5,6 +5,9 @@
 //   report   -> what the test asserts on (units, listening ports, onion hostnames Tor wrote, key hashes, journals)
 //   net      -> the network interfaces' addresses only (cheap: no program started)
 //   journal  -> what smp1's unit logged this boot (the stand-in logs each connection it accepts)
+//   system   -> the base's own first-boot work: root partition and filesystem size against the disk, machine-id,
+//               the resize unit, cloud-init's result, users and their keys, host name, kernel command line,
+//               whether systemd settled (is-system-running, pending jobs)
 //   control <action> -> the firewall test takes its layers down one at a time, to show each one alone keeps a
 //               connection from reaching the relay (and that one gets through with both down):
 //               nft-flush | nft-restore (nftables) and unit-ip-open | unit-ip-close (IPAddressDeny= of smp1's unit)
@@ -128,6 +131,56 @@ function report() {
   };
 }
 
+function blockSectors(name) {
+  return Number(readText(`/sys/class/block/${name}/size`) ?? 'NaN');
+}
+
+/** Ask systemd whether boot finished, waiting up to `seconds` for it to settle (a stuck job never does). */
+function settle(seconds) {
+  let state = '';
+  for (let i = 0; i < seconds; i++) {
+    state = sh('systemctl', ['is-system-running']).trim();
+    if (state !== 'starting' && state !== 'initializing') break;
+    execFileSync('sleep', ['1']);
+  }
+  return state;
+}
+
+function system() {
+  const rootSource = sh('findmnt', ['-n', '-o', 'SOURCE', '/']).trim();
+  const part = rootSource.replace(/^\/dev\//, '');
+  const disk = readdirSync('/sys/block').find((d) => existsSync(`/sys/block/${d}/${part}`));
+  const df = sh('df', ['--block-size=1', '--output=size,avail', '/']).trim().split('\n').pop().trim().split(/\s+/).map(Number);
+  const users = readFileSync('/etc/passwd', 'utf8').split('\n').filter(Boolean).map((l) => l.split(':')).filter((f) => Number(f[2]) >= 1000 && f[0] !== 'nobody');
+  const shadow = Object.fromEntries(readFileSync('/etc/shadow', 'utf8').split('\n').filter(Boolean).map((l) => l.split(':')).map((f) => [f[0], f[1]]));
+  return {
+    systemState: settle(180),
+    jobs: sh('systemctl', ['list-jobs', '--no-legend']).trim(),
+    failedUnits: sh('systemctl', ['list-units', '--failed', '--no-legend', '--plain']).trim(),
+    rootSource,
+    diskSectors: disk ? blockSectors(disk) : null,
+    rootStart: Number(readText(`/sys/class/block/${part}/start`) ?? 'NaN'),
+    rootSectors: blockSectors(part),
+    fsBytes: df[0],
+    fsAvailBytes: df[1],
+    machineId: readText('/etc/machine-id')?.trim() ?? null,
+    cmdline: readText('/proc/cmdline')?.trim(),
+    cardCmdline: readText('/boot/firmware/cmdline.txt')?.trim() ?? null,
+    fstab: readText('/etc/fstab'),
+    hostname: sh('hostname', []).trim(),
+    resizeUnit: { ...unit('rpi-resize.service'), enabled: sh('systemctl', ['is-enabled', 'rpi-resize.service']).trim() },
+    growfsRoot: unit('systemd-growfs-root.service'),
+    growfsJournal: sh('journalctl', ['-b', '-u', 'systemd-growfs-root.service', '-u', 'rpi-resize.service', '-u', 'simplex-pi-growroot.service', '-o', 'cat', '--no-pager']),
+    cloudInit: existsSync('/usr/bin/cloud-init') ? sh('cloud-init', ['status', '--long']) : null,
+    cloudInitUnits: Object.fromEntries(['cloud-init-main.service', 'cloud-init-network.service', 'cloud-config.service', 'cloud-final.service'].map((n) => [n, unit(n)])),
+    users: users.map((f) => ({ name: f[0], uid: Number(f[2]), home: f[5], shell: f[6], passwordHash: shadow[f[0]] ?? null, authorizedKeys: readText(`${f[5]}/.ssh/authorized_keys`) })),
+    gettyTty1: sh('systemctl', ['is-enabled', 'getty@tty1.service']).trim(),
+    userconfig: existsSync('/usr/lib/systemd/system/userconfig.service') ? { ...unit('userconfig.service'), enabled: sh('systemctl', ['is-enabled', 'userconfig.service']).trim() } : null,
+    firstboot: unit('simplex-pi-firstboot.service'),
+    firstbootAfter: sh('systemctl', ['show', 'simplex-pi-firstboot.service', '-p', 'After']).trim(),
+  };
+}
+
 const CONTROLS = {
   'nft-flush': ['nft', ['flush', 'ruleset']],
   'nft-restore': ['systemctl', ['restart', 'nftables.service']],
@@ -185,6 +238,7 @@ async function serve(fd) {
       if (request === 'report') send(fd, { event: 'report', report: report() });
       else if (request === 'net') send(fd, { event: 'net', report: { interfaces: interfaces() } });
       else if (request === 'journal') send(fd, { event: 'journal', report: { journal: sh('journalctl', ['-b', '-u', plan.smp.instances[0].unit, '-o', 'cat', '--no-pager']) } });
+      else if (request === 'system') send(fd, { event: 'system', report: system() });
       else if (request.startsWith('control ')) send(fd, { event: 'control', report: control(request.slice('control '.length)) });
       else if (request === 'poweroff') {
         send(fd, { event: 'poweroff' });

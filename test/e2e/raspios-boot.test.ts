@@ -1,0 +1,202 @@
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BuildPlan } from '../../builder/plan/plan.ts';
+import { isRoot, testSshPublicKey } from '../helpers/env.ts';
+import { TestServer } from '../helpers/http-server.ts';
+import { type Customised, imagerCustomise, yescrypt } from '../helpers/imager.ts';
+import { LOOKALIKE_OS_NAME, raspiosLookalike, serveLookalike } from '../helpers/raspios-lookalike.ts';
+import { type BootFiles, Vm, extractBootFiles, makeStick, readCardCmdline, vmScratch } from '../helpers/vm.ts';
+import { type AgentReport, type SystemReport, buildE2eImage, largerCard, readStick } from './cluster.ts';
+
+/**
+ * Issue 10: the path real users take. The full pipeline on the Raspberry Pi OS Trixie look-alike
+ * (test/helpers/raspios-lookalike.ts: pi-gen's layout and first-boot behaviour, consumed through the real
+ * raspios provider from a local Imager repository), the result "flashed" to cards 4 GiB larger than the image,
+ * one customised as Raspberry Pi Imager 2.x customises it (cloudinit-rpi: user, password, key, host name, time
+ * zone), one not, each booted in qemu-system-aarch64. The card must come up the way a Pi would: the root
+ * filesystem filling the card, Raspberry Pi OS's resize done once, a machine ID of its own, cloud-init
+ * finished, Imager's user there, nothing waiting on a console, and simplex-pi's first boot, Tor and every
+ * relay up, the addresses on the stick under the host name the Pi really has. A second boot changes nothing.
+ */
+
+const haveQemu = existsSync('/usr/bin/qemu-system-aarch64');
+/** The look-alike's first boot does more than the Debian base's (initramfs resize, cloud-init under emulation). */
+const BOOT_LIMIT = 15 * 60 * 1000;
+const EXTRA_GIB = 4;
+const MiB = 1024 * 1024;
+const SERVERS = ['smp1', 'smp2', 'smp3', 'xftp', 'ssh'];
+
+describe.runIf(isRoot && haveQemu)('the Raspberry Pi OS look-alike, built on and booted (qemu-system-aarch64)', () => {
+  const server = new TestServer();
+  let dir: string;
+  let image: string;
+  let plan: BuildPlan;
+  let boot: BootFiles;
+  let failed = false;
+  let imagerKey: string;
+  let imagerHash: string;
+  let customised: Customised;
+  const disk = (card: string) => join(dir, `card-${card}.img`);
+  const stick = (name: string) => join(dir, `stick-${name}.img`);
+  const vms: Vm[] = [];
+  const timings: Record<string, number> = {};
+  let first: { system: SystemReport; report: AgentReport; cardCmdline: string };
+  const IMAGER = { hostname: 'clinic-relay', userName: 'alice', timezone: 'Asia/Kolkata', keyboard: 'in' };
+
+  beforeAll(async () => {
+    await server.start();
+    dir = await vmScratch();
+    const lookalike = await raspiosLookalike();
+    timings.lookalikeBuildSeconds = lookalike.buildSeconds;
+    const imagerJson = await serveLookalike(server, lookalike);
+    const built = await buildE2eImage(server, dir, undefined, { name: 'e2e-raspios', base: { provider: 'raspios', imager_json: imagerJson, os_name: LOOKALIKE_OS_NAME } });
+    ({ image, plan } = built);
+    timings.buildSeconds = built.buildSeconds;
+    boot = await extractBootFiles(image, join(dir, 'boot'));
+    await largerCard(image, disk('A'), EXTRA_GIB);
+    await largerCard(image, disk('B'), EXTRA_GIB);
+    imagerKey = await testSshPublicKey();
+    imagerHash = await yescrypt('correct horse battery staple');
+    customised = await imagerCustomise(disk('A'), 'cloudinit-rpi', { ...IMAGER, passwordHash: imagerHash, sshEnabled: true, sshAuthorizedKeys: [imagerKey] });
+    for (const name of ['A', 'B']) await makeStick(stick(name), plan.export.usbLabel);
+  }, 60 * 60 * 1000);
+
+  afterAll(async () => {
+    for (const vm of vms) await vm.dispose();
+    await server.stop();
+    console.log(`raspios e2e figures (s): ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v * 10) / 10])))}`);
+    if (failed) console.log(`raspios e2e: VM console logs and disks kept in ${dir}`);
+    else if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const track = <T>(body: () => Promise<T>) => async () => {
+    try {
+      return await body();
+    } catch (error) {
+      failed = true;
+      throw error;
+    }
+  };
+  const start = async (name: string, card: string, stickPath?: string) => {
+    const vm = await Vm.start({ name, disk: disk(card), stick: stickPath, boot, dir });
+    vms.push(vm);
+    return vm;
+  };
+
+  /** What every first boot on this base must show, customised or not. */
+  const expectGrownAndSettled = (system: SystemReport) => {
+    // The root partition reaches the end of the card, and the filesystem fills the partition (not ~256 MiB free
+    // on a shrunk filesystem, as an empty machine-id left it: rpi-resize never ran).
+    expect(system.diskSectors).not.toBeNull();
+    expect(system.diskSectors! - (system.rootStart + system.rootSectors), 'sectors after the root partition').toBeLessThan((8 * MiB) / 512);
+    expect(system.fsBytes, `filesystem ${system.fsBytes} B on a ${system.rootSectors * 512} B partition`).toBeGreaterThan(system.rootSectors * 512 * 0.95);
+    expect(system.fsAvailBytes).toBeGreaterThan((EXTRA_GIB - 0.5) * 1024 * MiB);
+    // Raspberry Pi OS's own growth ran on this first boot and disabled itself.
+    expect(system.resizeUnit).toMatchObject({ ConditionResult: 'yes', Result: 'success', enabled: 'disabled' });
+    expect(system.resizeUnit.ExecMainStartTimestampMonotonic).not.toBe('0');
+    expect(system.growfsRoot.Result).toBe('success');
+    // A machine ID of the card's own, made on this boot.
+    expect(system.machineId).toMatch(/^[0-9a-f]{32}$/);
+    // `resize` was used up; the card's disk id changed and fstab and cmdline.txt agree with each other.
+    expect(system.cardCmdline).not.toMatch(/\bresize\b/);
+    const partuuid = /root=PARTUUID=([0-9a-f]{8})-02/.exec(system.cardCmdline ?? '')?.[1];
+    expect(partuuid).toBeDefined();
+    expect(system.fstab).toContain(`PARTUUID=${partuuid}-02`);
+    expect(system.fstab).toContain(`PARTUUID=${partuuid}-01`);
+    // Nothing waits on a console or hangs: systemd settled, no job left.
+    expect(system.systemState, `failed units: ${system.failedUnits}`).toBe('running');
+    expect(system.jobs).toBe('');
+    // cloud-init finished, and simplex-pi's first boot did not wait for its network-bound config stage.
+    expect(system.cloudInit).toMatch(/status: done/);
+    expect(system.firstbootAfter).not.toMatch(/cloud-config\.service/);
+    // userconf-pi's rename wizard is disarmed: it would offer the admin account for renaming on tty8.
+    expect(system.userconfig?.enabled).toBe('disabled');
+    expect(system.gettyTty1).toBe('enabled');
+  };
+
+  const expectRelaysUp = (report: AgentReport) => {
+    expect(report.units['tor@default.service']?.ActiveState).toBe('active');
+    for (const instance of plan.smp.instances) expect(report.units[instance.unit], instance.unit).toMatchObject({ ActiveState: 'active', SubState: 'running' });
+    expect(report.units[plan.xftp!.unit]).toMatchObject({ ActiveState: 'active', SubState: 'running' });
+    expect(report.units['simplex-pi-firstboot.service']).toMatchObject({ ActiveState: 'active', Result: 'success' });
+  };
+
+  it(
+    'a card customised by Imager (cloudinit-rpi): grows to the card, takes Imager\'s user, key and host name, and brings up every relay',
+    { timeout: BOOT_LIMIT + 5 * 60_000 },
+    track(async () => {
+      expect(plan.hostname).not.toBe(IMAGER.hostname);
+      const vm = await start('A-first', 'A', stick('A'));
+      expect(vm.commandLine).toContain(`ds=nocloud;i=${customised.instanceId}`);
+      await vm.waitForAgent('ready', BOOT_LIMIT);
+      timings.customisedFirstBootReady = vm.elapsed() / 1000;
+      const report = await vm.report<AgentReport>();
+      const system = await vm.report<SystemReport>('system', 240_000);
+      await vm.powerOff();
+
+      expectGrownAndSettled(system);
+      expectRelaysUp(report);
+      // Imager's customisation took: its host name, its user with the yescrypt hash and the key, its time zone.
+      expect(system.hostname).toBe(IMAGER.hostname);
+      const alice = system.users.find((u) => u.name === IMAGER.userName);
+      expect(alice, JSON.stringify(system.users)).toBeDefined();
+      expect(alice!.passwordHash).toBe(imagerHash);
+      expect(alice!.authorizedKeys).toContain(imagerKey);
+      expect(system.cloudInitUnits['cloud-final.service']?.Result).toBe('success');
+
+      // The addresses reach the stick under the host name the Pi really has (Imager's), not the recipe's.
+      const contents = readStick(stick('A'), system.hostname);
+      expect([...contents.addresses.keys()].sort()).toEqual([...SERVERS].sort());
+      expect(report.status).toContain(IMAGER.hostname);
+      first = { system, report, cardCmdline: await readCardCmdline(disk('A')) };
+    }),
+  );
+
+  it(
+    'the customised card booted again: nothing changes (machine ID, size, keys, cmdline.txt), nothing runs twice',
+    { timeout: BOOT_LIMIT + 5 * 60_000 },
+    track(async () => {
+      expect(first, 'needs the first boot').toBeDefined();
+      const vm = await start('A-second', 'A');
+      await vm.waitForAgent('ready', BOOT_LIMIT);
+      timings.secondBootReady = vm.elapsed() / 1000;
+      const report = await vm.report<AgentReport>();
+      const system = await vm.report<SystemReport>('system', 240_000);
+      await vm.powerOff();
+      expect(system.machineId).toBe(first.system.machineId);
+      expect(system.rootSectors).toBe(first.system.rootSectors);
+      expect(system.fsBytes).toBe(first.system.fsBytes);
+      expect(system.cardCmdline).toBe(first.system.cardCmdline);
+      expect(await readCardCmdline(disk('A'))).toBe(first.cardCmdline);
+      expect(system.hostname).toBe(IMAGER.hostname);
+      expect(system.resizeUnit.ExecMainStartTimestampMonotonic).toBe('0');
+      expect(report.keys).toEqual(first.report.keys);
+      expect(report.units['simplex-pi-firstboot.service']?.ConditionResult).toBe('no');
+      expect(system.systemState, `failed units: ${system.failedUnits}`).toBe('running');
+      expectRelaysUp(report);
+    }),
+  );
+
+  it(
+    'a card flashed without customisation: grows, settles with no console prompt, and brings up every relay',
+    { timeout: BOOT_LIMIT + 5 * 60_000 },
+    track(async () => {
+      const vm = await start('B-first', 'B', stick('B'));
+      await vm.waitForAgent('ready', BOOT_LIMIT);
+      timings.plainFirstBootReady = vm.elapsed() / 1000;
+      const report = await vm.report<AgentReport>();
+      const system = await vm.report<SystemReport>('system', 240_000);
+      await vm.powerOff();
+      expectGrownAndSettled(system);
+      expectRelaysUp(report);
+      expect(system.hostname).toBe(plan.hostname);
+      // No Imager user: pi-gen's first user stays as pi-gen left it, with no way to log in.
+      expect(system.users.map((u) => u.name)).not.toContain(IMAGER.userName);
+      expect(system.users.find((u) => u.uid === 1000)).toMatchObject({ name: 'pi', shell: '/usr/sbin/nologin' });
+      const contents = readStick(stick('B'), system.hostname);
+      expect([...contents.addresses.keys()].sort()).toEqual([...SERVERS].sort());
+    }),
+  );
+});

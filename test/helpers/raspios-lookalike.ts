@@ -1,0 +1,184 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { hashOf, sha256File } from '../../builder/hash.ts';
+import { assembleImage, treeMiB } from '../../builder/image/assemble.ts';
+import { unmountAll } from '../../builder/image/mounts.ts';
+import { DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR } from '../../builder/recipe/schema.ts';
+import { treeDigest } from '../../builder/render/tree.ts';
+import { REPO, TEST_CACHE } from './env.ts';
+import type { TestServer } from './http-server.ts';
+
+/**
+ * A Raspberry Pi OS Lite (Trixie, arm64) look-alike, built from Debian trixie arm64 packages with pi-gen's
+ * layout and first-boot behaviour, for tests that cannot download Raspberry Pi OS (downloads.raspberrypi.com
+ * is not reachable here). The Raspberry Pi-only pieces are our own small stand-ins
+ * (test/fixtures/raspios-lookalike/packages, each named "STAND-IN"); the kernel is Debian's, so the image
+ * boots in qemu-system-aarch64 -M virt instead of on a Pi. What it reproduces, and what it cannot, is listed
+ * in test/fixtures/raspios-lookalike/README.md.
+ */
+
+export const LOOKALIKE = join(REPO, 'test/fixtures/raspios-lookalike');
+/** What pi-gen's stage0–2 install that Debian has (linux-image-arm64 standing in for linux-image-rpi-v8). */
+export const LOOKALIKE_PACKAGES = [
+  'systemd-sysv', 'udev', 'kmod', 'systemd-timesyncd', 'network-manager', 'netplan.io', 'cloud-init',
+  'openssh-server', 'sudo', 'avahi-daemon', 'initramfs-tools', 'parted', 'fdisk', 'dosfstools', 'e2fsprogs',
+  'locales', 'ca-certificates', 'tzdata', 'linux-image-arm64', 'iproute2', 'whiptail', 'curl', 'rsync',
+];
+const STANDIN_PACKAGES = ['raspberrypi-sys-mods', 'userconf-pi', 'rpi-cloud-init-mods'];
+/** pi-gen's export-image/prerun.sh: p1 at 8 MiB, 512 MiB of FAT32 with one sector per cluster. */
+const BOOT_MIB = 512;
+/**
+ * Trixie's mke2fs defaults minus what pi-gen turns off (huge_file, 64bit); orphan_file and metadata_csum_seed
+ * are Trixie's (e2fsprogs 1.47) and what an older build host refuses.
+ */
+export const LOOKALIKE_EXT4_FEATURES = ['^huge_file', '^64bit', 'metadata_csum_seed', 'orphan_file'];
+
+export interface Lookalike {
+  /** The raw image (read-only: tests copy it). */
+  image: string;
+  xz: string;
+  sha256: string;
+  xzSha256: string;
+  xzSize: number;
+  size: number;
+  diskId: string;
+  /** Seconds the build took, or 0 when it came from the cache. */
+  buildSeconds: number;
+}
+
+async function lookalikeKey(): Promise<string> {
+  return hashOf({ version: 1, packages: LOOKALIKE_PACKAGES, tree: await treeDigest(LOOKALIKE), mirror: DEBIAN_MIRROR }).slice(0, 20);
+}
+
+/** The stand-in packages as .deb files (owned by root, modes as in the repository). */
+async function buildStandinDebs(dir: string): Promise<string[]> {
+  const debs: string[] = [];
+  await mkdir(dir, { recursive: true });
+  for (const name of STANDIN_PACKAGES) {
+    const deb = join(dir, `${name}.deb`);
+    await execa('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', join(LOOKALIKE, 'packages', name), deb]);
+    debs.push(deb);
+  }
+  return debs;
+}
+
+/** Build (or take from the test cache) the look-alike image and its .img.xz. */
+export async function raspiosLookalike(cache = TEST_CACHE): Promise<Lookalike> {
+  const dir = join(cache, 'raspios-lookalike', await lookalikeKey());
+  const recordPath = join(dir, 'lookalike.json');
+  if (existsSync(recordPath)) return JSON.parse(await readFile(recordPath, 'utf8')) as Lookalike;
+
+  const started = Date.now();
+  const work = join(dir, 'work');
+  const rootfs = join(work, 'rootfs');
+  const bootDir = join(work, 'bootfs');
+  await unmountAll(rootfs).catch(() => undefined);
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  try {
+    const debs = await buildStandinDebs(join(work, 'debs'));
+    await execa(
+      'mmdebstrap',
+      [
+        '--architectures=arm64',
+        '--variant=apt',
+        // pi-gen keeps the package lists; the pipeline's packages stage updates them anyway.
+        '--skip=cleanup/apt/lists',
+        `--include=${[...LOOKALIKE_PACKAGES, ...debs].join(',')}`,
+        // A short module list while building (see setup/etc/initramfs-tools/conf.d/lookalike.conf).
+        `--setup-hook=sync-in ${join(LOOKALIKE, 'setup')} /`,
+        `--customize-hook=sync-in ${join(LOOKALIKE, 'rootfs')} /`,
+        `--customize-hook=${join(LOOKALIKE, 'customize.sh')}`,
+        'trixie',
+        rootfs,
+        `deb ${DEBIAN_MIRROR} trixie main non-free-firmware`,
+        `deb ${DEBIAN_MIRROR} trixie-updates main non-free-firmware`,
+        `deb ${DEBIAN_SECURITY_MIRROR} trixie-security main non-free-firmware`,
+      ],
+      { timeout: 60 * 60 * 1000 },
+    );
+    // pi-gen's 04-set-partuuid: the disk id is in fstab and cmdline.txt before the filesystems are made.
+    const diskId = randomBytes(4).toString('hex');
+    await rename(join(rootfs, 'boot/firmware'), bootDir);
+    await mkdir(join(rootfs, 'boot/firmware'));
+    await cp(join(LOOKALIKE, 'bootfs'), bootDir, { recursive: true });
+    await writeFile(
+      join(rootfs, 'etc/fstab'),
+      ['proc            /proc           proc    defaults          0       0', `PARTUUID=${diskId}-01  /boot/firmware  vfat    defaults          0       2`, `PARTUUID=${diskId}-02  /               ext4    defaults,noatime  0       1`, ''].join('\n'),
+    );
+    await writeFile(join(bootDir, 'cmdline.txt'), `console=serial0,115200 console=tty1 root=PARTUUID=${diskId}-02 rootfstype=ext4 fsck.repair=yes rootwait resize\n`);
+    const contentMiB = await treeMiB(rootfs);
+    // export-image/prerun.sh: content + 20 % + 200 MiB, rounded to whole 4 MiB.
+    const rootMiB = Math.ceil((contentMiB * 1.2 + 200) / 4) * 4;
+    const image = join(dir, 'lookalike.img');
+    await assembleImage({
+      rootDir: rootfs,
+      bootDir,
+      output: `${image}.partial`,
+      bootMiB: BOOT_MIB,
+      rootMiB,
+      layout: { firstSectorMiB: 8, bootLabel: 'bootfs', rootLabel: 'rootfs', fatSectorsPerCluster: 1, ext4Features: LOOKALIKE_EXT4_FEATURES, diskId },
+    });
+    await rename(`${image}.partial`, image);
+    await execa('xz', ['--keep', '--force', '-T2', '-1', image]);
+    const record: Lookalike = {
+      image,
+      xz: `${image}.xz`,
+      sha256: await sha256File(image),
+      xzSha256: await sha256File(`${image}.xz`),
+      xzSize: (await stat(`${image}.xz`)).size,
+      size: (await stat(image)).size,
+      diskId,
+      buildSeconds: (Date.now() - started) / 1000,
+    };
+    await writeFile(recordPath, JSON.stringify(record, null, 2));
+    return record;
+  } finally {
+    await unmountAll(rootfs).catch(() => undefined);
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+export const LOOKALIKE_OS_NAME = 'Raspberry Pi OS Lite (64-bit)';
+export const LOOKALIKE_SYSTEMD_OS_NAME = 'Raspberry Pi OS Lite (64-bit, 2025-10-01, systemd format)';
+
+/**
+ * Serve the look-alike the way downloads.raspberrypi.com serves Raspberry Pi OS: the .img.xz and an Imager
+ * repository JSON listing it with `init_format: cloudinit-rpi` (and a second entry, the same image listed with
+ * `systemd`, as the 2025-10-01 list had it). Returns the JSON's URL.
+ */
+export async function serveLookalike(server: TestServer, lookalike: Lookalike): Promise<string> {
+  const url = `${server.url}/raspios_lite_arm64/images/lookalike.img.xz`;
+  server.serve('/raspios_lite_arm64/images/lookalike.img.xz', { file: lookalike.xz });
+  const entry = (name: string, initFormat: string) => ({
+    name,
+    description: 'A port of Debian Trixie with no desktop environment (simplex-pi test look-alike)',
+    icon: 'https://127.0.0.1/icon.png',
+    url,
+    extract_size: lookalike.size,
+    extract_sha256: lookalike.sha256,
+    image_download_size: lookalike.xzSize,
+    image_download_sha256: lookalike.xzSha256,
+    release_date: '2025-12-04',
+    init_format: initFormat,
+    devices: ['pi5-64bit', 'pi4-64bit', 'pi3-64bit'],
+  });
+  server.serve('/os_list_imagingutility_v4.json', {
+    contentType: 'application/json',
+    body: JSON.stringify({
+      imager: { latest_version: '2.0.0' },
+      os_list: [
+        {
+          name: 'Raspberry Pi OS (other)',
+          description: 'Other Raspberry Pi OS based images',
+          icon: 'https://127.0.0.1/icon.png',
+          subitems: [entry(LOOKALIKE_OS_NAME, 'cloudinit-rpi'), entry(LOOKALIKE_SYSTEMD_OS_NAME, 'systemd')],
+        },
+      ],
+    }),
+  });
+  return `${server.url}/os_list_imagingutility_v4.json`;
+}
