@@ -61,6 +61,10 @@ export function findingsOf(r: Omit<BaseReport, 'findings'>): Finding[] {
     else add('ok', 'ext4', `every root filesystem feature is known to this host's e2fsprogs ${r.rootfs.hostE2fsprogs ?? ''}`.trim());
   }
 
+  if (r.rootfs.features.includes('needs_recovery')) {
+    add('warn', 'ext4', 'the root filesystem needs journal recovery (it was not unmounted cleanly); the journal was not replayed here (read-only), so its latest changes are not in this report');
+  }
+
   add('note', 'init_format', `implies Raspberry Pi Imager init_format "${r.initFormat.value}": ${r.initFormat.reason}`);
   if (r.initFormat.value === 'cloudinit-rpi' && (r.cloudInit.datasourceList === null || r.cloudInit.nocloudSeedfrom === null)) {
     add('note', 'cloud-init', 'NoCloud is found through seed files on the boot partition, not through a configured seedfrom');
