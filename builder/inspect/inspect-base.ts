@@ -297,7 +297,8 @@ async function gather(input: GatherInput): Promise<BaseReport> {
 
   // Root filesystem: a read-only loop device, mounted ro,noload (no journal replay).
   const loop = await attachPartition(image, rootPart, resources, log, { readOnly: true });
-  const dumpe2fs = await run('dumpe2fs', ['-h', loop.device], { log, what: 'read the root filesystem (is partition 2 ext4?)' });
+  // -f: print features this e2fsprogs does not know (as FEATURE_xx) instead of refusing the filesystem.
+  const dumpe2fs = await run('dumpe2fs', ['-f', '-h', loop.device], { log, what: 'read the root filesystem (is partition 2 ext4?)' });
   const ext = parseDumpe2fs(dumpe2fs.stdout);
   const hostE2fsprogs = parseE2fsprogsVersion(dumpe2fs.stderr);
   const mountPoint = join(work, 'root');

@@ -230,6 +230,20 @@ describe.runIf(isRoot)('simplex-pi inspect-base on small synthetic base images m
     expect(await leftovers(copy, tmpDir)).toEqual([]);
   });
 
+  it('names root filesystem features this host\'s e2fsprogs does not know (e2fsck would refuse them)', async () => {
+    const copy = join(dir, 'unknown-feature.img');
+    await copyFile(trixie.image, copy);
+    const offset = report.partitionTable.partitions[1]!.start * 512;
+    // A compat feature bit no e2fsprogs release assigns: the kernel mounts it, e2fsck says "Get a newer version".
+    await execa('debugfs', ['-w', '-R', 'feature FEATURE_C13', `${copy}?offset=${offset}`]);
+    const e2fsck = await execa('e2fsck', ['-fn', `${copy}?offset=${offset}`], { reject: false, all: true });
+    expect(e2fsck.all).toMatch(/unsupported feature\(s\): FEATURE_C13/);
+    const r = await inspectBase(copy, { tmpDir });
+    expect(r.rootfs.unknownToHost).toEqual(['FEATURE_C13']);
+    expect(finding(r, 'ext4')[0]).toMatchObject({ level: 'warn', text: expect.stringContaining('FEATURE_C13') });
+    expect(await leftovers(copy, tmpDir)).toEqual([]);
+  });
+
   it('the CLI prints the human report, and --json a report that matches the schema', async () => {
     const human = await cli(['inspect-base', trixie.image, '--tmp', tmpDir], { timeout: 120_000 });
     expect(human.exitCode, human.all).toBe(0);
