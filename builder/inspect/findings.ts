@@ -57,7 +57,7 @@ export function findingsOf(r: Omit<BaseReport, 'findings'>): Finding[] {
     add('warn', 'ext4', `this host's e2fsprogs ${r.rootfs.hostE2fsprogs ?? '?'} does not know the root filesystem's features ${r.rootfs.unknownToHost.join(', ')}: e2fsck and resize2fs refuse it; install a newer e2fsprogs`);
   } else {
     const newer = r.rootfs.needsNewerE2fsprogs.filter((f) => compareVersions(f.since, OLDEST_HOST_E2FSPROGS.version) > 0);
-    if (newer.length) add('note', 'ext4', `${newer.map((f) => `${f.feature} needs e2fsprogs ≥ ${f.since}`).join(', ')} (${OLDEST_HOST_E2FSPROGS.host} has ${OLDEST_HOST_E2FSPROGS.version}); this host has ${r.rootfs.hostE2fsprogs ?? '?'}, which knows them`);
+    if (newer.length) add('note', 'ext4', `${newer.map((f) => `${f.feature} needs e2fsprogs ≥ ${f.since}`).join(', ')} (${OLDEST_HOST_E2FSPROGS.host} has ${OLDEST_HOST_E2FSPROGS.version}); this host has ${r.rootfs.hostE2fsprogs ?? '?'}, which knows ${newer.length === 1 ? 'it' : 'them'}`);
     else add('ok', 'ext4', `every root filesystem feature is known to this host's e2fsprogs ${r.rootfs.hostE2fsprogs ?? ''}`.trim());
   }
 

@@ -45,7 +45,7 @@ export function renderReport(r: BaseReport): string {
   section(`Boot partition (${b.partition}): FAT${b.fatBits}, label "${b.label}", volume id ${b.serial.slice(0, 4)}-${b.serial.slice(4)}, cluster ${b.clusterBytes === null ? '?' : `${b.clusterBytes} bytes (${b.sectorsPerCluster} sector${b.sectorsPerCluster === 1 ? '' : 's'})`}`);
   const dirs = b.files.filter((f) => f.dir).map((f) => `${f.name}/`);
   const plain = b.files.filter((f) => !f.dir).map((f) => f.name);
-  line(`${plain.length} files, ${dirs.length} directories at the top level:`);
+  line(`${plain.length} file${plain.length === 1 ? '' : 's'}, ${dirs.length} director${dirs.length === 1 ? 'y' : 'ies'} at the top level:`);
   lines.push(indent(wrap([...dirs, ...plain].join('  '), 100)));
   line(`kernels: ${b.kernels.join(', ') || 'none'};  initramfs: ${b.initramfs.join(', ') || 'none'}`);
   if (b.configTxt?.length) line(`config.txt (kernel/initramfs lines): ${b.configTxt.join(' | ')}`);
