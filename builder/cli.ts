@@ -3,6 +3,8 @@ import { resolve } from 'node:path';
 import { formatBytes } from './base/download.ts';
 import { Cache } from './cache.ts';
 import { doctor } from './doctor.ts';
+import { inspectBase } from './inspect/inspect-base.ts';
+import { renderReport } from './inspect/render.ts';
 import { BuildFailed, UserError, isUserError } from './errors.ts';
 import { killRunning } from './exec.ts';
 import { build, toolVersion } from './pipeline.ts';
@@ -28,6 +30,7 @@ Usage:
   simplex-pi recipes
   simplex-pi recipes new --group-size N [--name NAME] [--out FILE]
   simplex-pi doctor [--cache DIR]
+  simplex-pi inspect-base IMAGE [--json] [--tmp DIR]
   simplex-pi keygen (--out DIR | --secret-key FILE --public-key FILE) [--unencrypted]
   simplex-pi sign DIR --key FILE
   simplex-pi verify DIR|URL --pubkey FILE|KEY
@@ -42,6 +45,12 @@ render   Write the configuration files the build would put into the image (Tor, 
 recipes  List the preset recipes; \`recipes new\` writes a recipe scaled for a group size.
 doctor   Check this host (tools, binfmt, loop devices, disk space) and release the mounts and loop devices
          a killed build left behind.
+inspect-base
+         Report what the build relies on in a base image (.img or .img.xz, e.g. Raspberry Pi OS Lite):
+         partition table, boot partition and cmdline.txt, ext4 features, fstab, machine-id, enabled first-boot
+         units, cloud-init, the Imager init_format it implies, initramfs resize scripts, packages, apt sources,
+         the first user. Reads only: the root partition is mounted read-only from a read-only loop device, an
+         .img.xz is decompressed into --tmp (default $TMPDIR or /tmp) and removed. Needs root. --json for machines.
 keygen   Make a minisign key pair for signing releases (DIR/minisign.key, mode 0600, and DIR/minisign.pub).
          The secret key is encrypted with a password from $SIMPLEX_PI_KEY_PASSWORD or typed at the prompt;
          --unencrypted for a key kept in a CI secret store. Never replaces an existing file.
@@ -158,6 +167,28 @@ async function doctorCommand(args: string[]): Promise<void> {
   if (checks.some((c) => !c.ok)) process.exitCode = 1;
 }
 
+async function inspectBaseCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, options: { json: { type: 'boolean', default: false }, tmp: { type: 'string' } }, allowPositionals: true, strict: true });
+  if (positionals.length !== 1) throw new UserError('inspect-base takes one image: simplex-pi inspect-base IMAGE [--json] (a .img or .img.xz)');
+  const resources = new Resources();
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`\n${signal}: stopping, releasing the mount, loop device and temporary files…\n`);
+    killRunning();
+    void resources.releaseAll().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const report = await inspectBase(resolve(positionals[0]!), {
+    tmpDir: values.tmp === undefined ? undefined : resolve(values.tmp),
+    resources,
+    status: values.json ? undefined : (message) => process.stderr.write(`${message}…\n`),
+  });
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderReport(report));
+}
+
 const printLine = (line: string) => process.stdout.write(`${line}\n`);
 
 async function keygenCommand(args: string[]): Promise<void> {
@@ -194,6 +225,8 @@ async function main(argv: string[]): Promise<void> {
       return renderCommand(rest);
     case 'recipes':
       return recipesCommand(rest);
+    case 'inspect-base':
+      return inspectBaseCommand(rest);
     case 'keygen':
       return keygenCommand(rest);
     case 'sign':

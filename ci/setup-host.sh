@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a Debian or Ubuntu machine to build simplex-pi images: host tools, arm64 emulation (binfmt_misc +
 # qemu-user-static), Node.js and the npm dependencies. With --test, also what the test suite runs for real
-# (tor, nftables, sshd, systemd-analyze, qemu-system-aarch64, an aarch64 assembler, minisign).
+# (tor, nftables, sshd, systemd-analyze, qemu-system-aarch64, an aarch64 assembler, minisign, cpio for
+# the synthetic initramfs of the inspect-base test). zstd: inspect-base reads zstd-compressed initramfs (Trixie's default).
 # Idempotent: installs only what is missing. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,12 +22,12 @@ fi
 
 packages=(
   qemu-user-static binfmt-support mmdebstrap arch-test fdisk e2fsprogs dosfstools mtools xz-utils zerofree
-  util-linux mount coreutils dpkg ca-certificates git debian-archive-keyring
+  util-linux mount coreutils dpkg ca-certificates git debian-archive-keyring zstd
 )
 if [ "$want_tests" = 1 ]; then
   packages+=(
     tor nftables openssh-server openssh-client systemd openssl qemu-system-arm ipxe-qemu
-    binutils-aarch64-linux-gnu minisign file time
+    binutils-aarch64-linux-gnu minisign file time cpio
     # mkpasswd: the Imager simulator writes a yescrypt password hash as Imager 2.x does.
     whois
   )

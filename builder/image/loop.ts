@@ -11,17 +11,28 @@ export interface LoopDevice {
 
 /**
  * Map one partition of an image file to its own loop device. `losetup -P` cannot be used: without udev no
- * /dev/loopNpM nodes appear, so each partition gets a device limited to its byte range.
+ * /dev/loopNpM nodes appear, so each partition gets a device limited to its byte range. `readOnly` makes the
+ * kernel refuse every write to the device (for inspecting an image that must not change).
  */
 export async function attachPartition(
   image: string,
   partition: Partition,
   resources: Resources,
   log?: BuildLog,
+  options: { readOnly?: boolean } = {},
 ): Promise<LoopDevice> {
   const { stdout } = await run(
     'losetup',
-    ['--find', '--show', '--offset', String(partition.start * 512), '--sizelimit', String(partition.size * 512), image],
+    [
+      '--find',
+      '--show',
+      ...(options.readOnly ? ['--read-only'] : []),
+      '--offset',
+      String(partition.start * 512),
+      '--sizelimit',
+      String(partition.size * 512),
+      image,
+    ],
     { log, what: `attach partition ${partition.number} of ${image} to a loop device` },
   );
   const device = stdout.trim();
