@@ -104,6 +104,7 @@ async function buildCommand(args: string[]): Promise<void> {
   process.stdout.write(`\nBuilt ${result.manifest.recipe.name} in ${result.outDir}:\n`);
   for (const file of result.files) process.stdout.write(`  ${file.name.padEnd(28)} ${formatBytes(file.size).padStart(10)}  sha256 ${file.sha256}\n`);
   process.stdout.write(`  SHA256SUMS (check with: cd ${result.outDir} && sha256sum -c SHA256SUMS)\n  build log: ${outcome.logPath}\n`);
+  for (const warning of outcome.warnings) process.stderr.write(`warning: ${warning}\n`);
 }
 
 async function renderCommand(args: string[]): Promise<void> {

@@ -46,6 +46,8 @@ export interface BuildOutcome {
   result: EmitResult;
   logPath: string;
   stageSeconds: Record<string, number>;
+  /** What the user should know about the result (also in the build log). */
+  warnings: string[];
 }
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -94,6 +96,7 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
   const interactive = Boolean(process.stdout.isTTY) && !request.verbose && !process.env.CI;
   let status: (text: string) => void = () => undefined;
   let lastProgress = 0;
+  const warnings: string[] = [];
   const ctx: StageContext = {
     plan,
     cache,
@@ -102,6 +105,10 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
     workDir,
     options: { outDir, compress: request.compress, xzLevel: request.xzLevel ?? 6, publishUrl: request.publishUrl },
     status: (text) => status(text),
+    warn: (text) => {
+      warnings.push(text);
+      log.info(`warning: ${text}`);
+    },
     onProgress: (progress) => {
       const now = Date.now();
       // A line-by-line log (CI, --verbose) gets a progress line every few seconds, a terminal four a second.
@@ -179,5 +186,5 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
   // Never delete through a mount that could not be released: it may be a bind mount of the host's /dev.
   if ((await mountsUnder(workDir)).length === 0) await run('rm', ['-rf', '--one-file-system', workDir], { allowFailure: true });
   if (failure) throw new BuildFailed(failure, finalLog);
-  return { result: state.result!, logPath: finalLog, stageSeconds };
+  return { result: state.result!, logPath: finalLog, stageSeconds, warnings };
 }

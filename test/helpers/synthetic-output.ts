@@ -66,6 +66,7 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
     workDir: work,
     options: { outDir: options.outDir, compress: options.compress ?? 'xz', xzLevel: 0, publishUrl: options.publishUrl },
     status: () => undefined,
+    warn: () => undefined,
     onProgress: () => undefined,
   };
   const binaries: InstalledBinary[] = plan.simplexmq.binaries.map((b) => ({
@@ -78,7 +79,7 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
   }));
   try {
     return await emitStage(ctx, {
-      work: { path: image, packagesKey: 'synthetic', fromLayer: false },
+      work: { path: image, packagesKey: 'synthetic', fromLayer: false, baseMachineId: { kind: 'uninitialized', mode: 0o444 } },
       base: options.base ?? RASPIOS_BASE,
       binaries,
       seal: { packages: options.packages ?? PACKAGES, rootMiB: 1 },
