@@ -12,7 +12,7 @@ import type { StageContext } from './context.ts';
 /** Room for the packages, the binaries and apt's downloads while building; given back by seal. */
 export const BUILD_GROWTH_MIB = 1536;
 /** Bump when the packages stage changes what it does, so old layers are not reused. */
-const PACKAGES_STAGE_VERSION = 1;
+const PACKAGES_STAGE_VERSION = 2;
 
 export interface WorkImage {
   path: string;
