@@ -118,6 +118,7 @@ async function renderCommand(args: string[]): Promise<void> {
   const override = values.base ? baseOverride(values.base, values['base-sha256']) : undefined;
   const plan = resolvePlan(loaded.recipe, { base: override?.(loaded.recipe.base) });
   const out = resolve(values.out);
+  for (const warning of loaded.warnings) process.stderr.write(`warning: ${warning}\n`);
   const entries = await renderToDirectory(plan, out);
   process.stdout.write(`Rendered ${entries.length} entries for "${plan.name}" into ${out}/rootfs; owners and modes in ${out}/files.txt, the plan in ${out}/plan.json\n`);
 }

@@ -117,6 +117,7 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
       status(formatProgress(progress));
     },
   };
+  for (const warning of loaded.warnings) ctx.warn(warning);
   const state: PipelineState = {};
   const stageSeconds: Record<string, number> = {};
   const stage = (title: string, fn: () => Promise<unknown>, skip?: () => string | false) => ({

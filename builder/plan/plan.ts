@@ -1,5 +1,6 @@
 import type { BaseSpec, BinarySourceSpec, PiModel, Recipe } from '../recipe/schema.ts';
 import { SIMPLEXMQ_ASSET_SUFFIX, SIMPLEXMQ_RELEASE_BASE } from '../recipe/schema.ts';
+import { canonicalTimezone } from '../recipe/timezones.ts';
 
 /**
  * The BuildPlan: everything the pipeline, the rendered configuration and the device program need to know,
@@ -73,6 +74,7 @@ export interface BuildPlan {
   models: PiModel[];
   base: BaseSpec;
   hostname: string;
+  /** The recipe's time zone under its current IANA name (an old name such as Asia/Calcutta is mapped). */
   timezone: string;
   /** The unprivileged user every relay runs as. */
   relayUser: string;
@@ -205,7 +207,7 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
     models: recipe.models,
     base: overrides.base ?? recipe.base,
     hostname: recipe.hostname,
-    timezone: recipe.timezone,
+    timezone: canonicalTimezone(recipe.timezone),
     relayUser: RELAY_USER,
     smp: { instances, password: recipe.smp.password, onionPort: recipe.smp.onion_port },
     xftp,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NOT_ZONES, TIMEZONE_NAME } from './timezones.ts';
 
 /**
  * The recipe schema. Field names are snake_case because recipes are YAML written by people; every object is
@@ -221,9 +222,14 @@ export const recipeSchema = z
       .string()
       .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, { error: 'must be a host name: lower-case letters, digits and dashes, at most 63' })
       .default('simplex-pi'),
+    /**
+     * An IANA time zone name. Only its form is checked here: the build checks the zone is in the image's own
+     * tzdata (builder/recipe/timezones.ts says why not Node's list); old names such as Asia/Calcutta are mapped.
+     */
     timezone: z
       .string()
-      .refine((tz) => tz === 'UTC' || Intl.supportedValuesOf('timeZone').includes(tz), { error: 'must be a time zone name like Europe/Berlin or UTC' })
+      .regex(TIMEZONE_NAME, { error: 'must be a time zone name like Europe/Berlin, Asia/Kolkata or UTC' })
+      .refine((tz) => !NOT_ZONES.includes(tz), { error: 'must be a time zone name like Europe/Berlin, Asia/Kolkata or UTC' })
       .default('UTC'),
     smp: smpSchema.prefault({}),
     xftp: xftpSchema.prefault({}),

@@ -4,6 +4,7 @@ import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
 import { chrootRun } from '../image/chroot.ts';
 import type { MountedImage } from '../image/mount-image.ts';
+import { checkTimezone } from '../image/zoneinfo.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { imageIds, renderImageFiles, writeEntries } from '../render/render.ts';
 import type { StageContext } from './context.ts';
@@ -57,6 +58,7 @@ async function copyRecipeOverlays(ctx: StageContext, root: string): Promise<void
 export async function configureStage(ctx: StageContext, mounted: MountedImage): Promise<string[]> {
   const { plan } = ctx;
   const root = mounted.root;
+  await checkTimezone(root, plan.timezone);
   await ensureUsers(ctx, root, plan);
   const entries = await renderImageFiles(plan);
   await writeEntries(root, entries, await imageIds(root));
