@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
 import { chrootRun } from '../image/chroot.ts';
+import { skipCloudInitPackageStep } from '../image/cloud-init.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { checkTimezone } from '../image/zoneinfo.ts';
 import type { BuildPlan } from '../plan/plan.ts';
@@ -52,8 +53,9 @@ async function copyRecipeOverlays(ctx: StageContext, root: string): Promise<void
 }
 
 /**
- * configure: the relay user, the rendered configuration (the same files `simplex-pi render` writes), the
- * recipe's own overlays, the host name, and the relay units enabled.
+ * configure: the time zone checked against the image's tzdata, the relay user, the rendered configuration (the
+ * same files `simplex-pi render` writes), the recipe's own overlays, the host name, cloud-init's package step left
+ * out (cloud-init.ts says why), and the relay units enabled.
  */
 export async function configureStage(ctx: StageContext, mounted: MountedImage): Promise<string[]> {
   const { plan } = ctx;
@@ -66,6 +68,7 @@ export async function configureStage(ctx: StageContext, mounted: MountedImage): 
   await copyRecipeOverlays(ctx, root);
   const hosts = join(root, 'etc/hosts');
   await writeFile(hosts, withHostname(await readFile(hosts, 'utf8').catch(() => '127.0.0.1\tlocalhost\n'), plan.hostname));
+  for (const warning of await skipCloudInitPackageStep(root)) ctx.warn(warning);
   await chrootRun(root, ['systemctl', 'enable', ...plan.units], { log: ctx.log, what: 'enable the relay units' });
   return entries.map((e) => e.path);
 }

@@ -5,6 +5,9 @@ import { chown, lstat, mkdir, readFile, readdir, readlink, stat, statfs, writeFi
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostname } from 'node:os';
+import { runningHostname, stickFolder } from '../../builder/device/export.ts';
+import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { findSecrets } from '../../builder/image/secrets.ts';
 import { onionAddress } from '../../builder/device/onion.ts';
 import { readIni } from '../../builder/device/ini.ts';
@@ -294,18 +297,20 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
 
       expect(createHash('sha256').update(await readFile(other)).digest('hex')).toBe(otherBefore);
       const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
+      // Named after the host name the system has when the export runs: in a chroot, this machine's.
+      const folder = stickFolder(runningHostname({ hostname: 'simplex-pi' } as BuildPlan, hostname()));
       const listing = execFileSync('mdir', ['-/', '-b', '-i', good, '::/'], { env }).toString().split('\n').filter(Boolean);
       expect(listing).toEqual(
         expect.arrayContaining([
-          '::/simplex-pi-simplex-pi/README.txt',
-          '::/simplex-pi-simplex-pi/addresses.txt',
-          '::/simplex-pi-simplex-pi/servers.json',
-          '::/simplex-pi-simplex-pi/qr/smp1.png',
-          '::/simplex-pi-simplex-pi/qr/smp2.png',
-          '::/simplex-pi-simplex-pi/qr/xftp.png',
+          `::/${folder}/README.txt`,
+          `::/${folder}/addresses.txt`,
+          `::/${folder}/servers.json`,
+          `::/${folder}/qr/smp1.png`,
+          `::/${folder}/qr/smp2.png`,
+          `::/${folder}/qr/xftp.png`,
         ]),
       );
-      const read = (name: string) => execFileSync('mtype', ['-i', good, `::/simplex-pi-simplex-pi/${name}`], { env });
+      const read = (name: string) => execFileSync('mtype', ['-i', good, `::/${folder}/${name}`], { env });
       expect(read('addresses.txt').toString().replaceAll('\r\n', '\n')).toBe(addresses.map(([n, a]) => `${n}\t${a}\n`).join(''));
       expect(read('README.txt').toString()).toContain('THIS STICK NOW HOLDS SECRETS');
       // Client authorization: each generated client gets its private key for every onion service; the Pi keeps
