@@ -18,7 +18,7 @@ import type { BaseSpec } from './recipe/schema.ts';
 import { Resources } from './resources.ts';
 import { baseStage } from './stages/base.ts';
 import { type InstalledBinary, binariesStage } from './stages/binaries.ts';
-import { configureStage } from './stages/configure.ts';
+import { type ConfigureResult, configureStage } from './stages/configure.ts';
 import { firstbootStage } from './stages/firstboot.ts';
 import type { BuildOptions, StageContext } from './stages/context.ts';
 import { type EmitResult, emitStage } from './stages/emit.ts';
@@ -63,6 +63,7 @@ interface PipelineState {
   work?: WorkImage;
   mounted?: MountedImage;
   binaries?: InstalledBinary[];
+  configure?: ConfigureResult;
   seal?: SealResult;
   result?: EmitResult;
 }
@@ -146,13 +147,14 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
       stage('packages', () => packagesStage(ctx, state.work!), () => (state.work?.fromLayer ? `packages (cached layer ${state.work.packagesKey})` : false)),
       stage('mount', async () => (state.mounted = await mountImage(state.work!.path, join(workDir, 'root'), resources, log))),
       stage('binaries', async () => (state.binaries = await binariesStage(ctx, state.mounted!))),
-      stage('configure', () => configureStage(ctx, state.mounted!)),
+      stage('configure', async () => (state.configure = await configureStage(ctx, state.base!, state.mounted!))),
       stage('firstboot', () => firstbootStage(ctx, state.mounted!)),
       stage('seal', async () => (state.seal = await sealStage(ctx, state.mounted!, state.work!))),
       stage('emit', async () => {
         state.result = await emitStage(ctx, {
           work: state.work!,
           base: state.base!,
+          initFormat: state.configure!.initFormat,
           binaries: state.binaries!,
           seal: state.seal!,
           recipe: { path: loaded.path, sha256: sha256Text(loaded.source) },

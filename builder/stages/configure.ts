@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
 import { chrootRun } from '../image/chroot.ts';
+import type { BaseImage } from '../base/types.ts';
+import { type InitFormatChoice, chooseInitFormat, detectInitFormat } from '../base/init-format.ts';
 import { skipCloudInitPackageStep } from '../image/cloud-init.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { checkTimezone } from '../image/zoneinfo.ts';
@@ -57,9 +59,28 @@ async function copyRecipeOverlays(ctx: StageContext, root: string): Promise<void
  * same files `simplex-pi render` writes), the recipe's own overlays, the host name, cloud-init's package step left
  * out (cloud-init.ts says why), and the relay units enabled.
  */
-export async function configureStage(ctx: StageContext, mounted: MountedImage): Promise<string[]> {
+export interface ConfigureResult {
+  /** Paths of the rendered files written into the image. */
+  files: string[];
+  /** Raspberry Pi Imager's init_format for this image, decided with the image in hand. */
+  initFormat: InitFormatChoice;
+}
+
+/** The init_format to publish: what the image's consumers support, Imager's list and the recipe (base/init-format.ts). */
+async function imageInitFormat(ctx: StageContext, base: BaseImage, mounted: MountedImage): Promise<InitFormatChoice> {
+  const detected = await detectInitFormat(mounted.root, mounted.bootPath);
+  const recipe = ctx.plan.base.provider === 'debian' ? undefined : ctx.plan.base.init_format;
+  const choice = chooseInitFormat({ detected, listed: base.listedInitFormat, recipe, base: base.description });
+  ctx.log.info(`init_format ${choice.format || '""'}: ${choice.reason}`);
+  if (choice.warning) ctx.warn(choice.warning);
+  return choice;
+}
+
+export async function configureStage(ctx: StageContext, base: BaseImage, mounted: MountedImage): Promise<ConfigureResult> {
   const { plan } = ctx;
   const root = mounted.root;
+  // Decided first: a base whose Imager list entry names a consumer it lacks is refused before anything is written.
+  const initFormat = await imageInitFormat(ctx, base, mounted);
   await checkTimezone(root, plan.timezone);
   await ensureUsers(ctx, root, plan);
   const entries = await renderImageFiles(plan);
@@ -70,5 +91,5 @@ export async function configureStage(ctx: StageContext, mounted: MountedImage): 
   await writeFile(hosts, withHostname(await readFile(hosts, 'utf8').catch(() => '127.0.0.1\tlocalhost\n'), plan.hostname));
   for (const warning of await skipCloudInitPackageStep(root)) ctx.warn(warning);
   await chrootRun(root, ['systemctl', 'enable', ...plan.units], { log: ctx.log, what: 'enable the relay units' });
-  return entries.map((e) => e.path);
+  return { files: entries.map((e) => e.path), initFormat };
 }
