@@ -82,6 +82,18 @@ describe('secret detection', () => {
   });
 });
 
+describe('machine IDs', () => {
+  it('finds a machine ID left in /etc/machine-id or dbus\'s copy, never "uninitialized" or an empty file', async () => {
+    const root = await cleanImageTree();
+    await put(root, 'etc/machine-id', '0123456789abcdef0123456789abcdef\n');
+    await put(root, 'var/lib/dbus/machine-id', 'fedcba9876543210fedcba9876543210\n');
+    expect((await findSecrets(root)).map((f) => f.path)).toEqual(['/etc/machine-id', '/var/lib/dbus/machine-id']);
+    await put(root, 'etc/machine-id', 'uninitialized\n');
+    await put(root, 'var/lib/dbus/machine-id', '');
+    expect(await findSecrets(root)).toEqual([]);
+  });
+});
+
 describe('cleaning the tree before sealing', () => {
   it('removes host keys, per-machine state and build leftovers, puts back the base\'s empty machine-id, keeps log directories', async () => {
     const root = await cleanImageTree();
