@@ -113,10 +113,11 @@ export interface BuildPlan {
 
 /**
  * Tor, the firewall, Node for the first-boot program, mtools for the USB export (the stick is never mounted),
- * and what the GHC-built simplexmq binaries link against (openssl is also called by `init`; libgmp, libffi and
- * libnuma are the Haskell runtime's libraries).
+ * what the GHC-built simplexmq binaries link against (openssl is also called by `init`; libgmp, libffi and
+ * libnuma are the Haskell runtime's libraries), and tzdata, the time zone database the recipe's `timezone` names
+ * a file of (Raspberry Pi OS has it; the Debian base, bootstrapped with only what apt needs, does not).
  */
-export const RUNTIME_PACKAGES = ['tor', 'nftables', 'nodejs', 'openssl', 'libgmp10', 'libffi8', 'libnuma1', 'zlib1g', 'mtools'];
+export const RUNTIME_PACKAGES = ['tor', 'nftables', 'nodejs', 'openssl', 'libgmp10', 'libffi8', 'libnuma1', 'zlib1g', 'mtools', 'tzdata'];
 export const SSH_PACKAGES = ['openssh-server', 'sudo'];
 
 export const BINARY_DIR = '/usr/local/bin';

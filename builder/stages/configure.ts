@@ -7,6 +7,7 @@ import type { BaseImage } from '../base/types.ts';
 import { type InitFormatChoice, chooseInitFormat, detectInitFormat } from '../base/init-format.ts';
 import { skipCloudInitPackageStep } from '../image/cloud-init.ts';
 import type { MountedImage } from '../image/mount-image.ts';
+import { disarmRenameWizard } from '../image/userconf.ts';
 import { checkTimezone } from '../image/zoneinfo.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { imageIds, renderImageFiles, writeEntries } from '../render/render.ts';
@@ -57,7 +58,8 @@ async function copyRecipeOverlays(ctx: StageContext, root: string): Promise<void
 /**
  * configure: the time zone checked against the image's tzdata, the relay user, the rendered configuration (the
  * same files `simplex-pi render` writes), the recipe's own overlays, the host name, cloud-init's package step left
- * out (cloud-init.ts says why), and the relay units enabled.
+ * out (cloud-init.ts says why), Raspberry Pi OS's first-user wizard disarmed (userconf.ts), and the relay units
+ * enabled.
  */
 export interface ConfigureResult {
   /** Paths of the rendered files written into the image. */
@@ -90,6 +92,8 @@ export async function configureStage(ctx: StageContext, base: BaseImage, mounted
   const hosts = join(root, 'etc/hosts');
   await writeFile(hosts, withHostname(await readFile(hosts, 'utf8').catch(() => '127.0.0.1\tlocalhost\n'), plan.hostname));
   for (const warning of await skipCloudInitPackageStep(root)) ctx.warn(warning);
+  const systemctl = (args: string[]) => chrootRun(root, ['systemctl', ...args], { log: ctx.log, what: `systemctl ${args.join(' ')} in the image` });
+  if (await disarmRenameWizard(root, systemctl)) ctx.log.info("disarmed Raspberry Pi OS's first-user wizard (userconfig.service off, getty@tty1 on)");
   await chrootRun(root, ['systemctl', 'enable', ...plan.units], { log: ctx.log, what: 'enable the relay units' });
   return { files: entries.map((e) => e.path), initFormat };
 }

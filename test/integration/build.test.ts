@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { runningHostname, stickFolder } from '../../builder/device/export.ts';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { findSecrets } from '../../builder/image/secrets.ts';
+import { checkTimezone } from '../../builder/image/zoneinfo.ts';
 import { onionAddress } from '../../builder/device/onion.ts';
 import { readIni } from '../../builder/device/ini.ts';
 import { CHROOT_ENV, chrootRun } from '../../builder/image/chroot.ts';
@@ -170,6 +171,8 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       expect(await readFile(join(root, 'etc/hostname'), 'utf8')).toBe('simplex-pi\n');
       expect(await readFile(join(root, 'etc/hosts'), 'utf8')).toMatch(/^127\.0\.1\.1\tsimplex-pi$/m);
       expect(await readlink(join(root, 'etc/localtime'))).toBe('/usr/share/zoneinfo/UTC');
+      // The packages stage installed tzdata (the Debian base has none), so the link leads to a zone in the image.
+      await expect(checkTimezone(root, 'UTC')).resolves.toBeUndefined();
       const wants = await readdir(join(root, 'etc/systemd/system/multi-user.target.wants'));
       expect(wants).toEqual(expect.arrayContaining(['simplex-smp@1.service', 'simplex-smp@2.service', 'simplex-xftp.service', 'ssh.service', 'tor.service']));
       expect(await readdir(join(root, 'etc/systemd/system/sysinit.target.wants'))).toEqual(expect.arrayContaining(['nftables.service', 'simplex-pi-growroot.service']));
