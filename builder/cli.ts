@@ -113,6 +113,7 @@ async function buildCommand(args: string[]): Promise<void> {
   process.stdout.write(`\nBuilt ${result.manifest.recipe.name} in ${result.outDir}:\n`);
   for (const file of result.files) process.stdout.write(`  ${file.name.padEnd(28)} ${formatBytes(file.size).padStart(10)}  sha256 ${file.sha256}\n`);
   process.stdout.write(`  SHA256SUMS (check with: cd ${result.outDir} && sha256sum -c SHA256SUMS)\n  build log: ${outcome.logPath}\n`);
+  for (const warning of outcome.warnings) process.stderr.write(`warning: ${warning}\n`);
 }
 
 async function renderCommand(args: string[]): Promise<void> {
@@ -126,6 +127,7 @@ async function renderCommand(args: string[]): Promise<void> {
   const override = values.base ? baseOverride(values.base, values['base-sha256']) : undefined;
   const plan = resolvePlan(loaded.recipe, { base: override?.(loaded.recipe.base) });
   const out = resolve(values.out);
+  for (const warning of loaded.warnings) process.stderr.write(`warning: ${warning}\n`);
   const entries = await renderToDirectory(plan, out);
   process.stdout.write(`Rendered ${entries.length} entries for "${plan.name}" into ${out}/rootfs; owners and modes in ${out}/files.txt, the plan in ${out}/plan.json\n`);
 }

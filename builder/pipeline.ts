@@ -18,7 +18,7 @@ import type { BaseSpec } from './recipe/schema.ts';
 import { Resources } from './resources.ts';
 import { baseStage } from './stages/base.ts';
 import { type InstalledBinary, binariesStage } from './stages/binaries.ts';
-import { configureStage } from './stages/configure.ts';
+import { type ConfigureResult, configureStage } from './stages/configure.ts';
 import { firstbootStage } from './stages/firstboot.ts';
 import type { BuildOptions, StageContext } from './stages/context.ts';
 import { type EmitResult, emitStage } from './stages/emit.ts';
@@ -46,6 +46,8 @@ export interface BuildOutcome {
   result: EmitResult;
   logPath: string;
   stageSeconds: Record<string, number>;
+  /** What the user should know about the result (also in the build log). */
+  warnings: string[];
 }
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -61,6 +63,7 @@ interface PipelineState {
   work?: WorkImage;
   mounted?: MountedImage;
   binaries?: InstalledBinary[];
+  configure?: ConfigureResult;
   seal?: SealResult;
   result?: EmitResult;
 }
@@ -94,6 +97,7 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
   const interactive = Boolean(process.stdout.isTTY) && !request.verbose && !process.env.CI;
   let status: (text: string) => void = () => undefined;
   let lastProgress = 0;
+  const warnings: string[] = [];
   const ctx: StageContext = {
     plan,
     cache,
@@ -102,6 +106,10 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
     workDir,
     options: { outDir, compress: request.compress, xzLevel: request.xzLevel ?? 6, publishUrl: request.publishUrl },
     status: (text) => status(text),
+    warn: (text) => {
+      warnings.push(text);
+      log.info(`warning: ${text}`);
+    },
     onProgress: (progress) => {
       const now = Date.now();
       // A line-by-line log (CI, --verbose) gets a progress line every few seconds, a terminal four a second.
@@ -110,6 +118,7 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
       status(formatProgress(progress));
     },
   };
+  for (const warning of loaded.warnings) ctx.warn(warning);
   const state: PipelineState = {};
   const stageSeconds: Record<string, number> = {};
   const stage = (title: string, fn: () => Promise<unknown>, skip?: () => string | false) => ({
@@ -138,13 +147,14 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
       stage('packages', () => packagesStage(ctx, state.work!), () => (state.work?.fromLayer ? `packages (cached layer ${state.work.packagesKey})` : false)),
       stage('mount', async () => (state.mounted = await mountImage(state.work!.path, join(workDir, 'root'), resources, log))),
       stage('binaries', async () => (state.binaries = await binariesStage(ctx, state.mounted!))),
-      stage('configure', () => configureStage(ctx, state.mounted!)),
+      stage('configure', async () => (state.configure = await configureStage(ctx, state.base!, state.mounted!))),
       stage('firstboot', () => firstbootStage(ctx, state.mounted!)),
       stage('seal', async () => (state.seal = await sealStage(ctx, state.mounted!, state.work!))),
       stage('emit', async () => {
         state.result = await emitStage(ctx, {
           work: state.work!,
           base: state.base!,
+          initFormat: state.configure!.initFormat,
           binaries: state.binaries!,
           seal: state.seal!,
           recipe: { path: loaded.path, sha256: sha256Text(loaded.source) },
@@ -179,5 +189,5 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
   // Never delete through a mount that could not be released: it may be a bind mount of the host's /dev.
   if ((await mountsUnder(workDir)).length === 0) await run('rm', ['-rf', '--one-file-system', workDir], { allowFailure: true });
   if (failure) throw new BuildFailed(failure, finalLog);
-  return { result: state.result!, logPath: finalLog, stageSeconds };
+  return { result: state.result!, logPath: finalLog, stageSeconds, warnings };
 }

@@ -77,8 +77,6 @@ export async function debianBase(spec: DebianSpec, ctx: BaseContext): Promise<Ba
     url: meta.mirror,
     suite: meta.suite,
     builtAt: meta.builtAt,
-    // No Raspberry Pi Imager customisation consumer (firstrun/cloud-init) in this base.
-    initFormat: 'none',
   });
   const stored = await loadStoredBase<DebianMeta>(image, ctx.log);
   if (stored) return describe(stored.sha256, stored.meta);

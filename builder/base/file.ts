@@ -19,7 +19,6 @@ export async function fileBase(spec: { path: string; sha256: string }, ctx: Base
     description: `local image ${spec.path}`,
     sourcePath: spec.path,
     downloadSha256: spec.sha256,
-    initFormat: 'none',
   });
   const stored = await loadStoredBase<FileMeta>(image, ctx.log);
   if (stored) return describe(stored.sha256);

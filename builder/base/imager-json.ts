@@ -45,7 +45,8 @@ export interface ResolvedOs {
   extractSha256: string;
   downloadSha256?: string;
   releaseDate?: string;
-  initFormat: string;
+  /** The entry's init_format; undefined when it has none (Imager 2.x then offers no customisation). */
+  initFormat?: string;
 }
 
 export function parseOsList(text: string, source: string): OsEntry[] {
@@ -100,6 +101,6 @@ function toResolved(entry: OsEntry, source: string): ResolvedOs {
     extractSha256: entry.extract_sha256.toLowerCase(),
     downloadSha256: entry.image_download_sha256?.toLowerCase(),
     releaseDate: entry.release_date,
-    initFormat: entry.init_format ?? 'systemd',
+    initFormat: entry.init_format,
   };
 }

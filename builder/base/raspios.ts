@@ -14,7 +14,7 @@ interface RaspiosMeta {
   url: string;
   downloadSha256?: string;
   releaseDate?: string;
-  initFormat: string;
+  listedInitFormat?: string;
 }
 
 /** What to fetch: the Imager repository's current entry, or the recipe's pinned URL and sha256. */
@@ -28,7 +28,7 @@ async function resolveRaspios(spec: RaspiosSpec, ctx: BaseContext): Promise<Reso
       extractSha256: '',
       downloadSha256: spec.sha256,
       releaseDate: spec.release_date,
-      initFormat: spec.init_format ?? 'systemd',
+      // Nothing lists a pinned image: its init_format is detected from the image (or set in the recipe).
       pinned: true,
     };
   }
@@ -37,7 +37,7 @@ async function resolveRaspios(spec: RaspiosSpec, ctx: BaseContext): Promise<Reso
   if (!found) {
     throw new UserError(`"${spec.os_name}" is not listed in ${spec.imager_json} (recipe base.os_name); check the name Raspberry Pi Imager shows, or pin base.url and base.sha256`);
   }
-  return { ...found, initFormat: spec.init_format ?? found.initFormat, releaseDate: spec.release_date ?? found.releaseDate, pinned: false };
+  return { ...found, releaseDate: spec.release_date ?? found.releaseDate, pinned: false };
 }
 
 /**
@@ -56,7 +56,7 @@ export async function raspiosBase(spec: RaspiosSpec, ctx: BaseContext): Promise<
     url: meta.url,
     downloadSha256: meta.downloadSha256,
     releaseDate: meta.releaseDate,
-    initFormat: meta.initFormat,
+    listedInitFormat: meta.listedInitFormat,
   });
   const stored = await loadStoredBase<RaspiosMeta>(image, ctx.log, os.extractSha256 || undefined);
   if (stored) return describe(stored.sha256, stored.meta);
@@ -84,7 +84,7 @@ export async function raspiosBase(spec: RaspiosSpec, ctx: BaseContext): Promise<
     if (!os.downloadSha256) await rm(download, { force: true });
     throw error;
   }
-  const meta: RaspiosMeta = { name: os.name, url: os.url, downloadSha256: os.downloadSha256, releaseDate: os.releaseDate, initFormat: os.initFormat };
+  const meta: RaspiosMeta = { name: os.name, url: os.url, downloadSha256: os.downloadSha256, releaseDate: os.releaseDate, listedInitFormat: os.initFormat };
   await saveStoredBaseRecord(image, sha256, meta);
   return describe(sha256, meta);
 }

@@ -17,8 +17,12 @@ export interface BaseImage {
   downloadSha256?: string;
   sourcePath?: string;
   releaseDate?: string;
-  /** Raspberry Pi Imager's customisation format of the base release (`systemd`, `cloudinit-rpi`, …); `none` if the base has no consumer. */
-  initFormat: string;
+  /**
+   * The `init_format` Raspberry Pi Imager's repository lists for the base release (`systemd`, `cloudinit-rpi`, …);
+   * undefined when nothing lists it (a pinned image, a local file, the Debian base). What is published is decided
+   * in configure, with the image in hand (base/init-format.ts).
+   */
+  listedInitFormat?: string;
   suite?: string;
   builtAt?: string;
 }

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import QRCode from 'qrcode';
@@ -32,9 +32,22 @@ async function findStick(label: string): Promise<string | undefined> {
   return stdout.split('\n').find(Boolean);
 }
 
-export function readme(plan: BuildPlan, records: readonly ServerRecord[]): string {
+/**
+ * The host name the Pi has now, which names the stick's folder: Raspberry Pi Imager may have set another than the
+ * recipe's. Only characters every FAT driver takes; the recipe's name if the kernel has none.
+ */
+export function runningHostname(plan: BuildPlan, current = hostname()): string {
+  const safe = current.trim().replace(/[^A-Za-z0-9._-]/g, '-');
+  return safe || plan.hostname;
+}
+
+export function stickFolder(host: string): string {
+  return `simplex-pi-${host}`;
+}
+
+export function readme(plan: BuildPlan, records: readonly ServerRecord[], host = runningHostname(plan)): string {
   return [
-    `SimpleX relays of "${plan.name}" (host ${plan.hostname})`,
+    `SimpleX relays of "${plan.name}" (host ${host})`,
     '',
     'THIS STICK NOW HOLDS SECRETS. The SMP addresses contain the password that lets people create queues on',
     'your relays. Give them only to the members of your group, then wipe or lock away this stick.',
@@ -67,8 +80,9 @@ export async function exportToStick(plan: BuildPlan, device: string | undefined)
   const records = servers.servers;
   const scratch = await mkdtemp(join(tmpdir(), 'simplex-pi-export-'));
   try {
-    const folder = `simplex-pi-${plan.hostname}`;
-    const files: Array<[string, Buffer | string]> = [['README.txt', readme(plan, records)]];
+    const host = runningHostname(plan);
+    const folder = stickFolder(host);
+    const files: Array<[string, Buffer | string]> = [['README.txt', readme(plan, records, host)]];
     if (plan.export.formats.includes('txt')) files.push(['addresses.txt', records.map((r) => `${r.name}\t${r.address}\r\n`).join('')]);
     if (plan.export.formats.includes('json')) files.push(['servers.json', `${JSON.stringify(servers, null, 2)}\n`]);
     if (plan.export.formats.includes('qr')) {

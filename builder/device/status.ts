@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { promisify } from 'node:util';
 import type { BuildPlan } from '../plan/plan.ts';
+import { runningHostname } from './export.ts';
 import { DONE, STATE_DIR } from './firstboot.ts';
 
 const run = promisify(execFile);
@@ -53,7 +54,9 @@ async function unitState(unit: string): Promise<string> {
 
 /** `simplex-pi status`: what a person needs to see whether the relays work, without knowing systemd or Tor. */
 export async function status(plan: BuildPlan): Promise<string> {
-  const lines: string[] = [`simplex-pi "${plan.name}" on ${plan.hostname}`, ''];
+  const host = runningHostname(plan);
+  // Raspberry Pi Imager may have given the Pi another host name than the recipe's; the stick's folder uses this one.
+  const lines: string[] = [`simplex-pi "${plan.name}" on ${host}${host === plan.hostname ? '' : ` (the recipe named it ${plan.hostname})`}`, ''];
   const done = await readFile(DONE, 'utf8').catch(() => undefined);
   lines.push(done ? `First boot: finished ${done.trim()}` : 'First boot: NOT FINISHED. See `journalctl -u simplex-pi-firstboot` for what it is doing or what went wrong.');
   const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));

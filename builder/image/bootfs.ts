@@ -10,13 +10,15 @@ import type { Partition } from './partitions.ts';
  * kernel has vfat (this project's machines do not), and a mount would add one more thing to leak on a crash.
  * During the build its files live in the root filesystem's /boot/firmware directory, where maintainer scripts
  * (raspi-firmware, kernel hooks) expect them; `writeBootfs` rebuilds the partition from that directory with the
- * same FAT type, label and serial number, and empties the directory again.
+ * same FAT type, cluster size, label and serial number (volume id), and empties the directory again.
  */
 
 const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0' };
 
 export interface FatInfo {
   fatBits: 12 | 16 | 32;
+  /** Sectors per cluster: pi-gen makes Raspberry Pi OS's FAT with `-s 1`; mkfs.fat would pick 8 for 512 MiB. */
+  sectorsPerCluster: number;
   label: string;
   serial: string;
 }
@@ -29,10 +31,11 @@ export function parseMinfo(text: string): FatInfo {
   const serial = /serial number:\s*([0-9A-Fa-f]{8})/.exec(text)?.[1];
   const label = /disk label="([^"]*)"/.exec(text)?.[1]?.trim() ?? '';
   const type = /disk type="FAT(12|16|32)\s*"/.exec(text)?.[1];
-  if (!serial) throw new UserError('the boot partition is not a FAT filesystem mtools can read (no serial number)');
+  const cluster = /cluster size:\s*(\d+) sectors/.exec(text)?.[1];
+  if (!serial || !cluster) throw new UserError('the boot partition is not a FAT filesystem mtools can read (no serial number or cluster size)');
   // FAT12/16 boot sectors carry the type at a different place; minfo prints it as "disk type" for both.
   const fatBits = (type ? Number(type) : /Big fatlen=/.test(text) ? 32 : 16) as FatInfo['fatBits'];
-  return { fatBits, label: label === 'NO NAME' ? '' : label, serial: serial.toUpperCase() };
+  return { fatBits, sectorsPerCluster: Number(cluster), label: label === 'NO NAME' ? '' : label, serial: serial.toUpperCase() };
 }
 
 export async function readFatInfo(image: string, partition: Partition, log?: BuildLog): Promise<FatInfo> {
@@ -49,7 +52,7 @@ export async function extractBootfs(image: string, partition: Partition, dir: st
 
 /** Make the FAT filesystem anew at the partition's place and copy `dir` into it; then empty `dir`. */
 export async function writeBootfs(image: string, partition: Partition, dir: string, info: FatInfo, log?: BuildLog): Promise<void> {
-  const args = ['-F', String(info.fatBits), '-i', info.serial, '--offset', String(partition.start)];
+  const args = ['-F', String(info.fatBits), '-s', String(info.sectorsPerCluster), '-i', info.serial, '--offset', String(partition.start)];
   if (info.label) args.push('-n', info.label);
   await run('mkfs.vfat', [...args, image, String(Math.floor((partition.size * 512) / 1024))], { log, what: 'rebuild the boot filesystem' });
   const entries = await readdir(dir);

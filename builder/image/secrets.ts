@@ -35,6 +35,10 @@ const SECRET_MARKERS: Array<{ pattern: RegExp; reason: string }> = [
   { pattern: /^== ed25519v1-secret: type\d+ ==/, reason: 'Tor ed25519 secret key' },
 ];
 
+/** Files that hold a machine ID when systemd or dbus made one: every card would then share it. */
+const MACHINE_ID_FILES = new Set(['/etc/machine-id', '/var/lib/dbus/machine-id']);
+const MACHINE_ID = /^[0-9a-f]{32}\s*$/;
+
 /** Only the first MiB of each file is read: private keys are small, and reading every library whole would be slow. */
 const CONTENT_LIMIT = 1024 * 1024;
 
@@ -86,6 +90,10 @@ export async function findSecrets(root: string, allow: ReadonlyMap<string, strin
         continue;
       }
       const head = await readHead(full, CONTENT_LIMIT).catch(() => Buffer.alloc(0));
+      if (MACHINE_ID_FILES.has(path) && MACHINE_ID.test(head.toString('latin1'))) {
+        findings.push({ path, reason: 'machine ID (systemd and dbus would use the same one on every card)' });
+        continue;
+      }
       const reason = contentFinding(head);
       if (reason) findings.push({ path, reason });
     }

@@ -1,5 +1,6 @@
 import type { BaseSpec, BinarySourceSpec, PiModel, Recipe } from '../recipe/schema.ts';
 import { SIMPLEXMQ_ASSET_SUFFIX, SIMPLEXMQ_RELEASE_BASE } from '../recipe/schema.ts';
+import { canonicalTimezone } from '../recipe/timezones.ts';
 
 /**
  * The BuildPlan: everything the pipeline, the rendered configuration and the device program need to know,
@@ -73,6 +74,7 @@ export interface BuildPlan {
   models: PiModel[];
   base: BaseSpec;
   hostname: string;
+  /** The recipe's time zone under its current IANA name (an old name such as Asia/Calcutta is mapped). */
   timezone: string;
   /** The unprivileged user every relay runs as. */
   relayUser: string;
@@ -111,10 +113,11 @@ export interface BuildPlan {
 
 /**
  * Tor, the firewall, Node for the first-boot program, mtools for the USB export (the stick is never mounted),
- * and what the GHC-built simplexmq binaries link against (openssl is also called by `init`; libgmp, libffi and
- * libnuma are the Haskell runtime's libraries).
+ * what the GHC-built simplexmq binaries link against (openssl is also called by `init`; libgmp, libffi and
+ * libnuma are the Haskell runtime's libraries), and tzdata, the time zone database the recipe's `timezone` names
+ * a file of (Raspberry Pi OS has it; the Debian base, bootstrapped with only what apt needs, does not).
  */
-export const RUNTIME_PACKAGES = ['tor', 'nftables', 'nodejs', 'openssl', 'libgmp10', 'libffi8', 'libnuma1', 'zlib1g', 'mtools'];
+export const RUNTIME_PACKAGES = ['tor', 'nftables', 'nodejs', 'openssl', 'libgmp10', 'libffi8', 'libnuma1', 'zlib1g', 'mtools', 'tzdata'];
 export const SSH_PACKAGES = ['openssh-server', 'sudo'];
 
 export const BINARY_DIR = '/usr/local/bin';
@@ -205,7 +208,7 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
     models: recipe.models,
     base: overrides.base ?? recipe.base,
     hostname: recipe.hostname,
-    timezone: recipe.timezone,
+    timezone: canonicalTimezone(recipe.timezone),
     relayUser: RELAY_USER,
     smp: { instances, password: recipe.smp.password, onionPort: recipe.smp.onion_port },
     xftp,

@@ -4,12 +4,20 @@ import { parseDocument } from 'yaml';
 import { UserError } from '../errors.ts';
 import { formatIssues } from './errors.ts';
 import { type Recipe, recipeSchema } from './schema.ts';
+import { legacyTimezoneWarning } from './timezones.ts';
 
 export interface LoadedRecipe {
   recipe: Recipe;
   /** The recipe file's exact text, hashed into the manifest. */
   source: string;
   path: string;
+  /** What is valid but worth telling the user (e.g. an old time zone name, which is mapped). */
+  warnings: string[];
+}
+
+/** Valid, but not what the recipe's author may think: said once, by `render` and `build`. */
+export function recipeWarnings(recipe: Recipe): string[] {
+  return [legacyTimezoneWarning(recipe.timezone)].filter((w): w is string => Boolean(w));
 }
 
 /** Parse and validate recipe text; `origin` names the file in messages. */
@@ -56,5 +64,5 @@ export async function loadRecipe(path: string): Promise<LoadedRecipe> {
     );
   }
   const recipe = resolvePaths(parseRecipe(source, path), dirname(absolute));
-  return { recipe, source, path: absolute };
+  return { recipe, source, path: absolute, warnings: recipeWarnings(recipe) };
 }

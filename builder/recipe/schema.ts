@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { INIT_FORMATS } from '../base/init-format.ts';
+import { NOT_ZONES, TIMEZONE_NAME } from './timezones.ts';
 
 /**
  * The recipe schema. Field names are snake_case because recipes are YAML written by people; every object is
@@ -29,6 +31,15 @@ export const SIMPLEXMQ_RELEASE_API = 'https://api.github.com/repos/simplex-chat/
  */
 export const PI_MODELS = ['zero2w', 'pi3', 'pi4', 'pi5'] as const;
 
+/**
+ * Raspberry Pi Imager's customisation format to publish for the image (`init_format` in its repository JSON).
+ * Normally not set: it is detected from the image when it is built (cloud-init reading the boot partition:
+ * cloudinit-rpi; Raspberry Pi OS's hook for Imager's systemd firstrun.sh: systemd; neither: none) and
+ * cross-checked with Imager's list. Setting it overrides both (builder/base/init-format.ts).
+ */
+const initFormat = () =>
+  z.enum(INIT_FORMATS, { error: `must be one of ${INIT_FORMATS.filter(Boolean).join(', ')} (Raspberry Pi Imager's init_format)` }).optional();
+
 const raspiosBase = z.strictObject({
   provider: z.literal('raspios'),
   /** `latest` resolves through Raspberry Pi Imager's repository JSON; a pinned image gives url + sha256. */
@@ -41,7 +52,7 @@ const raspiosBase = z.strictObject({
     .string()
     .regex(/^\d{4}-\d{2}-\d{2}$/, { error: 'must be a date like 2025-10-01' })
     .optional(),
-  init_format: z.enum(['', 'none', 'systemd', 'cloudinit', 'cloudinit-rpi', 'rpi-preseed']).optional(),
+  init_format: initFormat(),
 });
 
 const debianBase = z.strictObject({
@@ -55,6 +66,7 @@ const fileBase = z.strictObject({
   provider: z.literal('file'),
   path: z.string().min(1, { error: 'must name a .img or .img.xz file' }),
   sha256: sha256Hex,
+  init_format: initFormat(),
 });
 
 export const baseSchema = z.discriminatedUnion('provider', [raspiosBase, debianBase, fileBase], {
@@ -221,9 +233,14 @@ export const recipeSchema = z
       .string()
       .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, { error: 'must be a host name: lower-case letters, digits and dashes, at most 63' })
       .default('simplex-pi'),
+    /**
+     * An IANA time zone name. Only its form is checked here: the build checks the zone is in the image's own
+     * tzdata (builder/recipe/timezones.ts says why not Node's list); old names such as Asia/Calcutta are mapped.
+     */
     timezone: z
       .string()
-      .refine((tz) => tz === 'UTC' || Intl.supportedValuesOf('timeZone').includes(tz), { error: 'must be a time zone name like Europe/Berlin or UTC' })
+      .regex(TIMEZONE_NAME, { error: 'must be a time zone name like Europe/Berlin, Asia/Kolkata or UTC' })
+      .refine((tz) => !NOT_ZONES.includes(tz), { error: 'must be a time zone name like Europe/Berlin, Asia/Kolkata or UTC' })
       .default('UTC'),
     smp: smpSchema.prefault({}),
     xftp: xftpSchema.prefault({}),
@@ -265,14 +282,18 @@ export const recipeSchema = z
     }
     if (recipe.xftp.enabled) claim(recipe.xftp.local_port, 'the XFTP relay', ['xftp', 'local_port']);
     const ssh = recipe.admin.ssh;
-    if ((ssh.over_tor || ssh.lan) && ssh.authorized_keys.length === 0 && recipe.base.provider !== 'raspios') {
+    // Raspberry Pi OS gets a user and key from Imager's customisation; so does a local image declared to have it.
+    const base = recipe.base;
+    const customisable = base.provider === 'raspios' || (base.provider === 'file' && base.init_format !== undefined && base.init_format !== '' && base.init_format !== 'none');
+    const noCustomisation = base.provider === 'file' ? 'this base has no Raspberry Pi Imager customisation declared (base.init_format)' : 'this base has no Raspberry Pi Imager customisation';
+    if ((ssh.over_tor || ssh.lan) && ssh.authorized_keys.length === 0 && !customisable) {
       ctx.addIssue({
         code: 'custom',
         path: ['admin', 'ssh', 'authorized_keys'],
-        message: 'SSH accepts keys only, and this base has no Raspberry Pi Imager customisation to add one: list at least one public key',
+        message: `SSH accepts keys only, and ${noCustomisation} to add one: list at least one public key`,
       });
     }
-    if (!ssh.over_tor && !ssh.lan && recipe.base.provider !== 'raspios') {
+    if (!ssh.over_tor && !ssh.lan && !customisable) {
       ctx.addIssue({
         code: 'custom',
         path: ['admin', 'ssh'],

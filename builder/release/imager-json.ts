@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { INIT_FORMATS } from '../base/init-format.ts';
 import { UserError } from '../errors.ts';
 import type { PiModel } from '../recipe/schema.ts';
 import type { OutputFile } from './manifest.ts';
@@ -47,8 +48,6 @@ export function imagerDevices(models: readonly PiModel[]): ImagerDevice[] {
   return DEVICE_ORDER.filter((m) => models.includes(m)).map((m) => DEVICES[m]);
 }
 
-/** The customisation formats Imager knows (its schema's enum); `none` and `""` turn customisation off. */
-export const INIT_FORMATS = ['', 'none', 'systemd', 'cloudinit', 'cloudinit-rpi', 'rpi-preseed'] as const;
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 
@@ -113,7 +112,7 @@ export interface OsEntryInput {
   /** Where the download is: an https:// URL, or a file:// URL for a local repository. */
   url: string;
   releaseDate: string;
-  /** BaseImage.initFormat: the customisation format the base release's consumer understands. */
+  /** The customisation format the image's consumer understands (chosen in configure, base/init-format.ts). */
   initFormat: string;
   models: readonly PiModel[];
 }

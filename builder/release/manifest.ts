@@ -15,7 +15,8 @@ export interface Manifest {
   builtAt: string;
   recipe: { name: string; path: string; sha256: string };
   plan: BuildPlan;
-  base: BaseImage;
+  /** The base, with the Raspberry Pi Imager init_format the image was published with and why. */
+  base: BaseImage & { initFormat: string; initFormatReason: string };
   packages: InstalledPackage[];
   simplexmq: { version: string; binaries: InstalledBinary[] };
   outputs: OutputFile[];

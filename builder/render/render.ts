@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
 import { UserError } from '../errors.ts';
+import { ZONEINFO } from '../image/zoneinfo.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { walkTree } from './tree.ts';
 
@@ -81,7 +82,7 @@ export async function renderOverlay(overlayDir: string, plan: BuildPlan, overlay
 function planEntries(plan: BuildPlan): ImageEntry[] {
   const entries: ImageEntry[] = [file(PLAN_PATH, `${JSON.stringify(plan, null, 2)}\n`)];
   entries.push(file('/etc/timezone', `${plan.timezone}\n`));
-  entries.push({ path: '/etc/localtime', kind: 'symlink', target: `/usr/share/zoneinfo/${plan.timezone}`, mode: 0o777, owner: 'root', group: 'root' });
+  entries.push({ path: '/etc/localtime', kind: 'symlink', target: `${ZONEINFO}/${plan.timezone}`, mode: 0o777, owner: 'root', group: 'root' });
   // State and configuration of each relay: simplexmq's init empties these and fills them as the relay user, but
   // cannot create them under root-owned /etc/opt and /var/opt.
   for (const instance of plan.smp.instances) {

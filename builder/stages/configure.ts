@@ -3,7 +3,12 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
 import { chrootRun } from '../image/chroot.ts';
+import type { BaseImage } from '../base/types.ts';
+import { type InitFormatChoice, chooseInitFormat, detectInitFormat } from '../base/init-format.ts';
+import { skipCloudInitPackageStep } from '../image/cloud-init.ts';
 import type { MountedImage } from '../image/mount-image.ts';
+import { disarmRenameWizard } from '../image/userconf.ts';
+import { checkTimezone } from '../image/zoneinfo.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { imageIds, renderImageFiles, writeEntries } from '../render/render.ts';
 import type { StageContext } from './context.ts';
@@ -51,12 +56,34 @@ async function copyRecipeOverlays(ctx: StageContext, root: string): Promise<void
 }
 
 /**
- * configure: the relay user, the rendered configuration (the same files `simplex-pi render` writes), the
- * recipe's own overlays, the host name, and the relay units enabled.
+ * configure: the time zone checked against the image's tzdata, the relay user, the rendered configuration (the
+ * same files `simplex-pi render` writes), the recipe's own overlays, the host name, cloud-init's package step left
+ * out (cloud-init.ts says why), Raspberry Pi OS's first-user wizard disarmed (userconf.ts), and the relay units
+ * enabled.
  */
-export async function configureStage(ctx: StageContext, mounted: MountedImage): Promise<string[]> {
+export interface ConfigureResult {
+  /** Paths of the rendered files written into the image. */
+  files: string[];
+  /** Raspberry Pi Imager's init_format for this image, decided with the image in hand. */
+  initFormat: InitFormatChoice;
+}
+
+/** The init_format to publish: what the image's consumers support, Imager's list and the recipe (base/init-format.ts). */
+async function imageInitFormat(ctx: StageContext, base: BaseImage, mounted: MountedImage): Promise<InitFormatChoice> {
+  const detected = await detectInitFormat(mounted.root, mounted.bootPath);
+  const recipe = ctx.plan.base.provider === 'debian' ? undefined : ctx.plan.base.init_format;
+  const choice = chooseInitFormat({ detected, listed: base.listedInitFormat, recipe, base: base.description });
+  ctx.log.info(`init_format ${choice.format || '""'}: ${choice.reason}`);
+  if (choice.warning) ctx.warn(choice.warning);
+  return choice;
+}
+
+export async function configureStage(ctx: StageContext, base: BaseImage, mounted: MountedImage): Promise<ConfigureResult> {
   const { plan } = ctx;
   const root = mounted.root;
+  // Decided first: a base whose Imager list entry names a consumer it lacks is refused before anything is written.
+  const initFormat = await imageInitFormat(ctx, base, mounted);
+  await checkTimezone(root, plan.timezone);
   await ensureUsers(ctx, root, plan);
   const entries = await renderImageFiles(plan);
   await writeEntries(root, entries, await imageIds(root));
@@ -64,6 +91,9 @@ export async function configureStage(ctx: StageContext, mounted: MountedImage): 
   await copyRecipeOverlays(ctx, root);
   const hosts = join(root, 'etc/hosts');
   await writeFile(hosts, withHostname(await readFile(hosts, 'utf8').catch(() => '127.0.0.1\tlocalhost\n'), plan.hostname));
+  for (const warning of await skipCloudInitPackageStep(root)) ctx.warn(warning);
+  const systemctl = (args: string[]) => chrootRun(root, ['systemctl', ...args], { log: ctx.log, what: `systemctl ${args.join(' ')} in the image` });
+  if (await disarmRenameWizard(root, systemctl)) ctx.log.info("disarmed Raspberry Pi OS's first-user wizard (userconfig.service off, getty@tty1 on)");
   await chrootRun(root, ['systemctl', 'enable', ...plan.units], { log: ctx.log, what: 'enable the relay units' });
-  return entries.map((e) => e.path);
+  return { files: entries.map((e) => e.path), initFormat };
 }

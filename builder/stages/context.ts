@@ -29,5 +29,7 @@ export interface StageContext {
   options: BuildOptions;
   /** One short line shown under the running stage. */
   status: (text: string) => void;
+  /** Something the user should know although the build goes on: logged, and printed when the build ends. */
+  warn: (text: string) => void;
   onProgress: ProgressReporter;
 }

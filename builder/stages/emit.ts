@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { run } from '../exec.ts';
 import { sha256File } from '../hash.ts';
+import type { InitFormatChoice } from '../base/init-format.ts';
 import type { BaseImage } from '../base/types.ts';
 import { imagerJsonName, imagerJsonText, imagerManifestName, imagerOsEntry, imagerRepository, publishedUrl, releaseDate } from '../release/imager-json.ts';
 import { type Manifest, type OutputFile, sha256sums } from '../release/manifest.ts';
@@ -14,6 +15,8 @@ import type { WorkImage } from './prepare.ts';
 export interface EmitInput {
   work: WorkImage;
   base: BaseImage;
+  /** Raspberry Pi Imager's init_format for the image, and why (decided in configure). */
+  initFormat: InitFormatChoice;
   binaries: InstalledBinary[];
   seal: SealResult;
   recipe: { path: string; sha256: string };
@@ -52,7 +55,7 @@ async function moveImage(from: string, to: string, ctx: StageContext): Promise<v
  */
 async function writeImagerFiles(
   ctx: StageContext,
-  input: { base: BaseImage; image: OutputFile; download: OutputFile; builtAt: Date },
+  input: { base: BaseImage; initFormat: InitFormatChoice; image: OutputFile; download: OutputFile; builtAt: Date },
   temp: (file: string) => string,
 ): Promise<Array<{ name: string; path: string }>> {
   const { outDir, publishUrl } = ctx.options;
@@ -65,7 +68,7 @@ async function writeImagerFiles(
       download: input.download,
       url,
       releaseDate: releaseDate(input.builtAt),
-      initFormat: input.base.initFormat,
+      initFormat: input.initFormat.format,
       models: ctx.plan.models,
     });
   const localUrl = pathToFileURL(join(outDir, input.download.name)).href;
@@ -121,7 +124,7 @@ export async function emitStage(ctx: StageContext, input: EmitInput): Promise<Em
     const image = files[0]!;
     // Imager downloads the .xz when there is one, else the image itself (it writes an uncompressed .img as it is).
     const download = files.find((f) => f.name === xzName) ?? image;
-    const imagerFiles = await writeImagerFiles(ctx, { base: input.base, image, download, builtAt }, temp);
+    const imagerFiles = await writeImagerFiles(ctx, { base: input.base, initFormat: input.initFormat, image, download, builtAt }, temp);
     for (const file of imagerFiles) files.push(await describe(file.path, file.name));
     const manifest: Manifest = {
       manifestVersion: 1,
@@ -129,7 +132,8 @@ export async function emitStage(ctx: StageContext, input: EmitInput): Promise<Em
       builtAt: builtAt.toISOString(),
       recipe: { name, ...input.recipe },
       plan: ctx.plan,
-      base: input.base,
+      // What the image was published with, beside what Imager's list said (listedInitFormat).
+      base: { ...input.base, initFormat: input.initFormat.format, initFormatReason: input.initFormat.reason },
       packages: input.seal.packages,
       simplexmq: { version: ctx.plan.simplexmq.version, binaries: input.binaries },
       outputs: files,

@@ -2,25 +2,29 @@ import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { partialPath } from '../cache.ts';
 import { chrootRun } from '../image/chroot.ts';
+import { withInitramfsUpdatesOff } from '../image/initramfs.ts';
 import { mountImage } from '../image/mount-image.ts';
 import type { StageContext } from './context.ts';
 import { type WorkImage, sparseCopy } from './prepare.ts';
 
 /**
  * packages: tor, nftables, Node and the simplexmq runtime libraries from the base's own apt sources, so they
- * match the base release and get its security updates. The result is cached as an image layer.
+ * match the base release and get its security updates. The initramfs is not rebuilt meanwhile (initramfs.ts says
+ * why). The result is cached as an image layer.
  */
 export async function packagesStage(ctx: StageContext, work: WorkImage): Promise<void> {
   const mounted = await mountImage(work.path, join(ctx.workDir, 'root'), ctx.resources, ctx.log);
   try {
-    ctx.status('apt-get update');
-    await chrootRun(mounted.root, ['apt-get', 'update'], { log: ctx.log, what: 'update the package lists in the image (needs the Debian or Raspberry Pi OS archive)' });
-    ctx.status(`apt-get install ${ctx.plan.packages.join(' ')}`);
-    await chrootRun(mounted.root, ['apt-get', 'install', '--yes', '--no-install-recommends', ...ctx.plan.packages], {
-      log: ctx.log,
-      what: 'install packages in the image',
+    await withInitramfsUpdatesOff(mounted.root, async () => {
+      ctx.status('apt-get update');
+      await chrootRun(mounted.root, ['apt-get', 'update'], { log: ctx.log, what: 'update the package lists in the image (needs the Debian or Raspberry Pi OS archive)' });
+      ctx.status(`apt-get install ${ctx.plan.packages.join(' ')}`);
+      await chrootRun(mounted.root, ['apt-get', 'install', '--yes', '--no-install-recommends', ...ctx.plan.packages], {
+        log: ctx.log,
+        what: 'install packages in the image',
+      });
+      await chrootRun(mounted.root, ['apt-get', 'clean'], { log: ctx.log });
     });
-    await chrootRun(mounted.root, ['apt-get', 'clean'], { log: ctx.log });
     await mounted.commitBoot();
   } finally {
     await mounted.release();

@@ -1,7 +1,8 @@
-import { readdir, rm, writeFile, lstat } from 'node:fs/promises';
+import { readdir, rm, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
+import { type BaseMachineId, restoreMachineId } from '../image/machine-id.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { shrinkRoot } from '../image/resize.ts';
 import { findSecrets } from '../image/secrets.ts';
@@ -26,7 +27,6 @@ export const SEAL_MARGIN_MIB = 256;
 const EMPTY_DIRS = ['/var/lib/apt/lists', '/var/cache/apt/archives', '/tmp', '/var/tmp', '/var/log'];
 /** Files that identify one machine or hold its secrets; each card makes its own on first boot. */
 const REMOVE = [
-  '/var/lib/dbus/machine-id',
   '/var/lib/systemd/random-seed',
   '/var/lib/systemd/credential.secret',
   '/var/cache/apt/pkgcache.bin',
@@ -63,13 +63,15 @@ export function parseDpkgQuery(text: string): InstalledPackage[] {
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** Remove build leftovers and per-machine state from the mounted tree. */
-export async function cleanTree(root: string): Promise<void> {
+/**
+ * Remove build leftovers and per-machine state from the mounted tree; /etc/machine-id goes back to what the base
+ * had (machine-id.ts says why). Returns warnings for the user.
+ */
+export async function cleanTree(root: string, baseMachineId: BaseMachineId): Promise<string[]> {
   // Log directories keep their owners and modes (tor's is debian-tor:adm 2750); only files go.
   for (const dir of EMPTY_DIRS) await emptyDir(join(root, dir), dir === '/var/log');
   for (const path of REMOVE) await rm(join(root, path), { force: true });
-  // An empty machine-id makes systemd create a new one on first boot, different on every card.
-  await writeFile(join(root, 'etc/machine-id'), '');
+  const warning = await restoreMachineId(root, baseMachineId);
   const ssh = join(root, 'etc/ssh');
   for (const name of await readdir(ssh).catch(() => [] as string[])) {
     if (name.startsWith('ssh_host_')) await rm(join(ssh, name), { force: true });
@@ -80,6 +82,7 @@ export async function cleanTree(root: string): Promise<void> {
     },
     () => undefined,
   );
+  return warning ? [warning] : [];
 }
 
 /**
@@ -90,7 +93,7 @@ export async function sealStage(ctx: StageContext, mounted: MountedImage, work: 
   // Restores resolv.conf and removes policy-rc.d before anything is checked.
   await mounted.releaseChroot();
   ctx.status('cleaning');
-  await cleanTree(mounted.root);
+  for (const warning of await cleanTree(mounted.root, work.baseMachineId)) ctx.warn(warning);
   ctx.status('looking for private keys and secrets');
   const findings = await findSecrets(mounted.root);
   if (findings.length) {

@@ -51,12 +51,22 @@ export async function nftCheck(rendered: string): Promise<{ ok: boolean; output:
   return { ok: result.exitCode === 0, output: String(result.all) };
 }
 
-/** `sshd -t` and `sshd -T` (the effective settings) with the rendered drop-in and a throwaway host key. */
-export async function sshdCheck(rendered: string): Promise<{ ok: boolean; output: string; effective: Map<string, string[]> }> {
+/**
+ * `sshd -t` and `sshd -T` (the effective settings) with the rendered drop-ins, `otherDropIns` beside them (as other
+ * packages write theirs into the image's sshd_config.d), and a throwaway host key. Like Debian's sshd_config, the
+ * drop-ins are included before anything else.
+ */
+export async function sshdCheck(
+  rendered: string,
+  otherDropIns: Record<string, string> = {},
+): Promise<{ ok: boolean; output: string; effective: Map<string, string[]> }> {
   const dir = await scratch('sshd');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
   await mkdir('/run/sshd', { recursive: true }).catch(() => undefined);
-  await writeFile(join(dir, 'sshd_config'), `Include ${join(rendered, 'etc/ssh/sshd_config.d')}/*.conf\nHostKey ${join(dir, 'host_key')}\nUsePAM yes\n`);
+  const dropIns = join(dir, 'sshd_config.d');
+  await cp(join(rendered, 'etc/ssh/sshd_config.d'), dropIns, { recursive: true });
+  for (const [name, text] of Object.entries(otherDropIns)) await writeFile(join(dropIns, name), text);
+  await writeFile(join(dir, 'sshd_config'), `Include ${dropIns}/*.conf\nHostKey ${join(dir, 'host_key')}\nUsePAM yes\n`);
   const test = await execa('/usr/sbin/sshd', ['-t', '-f', join(dir, 'sshd_config')], { reject: false, all: true });
   const dump = await execa('/usr/sbin/sshd', ['-T', '-f', join(dir, 'sshd_config')], { reject: false });
   const effective = new Map<string, string[]>();

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { InitFormat } from '../../builder/base/init-format.ts';
 import type { BaseImage } from '../../builder/base/types.ts';
 import { Cache } from '../../builder/cache.ts';
 import { silentLog } from '../../builder/log.ts';
@@ -22,7 +23,7 @@ export const RASPIOS_BASE: BaseImage = {
   url: 'https://downloads.raspberrypi.com/raspios_lite_arm64/images/raspios_lite_arm64-2025-10-02/2025-10-01-raspios-trixie-arm64-lite.img.xz',
   downloadSha256: '2'.repeat(64),
   releaseDate: '2025-10-01',
-  initFormat: 'systemd',
+  listedInitFormat: 'systemd',
 };
 
 export const PACKAGES: InstalledPackage[] = [
@@ -39,6 +40,8 @@ export interface SyntheticBuild {
   compress?: 'xz' | 'none';
   publishUrl?: string;
   base?: BaseImage;
+  /** The init_format configure chose; by default what the base's list entry says, or none. */
+  initFormat?: string;
   packages?: InstalledPackage[];
   simplexmqVersion?: string;
   /** Size of the synthetic image; some random bytes and the rest zeros, like a real sealed image. */
@@ -66,6 +69,7 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
     workDir: work,
     options: { outDir: options.outDir, compress: options.compress ?? 'xz', xzLevel: 0, publishUrl: options.publishUrl },
     status: () => undefined,
+    warn: () => undefined,
     onProgress: () => undefined,
   };
   const binaries: InstalledBinary[] = plan.simplexmq.binaries.map((b) => ({
@@ -78,8 +82,9 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
   }));
   try {
     return await emitStage(ctx, {
-      work: { path: image, packagesKey: 'synthetic', fromLayer: false },
+      work: { path: image, packagesKey: 'synthetic', fromLayer: false, baseMachineId: { kind: 'uninitialized', mode: 0o444 } },
       base: options.base ?? RASPIOS_BASE,
+      initFormat: { format: (options.initFormat ?? (options.base ?? RASPIOS_BASE).listedInitFormat ?? 'none') as InitFormat, reason: 'synthetic build' },
       binaries,
       seal: { packages: options.packages ?? PACKAGES, rootMiB: 1 },
       recipe: { path: join(work, `${options.name}.yaml`), sha256: '3'.repeat(64) },

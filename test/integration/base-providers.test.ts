@@ -89,7 +89,7 @@ describe('the raspios base provider, against a local Imager repository', () => {
       sha256: sha(image.img),
       downloadSha256: sha(image.xz),
       releaseDate: '2025-10-01',
-      initFormat: 'systemd',
+      listedInitFormat: 'systemd',
       url: `${server.url}/images/lite.img.xz`,
     });
     expect((await readFile(base.path)).equals(image.img)).toBe(true);
@@ -144,7 +144,20 @@ describe('the raspios base provider, against a local Imager repository', () => {
   it('uses a pinned url and sha256 without the repository', async () => {
     const pinned = baseSchema.parse({ provider: 'raspios', url: `${server.url}/images/lite.img.xz`, sha256: sha(image.xz), release_date: '2025-10-01' });
     const base = await raspiosBase(pinned as Parameters<typeof raspiosBase>[0], context(await scratch('cache')));
-    expect(base).toMatchObject({ sha256: sha(image.img), initFormat: 'systemd', releaseDate: '2025-10-01' });
+    expect(base).toMatchObject({ sha256: sha(image.img), releaseDate: '2025-10-01' });
+    // Nothing lists a pinned image: no init_format is assumed (it was `systemd`); configure detects it from the image.
+    expect(base.listedInitFormat).toBeUndefined();
+    expect(base).not.toHaveProperty('initFormat');
+  });
+
+  it('assumes no init_format for a list entry without one (Imager 2.x treats it as none)', async () => {
+    const list = JSON.parse(osList({ url: '/images/lite.img.xz', extract: sha(image.img), download: sha(image.xz) }));
+    delete list.os_list[1].subitems[0].init_format;
+    server.serve('/no-init-format.json', JSON.stringify(list));
+    const base = await raspiosBase(spec('/no-init-format.json'), context(await scratch('cache')));
+    expect(base.sha256).toBe(sha(image.img));
+    expect(base.listedInitFormat).toBeUndefined();
+    expect(base).not.toHaveProperty('initFormat');
   });
 
   it('names the entry when the repository does not list it', async () => {
@@ -172,7 +185,9 @@ describe('the file base provider', () => {
     const cacheRoot = await scratch('cache');
     const ctx: BaseContext = { cache: new Cache(cacheRoot), log: silentLog, resources: new Resources(), workDir: join(cacheRoot, 'work') };
     const base = await fileBase({ path: join(dir, 'local.img.xz'), sha256: sha(image.xz) }, ctx);
-    expect(base).toMatchObject({ provider: 'file', sha256: sha(image.img), initFormat: 'none' });
+    expect(base).toMatchObject({ provider: 'file', sha256: sha(image.img) });
+    // Detected from the image in configure (or set with base.init_format), no longer always none.
+    expect(base).not.toHaveProperty('initFormat');
     expect((await readFile(base.path)).equals(image.img)).toBe(true);
     expect((await fileBase({ path: join(dir, 'local.img.xz'), sha256: sha(image.xz) }, ctx)).path).toBe(base.path);
   });

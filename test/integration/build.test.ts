@@ -5,7 +5,11 @@ import { chown, lstat, mkdir, readFile, readdir, readlink, stat, statfs, writeFi
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostname } from 'node:os';
+import { runningHostname, stickFolder } from '../../builder/device/export.ts';
+import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { findSecrets } from '../../builder/image/secrets.ts';
+import { checkTimezone } from '../../builder/image/zoneinfo.ts';
 import { onionAddress } from '../../builder/device/onion.ts';
 import { readIni } from '../../builder/device/ini.ts';
 import { CHROOT_ENV, chrootRun } from '../../builder/image/chroot.ts';
@@ -167,6 +171,8 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       expect(await readFile(join(root, 'etc/hostname'), 'utf8')).toBe('simplex-pi\n');
       expect(await readFile(join(root, 'etc/hosts'), 'utf8')).toMatch(/^127\.0\.1\.1\tsimplex-pi$/m);
       expect(await readlink(join(root, 'etc/localtime'))).toBe('/usr/share/zoneinfo/UTC');
+      // The packages stage installed tzdata (the Debian base has none), so the link leads to a zone in the image.
+      await expect(checkTimezone(root, 'UTC')).resolves.toBeUndefined();
       const wants = await readdir(join(root, 'etc/systemd/system/multi-user.target.wants'));
       expect(wants).toEqual(expect.arrayContaining(['simplex-smp@1.service', 'simplex-smp@2.service', 'simplex-xftp.service', 'ssh.service', 'tor.service']));
       expect(await readdir(join(root, 'etc/systemd/system/sysinit.target.wants'))).toEqual(expect.arrayContaining(['nftables.service', 'simplex-pi-growroot.service']));
@@ -294,18 +300,20 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
 
       expect(createHash('sha256').update(await readFile(other)).digest('hex')).toBe(otherBefore);
       const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
+      // Named after the host name the system has when the export runs: in a chroot, this machine's.
+      const folder = stickFolder(runningHostname({ hostname: 'simplex-pi' } as BuildPlan, hostname()));
       const listing = execFileSync('mdir', ['-/', '-b', '-i', good, '::/'], { env }).toString().split('\n').filter(Boolean);
       expect(listing).toEqual(
         expect.arrayContaining([
-          '::/simplex-pi-simplex-pi/README.txt',
-          '::/simplex-pi-simplex-pi/addresses.txt',
-          '::/simplex-pi-simplex-pi/servers.json',
-          '::/simplex-pi-simplex-pi/qr/smp1.png',
-          '::/simplex-pi-simplex-pi/qr/smp2.png',
-          '::/simplex-pi-simplex-pi/qr/xftp.png',
+          `::/${folder}/README.txt`,
+          `::/${folder}/addresses.txt`,
+          `::/${folder}/servers.json`,
+          `::/${folder}/qr/smp1.png`,
+          `::/${folder}/qr/smp2.png`,
+          `::/${folder}/qr/xftp.png`,
         ]),
       );
-      const read = (name: string) => execFileSync('mtype', ['-i', good, `::/simplex-pi-simplex-pi/${name}`], { env });
+      const read = (name: string) => execFileSync('mtype', ['-i', good, `::/${folder}/${name}`], { env });
       expect(read('addresses.txt').toString().replaceAll('\r\n', '\n')).toBe(addresses.map(([n, a]) => `${n}\t${a}\n`).join(''));
       expect(read('README.txt').toString()).toContain('THIS STICK NOW HOLDS SECRETS');
       // Client authorization: each generated client gets its private key for every onion service; the Pi keeps

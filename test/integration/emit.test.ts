@@ -97,7 +97,7 @@ describe('emit writes Raspberry Pi Imager files with every build', () => {
 
   it('declares no customisation for a base without a consumer for it (Debian)', async () => {
     const out = await outDir();
-    await syntheticBuild({ name: 'deb', outDir: out, base: { ...RASPIOS_BASE, provider: 'debian', description: 'Debian bookworm arm64', initFormat: 'none' } });
+    await syntheticBuild({ name: 'deb', outDir: out, base: { ...RASPIOS_BASE, provider: 'debian', description: 'Debian bookworm arm64', listedInitFormat: undefined }, initFormat: 'none' });
     const [entry] = (await readJson(join(out, 'deb.rpi-imager.json'))).os_list;
     expect(entry.init_format).toBe('none');
     expect(entry.description).toBe('Synthetic deb. Built on Debian bookworm arm64.');
@@ -113,7 +113,7 @@ describe('emit writes Raspberry Pi Imager files with every build', () => {
   it('a failure while writing the Imager files leaves no SHA256SUMS and no temporary files', async () => {
     const out = await outDir();
     await syntheticBuild({ name: 'bad', outDir: out });
-    await expect(syntheticBuild({ name: 'bad', outDir: out, base: { ...RASPIOS_BASE, initFormat: 'ignition' } })).rejects.toThrow(/init_format "ignition"/);
+    await expect(syntheticBuild({ name: 'bad', outDir: out, initFormat: 'ignition' })).rejects.toThrow(/init_format "ignition"/);
     const left = await readdir(out);
     expect(left).not.toContain('SHA256SUMS');
     expect(left.filter((f) => f.includes('.partial'))).toEqual([]);

@@ -1,20 +1,22 @@
-import { cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, scratch } from '../helpers/env.ts';
+import { debianPackage } from '../helpers/debian-packages.ts';
+import { orderedAfter, readUnitOrder } from '../helpers/unit-order.ts';
 
-// Raspberry Pi Imager's customisation runs on first boot through a consumer in the base (rpi-preseed, cloud-init;
-// systemd-format firstrun.sh runs in a boot of its own). Our first-boot unit must come after it, without an
-// ordering cycle that systemd would break by dropping a unit. Checked by the host's systemd-analyze against
-// stand-ins with the ordering of the consumers' own units (raspberrypi/rpi-preseed systemd/rpi-preseed.service,
-// canonical/cloud-init systemd/cloud-config.{target,service.tmpl}, cloud-final.service.tmpl as built for Debian,
-// and cloud-init.target, which its generator enables in multi-user.target).
+// Raspberry Pi Imager's customisation runs on first boot through a consumer in the base (cloud-init, rpi-preseed;
+// systemd-format firstrun.sh runs in a boot of its own). Our first-boot unit must come after the part of it that
+// creates the user and sets the host name, never wait for the network, and make no ordering cycle that systemd
+// would break by dropping a unit. cloud-init's units are the real ones of Debian trixie's cloud-init package
+// (Raspberry Pi OS Trixie's cloud-init is built from the same 25.x sources); rpi-preseed's is a stand-in with the
+// ordering of raspberrypi/rpi-preseed systemd/rpi-preseed.service.
 
 const UNIT = join(REPO, 'overlays/rootfs/etc/systemd/system/simplex-pi-firstboot.service');
+const FIRSTBOOT = 'simplex-pi-firstboot.service';
 
-const CONSUMERS: Record<string, string> = {
-  'rpi-preseed.service': `[Unit]
+const RPI_PRESEED = `[Unit]
 After=local-fs.target systemd-sysusers.service systemd-tmpfiles-setup.service
 Before=systemd-user-sessions.service network-pre.target userconfig.service
 Before=getty.target getty@tty1.service serial-getty@ttyS0.service display-manager.service
@@ -23,80 +25,81 @@ Type=oneshot
 ExecStart=/usr/bin/stub
 [Install]
 WantedBy=multi-user.target
-`,
-  'cloud-config.target': `[Unit]
-Wants=cloud-init-local.service cloud-init.service
-After=cloud-init-local.service cloud-init.service
-`,
-  'cloud-config.service': `[Unit]
-After=network-online.target cloud-config.target
-Wants=network-online.target cloud-config.target
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/stub
-[Install]
-WantedBy=cloud-init.target
-`,
-  'cloud-final.service': `[Unit]
-After=network-online.target time-sync.target cloud-config.service rc-local.service
-After=multi-user.target
-Before=apt-daily.service
-Wants=network-online.target cloud-config.service
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/stub
-[Install]
-WantedBy=cloud-init.target
-`,
-  'cloud-init.target': `[Unit]
-Description=Cloud-init target
-After=multi-user.target
-`,
-};
+`;
+
+let cloudInitUnits: string;
+let cloudInitVersion: string;
+beforeAll(async () => {
+  const pkg = await debianPackage('cloud-init', { suite: 'trixie', arch: 'arm64' });
+  cloudInitUnits = join(pkg.dir, 'usr/lib/systemd/system');
+  cloudInitVersion = pkg.version;
+}, 120_000);
 
 const roots: string[] = [];
 afterAll(async () => {
   for (const root of roots) await rm(root, { recursive: true, force: true });
 });
 
-/** A root with the host's systemd, our unit (as given) and the consumers, enabled as on a Raspberry Pi OS card. */
+const afterOf = (unitText: string) => [...unitText.matchAll(/^After=(.*)$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+
+/**
+ * A root with the host's systemd, cloud-init's real units enabled as the package and its generator enable them
+ * (cloud-init.target in multi-user.target, every stage in cloud-init.target), rpi-preseed, and our unit as given.
+ */
 async function rootWith(unitText: string): Promise<string> {
   const root = await scratch('imager-units');
   roots.push(root);
   const units = join(root, 'etc/systemd/system');
   await mkdir(join(root, 'usr/lib'), { recursive: true });
   await cp('/usr/lib/systemd', join(root, 'usr/lib/systemd'), { recursive: true });
-  for (const stub of ['usr/bin/stub', 'usr/local/bin/simplex-pi']) {
+  await cp(cloudInitUnits, join(root, 'usr/lib/systemd/system'), { recursive: true });
+  for (const stub of ['usr/bin/stub', 'usr/local/bin/simplex-pi', 'usr/bin/cloud-init', 'usr/bin/sh', 'usr/bin/nc']) {
     await mkdir(dirname(join(root, stub)), { recursive: true });
     await writeFile(join(root, stub), '#!/bin/sh\n', { mode: 0o755 });
   }
   await mkdir(units, { recursive: true });
-  await writeFile(join(units, 'simplex-pi-firstboot.service'), unitText);
-  for (const [name, text] of Object.entries(CONSUMERS)) await writeFile(join(units, name), text);
-  const enable = async (target: string, unit: string) => {
+  await writeFile(join(units, FIRSTBOOT), unitText);
+  await writeFile(join(units, 'rpi-preseed.service'), RPI_PRESEED);
+  const enable = async (target: string, unit: string, from = `../${unit}`) => {
     await mkdir(join(units, `${target}.wants`), { recursive: true });
-    await symlink(`../${unit}`, join(units, `${target}.wants`, unit));
+    await symlink(from, join(units, `${target}.wants`, unit));
   };
-  await enable('multi-user.target', 'simplex-pi-firstboot.service');
+  await enable('multi-user.target', FIRSTBOOT);
   await enable('multi-user.target', 'rpi-preseed.service');
-  await enable('multi-user.target', 'cloud-init.target');
-  await enable('cloud-init.target', 'cloud-config.service');
-  await enable('cloud-init.target', 'cloud-final.service');
+  await enable('multi-user.target', 'cloud-init.target', '/usr/lib/systemd/system/cloud-init.target');
+  for (const name of await readdir(cloudInitUnits)) {
+    if (/\[Install\][^[]*WantedBy=cloud-init\.target/.test(await readFile(join(cloudInitUnits, name), 'utf8').catch(() => ''))) {
+      await enable('cloud-init.target', name, `/usr/lib/systemd/system/${name}`);
+    }
+  }
   return root;
 }
 
 async function verify(root: string): Promise<string> {
-  const result = await execa('systemd-analyze', ['verify', `--root=${root}`, 'multi-user.target', 'simplex-pi-firstboot.service'], { reject: false, all: true });
+  const result = await execa('systemd-analyze', ['verify', `--root=${root}`, 'multi-user.target', FIRSTBOOT], { reject: false, all: true });
   return String(result.all);
 }
 
+/** What the first boot can end up waiting for, through the ordering of every unit in the root. */
+async function waitsFor(root: string): Promise<Set<string>> {
+  return orderedAfter(await readUnitOrder([join(root, 'usr/lib/systemd/system'), join(root, 'etc/systemd/system')]), FIRSTBOOT);
+}
+
 describe("the first-boot unit and Raspberry Pi Imager's customisation", () => {
-  it('starts after rpi-preseed and cloud-init\'s config stage, and never after cloud-final', async () => {
-    const unit = await readFile(UNIT, 'utf8');
-    const after = [...unit.matchAll(/^After=(.*)$/gm)].flatMap((m) => m[1]!.split(/\s+/));
-    expect(after).toEqual(expect.arrayContaining(['rpi-preseed.service', 'cloud-config.service']));
-    expect(after).not.toContain('cloud-final.service');
-    expect(after).not.toContain('cloud-init.target');
+  it("starts after the cloud-init stage that creates Imager's user (its name in trixie's cloud-init, and the older one), and after rpi-preseed", async () => {
+    // cloud-init 24.3 renamed cloud-init.service to cloud-init-network.service; bookworm's 22.4 has the old name.
+    expect(await readdir(cloudInitUnits), `cloud-init ${cloudInitVersion}`).toEqual(expect.arrayContaining(['cloud-init-network.service', 'cloud-init-main.service', 'cloud-config.service']));
+    const network = await readFile(join(cloudInitUnits, 'cloud-init-network.service'), 'utf8');
+    expect(network).toMatch(/^Description=Cloud-init: Network Stage$/m);
+    const after = afterOf(await readFile(UNIT, 'utf8'));
+    expect(after).toEqual(expect.arrayContaining(['rpi-preseed.service', 'cloud-init-network.service', 'cloud-init.service']));
+    for (const never of ['cloud-config.service', 'cloud-config.target', 'cloud-final.service', 'cloud-init.target', 'network-online.target']) expect(after).not.toContain(never);
+  });
+
+  it('never waits for the network, not even through cloud-init', { timeout: 60_000 }, async () => {
+    const waits = await waitsFor(await rootWith(await readFile(UNIT, 'utf8')));
+    expect(waits).toContain('cloud-init-network.service');
+    for (const unit of ['network-online.target', 'cloud-config.service', 'cloud-final.service', 'NetworkManager-wait-online.service']) expect(waits.has(unit), unit).toBe(false);
   });
 
   it('systemd finds no ordering cycle with the consumers enabled', { timeout: 60_000 }, async () => {
@@ -104,9 +107,13 @@ describe("the first-boot unit and Raspberry Pi Imager's customisation", () => {
     expect(output).not.toMatch(/ordering cycle|deleted to break/);
   });
 
-  it('the check can fail: ordered after cloud-final, systemd would drop the first boot to break a cycle', { timeout: 60_000 }, async () => {
-    const wrong = (await readFile(UNIT, 'utf8')).replace(/^After=rpi-preseed\.service cloud-config\.service$/m, 'After=rpi-preseed.service cloud-final.service');
-    expect(wrong).toContain('cloud-final.service');
-    expect(await verify(await rootWith(wrong))).toMatch(/ordering cycle/);
+  it('the checks can fail: after cloud-config.service the first boot waits for network-online.target, after cloud-final it is in a cycle', { timeout: 60_000 }, async () => {
+    const original = await readFile(UNIT, 'utf8');
+    const ours = /^After=rpi-preseed\.service .*$/m;
+    expect(original).toMatch(ours);
+    const config = original.replace(ours, 'After=rpi-preseed.service cloud-config.service');
+    expect((await waitsFor(await rootWith(config))).has('network-online.target')).toBe(true);
+    const final = original.replace(ours, 'After=rpi-preseed.service cloud-final.service');
+    expect(await verify(await rootWith(final))).toMatch(/ordering cycle/);
   });
 });

@@ -40,7 +40,7 @@ const INVALID: Array<[string, string, string]> = [
   ['USB label too long', 'name: a\nexport: { usb_label: MY-SIMPLEX-STICK }\n', 'recipe.export.usb_label: must be 1–11 upper-case letters'],
   ['unknown export format', 'name: a\nexport: { formats: [pdf] }\n', 'recipe.export.formats[0]: must be txt, json or qr'],
   ['outbound policy unknown', 'name: a\nnetwork: { outbound: firewall }\n', 'recipe.network.outbound: must be tor-only or open'],
-  ['time zone unknown', 'name: a\ntimezone: Mars/Olympus\n', 'recipe.timezone: must be a time zone name'],
+  ['time zone not of the IANA form', 'name: a\ntimezone: Europe Berlin\n', 'recipe.timezone: must be a time zone name'],
   ['host name with underscore', 'name: a\nhostname: my_pi\n', 'recipe.hostname: must be a host name'],
   ['binary sha256 malformed', 'name: a\nsimplexmq:\n  smp_server: { url: "https://x/y", sha256: "12ab" }\n', 'recipe.simplexmq.smp_server.sha256: must be a sha256 (64 hexadecimal characters) or release-notes'],
 ];

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile, readlink, writeFile } from 'node:fs/promises';
+import { readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
@@ -32,14 +32,11 @@ describe.each(presets.map((p) => [p.recipe.name, p.file] as const))('preset %s, 
     expect(result.ok, result.output).toBe(true);
   });
 
-  it('sshd -t accepts the SSH settings when SSH is on, and there are none when it is off', async () => {
-    const dropIn = join(rendered.rootfs, 'etc/ssh/sshd_config.d/50-simplex-pi.conf');
-    if (!rendered.plan.ssh.enabled) {
-      expect(existsSync(dropIn)).toBe(false);
-      return;
-    }
+  it('sshd -t accepts the SSH settings; with SSH off in the recipe, an sshd started anyway listens on the Pi only', async () => {
     const result = await sshdCheck(rendered.rootfs);
     expect(result.ok, result.output).toBe(true);
+    if (!rendered.plan.ssh.enabled) expect(result.effective.get('listenaddress')).toEqual(['127.0.0.1:22']);
+    expect(result.effective.get('passwordauthentication')).toEqual(['no']);
   });
 
   it('systemd-analyze verify has nothing to say about the relay units, and each is sandboxed to an exposure of 2.0 or less', async () => {
@@ -204,5 +201,40 @@ describe('recipe options, rendered and checked by the real tools', () => {
     expect(existsSync(join(rendered.rootfs, 'etc/systemd/system/simplex-xftp.service'))).toBe(false);
     expect(await readFile(join(rendered.rootfs, 'etc/hostname'), 'utf8')).toBe('clinic-relays\n');
     expect(await readlink(join(rendered.rootfs, 'etc/localtime'))).toBe('/usr/share/zoneinfo/Europe/Berlin');
+  });
+});
+
+describe("Raspberry Pi Imager's SSH options on this image, against sshd's real precedence", () => {
+  // What cloud-init and Raspberry Pi OS put beside our drop-in: cloud-init writes Imager's "password
+  // authentication" (ssh_pwauth: true) as PasswordAuthentication yes into 50-cloud-init.conf (cloudinit/ssh_util.py);
+  // userconf-pi's rename-user writes rename_user.conf with a Banner. Imager's "Enable SSH" is a runcmd that enables
+  // ssh.service; its public key goes to its user's ~/.ssh/authorized_keys.
+  const others = {
+    '50-cloud-init.conf': 'PasswordAuthentication yes\n',
+    'rename_user.conf': 'Banner /usr/share/userconf-pi/sshd_banner\n',
+  };
+
+  it.each([
+    ['recipes/team.yaml', ['127.0.0.1:22']],
+    ['recipes/family.yaml', ['127.0.0.1:22']],
+  ] as const)('%s: keys only whatever Imager asked for, listening where the recipe says', async (recipe, listen) => {
+    const { rootfs } = await render(recipe);
+    expect(await readdir(join(rootfs, 'etc/ssh/sshd_config.d'))).toEqual(['00-simplex-pi.conf']);
+    const result = await sshdCheck(rootfs, others);
+    expect(result.ok, result.output).toBe(true);
+    expect(result.effective.get('passwordauthentication')).toEqual(['no']);
+    expect(result.effective.get('kbdinteractiveauthentication')).toEqual(['no']);
+    expect(result.effective.get('authenticationmethods')).toEqual(['publickey']);
+    expect(result.effective.get('permitrootlogin')).toEqual(['no']);
+    expect(result.effective.get('authorizedkeysfile')).toEqual(['.ssh/authorized_keys /etc/ssh/authorized_keys/%u']);
+    expect(result.effective.get('listenaddress')).toEqual(listen);
+  });
+
+  it('the check can fail: a drop-in named like cloud-init\'s sorts after it and loses to Imager\'s password setting', async () => {
+    const { rootfs } = await render('recipes/team.yaml');
+    const dir = join(rootfs, 'etc/ssh/sshd_config.d');
+    await rename(join(dir, '00-simplex-pi.conf'), join(dir, '50-simplex-pi.conf'));
+    const result = await sshdCheck(rootfs, others);
+    expect(result.effective.get('passwordauthentication')).toEqual(['yes']);
   });
 });

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, readFile, writeFile, copyFile, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -81,8 +82,20 @@ describe('secret detection', () => {
   });
 });
 
+describe('machine IDs', () => {
+  it('finds a machine ID left in /etc/machine-id or dbus\'s copy, never "uninitialized" or an empty file', async () => {
+    const root = await cleanImageTree();
+    await put(root, 'etc/machine-id', '0123456789abcdef0123456789abcdef\n');
+    await put(root, 'var/lib/dbus/machine-id', 'fedcba9876543210fedcba9876543210\n');
+    expect((await findSecrets(root)).map((f) => f.path)).toEqual(['/etc/machine-id', '/var/lib/dbus/machine-id']);
+    await put(root, 'etc/machine-id', 'uninitialized\n');
+    await put(root, 'var/lib/dbus/machine-id', '');
+    expect(await findSecrets(root)).toEqual([]);
+  });
+});
+
 describe('cleaning the tree before sealing', () => {
-  it('removes host keys, per-machine state and build leftovers, empties machine-id, keeps log directories', async () => {
+  it('removes host keys, per-machine state and build leftovers, puts back the base\'s empty machine-id, keeps log directories', async () => {
     const root = await cleanImageTree();
     const scratch = await scratchDir('keys');
     execFileSync('ssh-keygen', ['-q', '-t', 'rsa', '-b', '1024', '-N', '', '-f', join(scratch, 'k')]);
@@ -99,9 +112,10 @@ describe('cleaning the tree before sealing', () => {
     await put(root, 'var/cache/debconf/config.dat', 'Name: tzdata/Areas\n');
     await put(root, 'var/cache/debconf/config.dat-old', 'x');
 
-    await cleanTree(root);
+    await cleanTree(root, { kind: 'empty', mode: 0o444 });
 
     expect(await readFile(join(root, 'etc/machine-id'), 'utf8')).toBe('');
+    expect(existsSync(join(root, 'var/lib/dbus/machine-id'))).toBe(false);
     expect(await readdir(join(root, 'etc/ssh'))).toEqual([]);
     expect(await readdir(join(root, 'var/lib/apt/lists'))).toEqual([]);
     expect(await readdir(join(root, 'var/cache/apt/archives'))).toEqual([]);
