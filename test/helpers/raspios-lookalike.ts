@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { cp, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { hashOf, sha256File } from '../../builder/hash.ts';
 import { assembleImage, treeMiB } from '../../builder/image/assemble.ts';
-import { unmountAll } from '../../builder/image/mounts.ts';
 import { DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR } from '../../builder/recipe/schema.ts';
 import { treeDigest } from '../../builder/render/tree.ts';
 import { REPO, TEST_CACHE } from './env.ts';
@@ -49,8 +48,19 @@ export interface Lookalike {
   buildSeconds: number;
 }
 
-async function lookalikeKey(): Promise<string> {
-  return hashOf({ version: 1, packages: LOOKALIKE_PACKAGES, tree: await treeDigest(LOOKALIKE), mirror: DEBIAN_MIRROR }).slice(0, 20);
+/** What the root filesystem tree is made from (everything in the fixture but the boot partition's files). */
+const ROOTFS_INPUTS = ['setup', 'rootfs', 'packages', 'customize.sh'];
+
+async function rootfsKey(): Promise<string> {
+  const trees = await Promise.all(ROOTFS_INPUTS.map(async (name) => [name, name.endsWith('.sh') ? await readFile(join(LOOKALIKE, name), 'utf8') : await treeDigest(join(LOOKALIKE, name))]));
+  return hashOf({ version: 1, packages: LOOKALIKE_PACKAGES, trees, mirror: DEBIAN_MIRROR, security: DEBIAN_SECURITY_MIRROR }).slice(0, 20);
+}
+
+/** Bump when the layout step (disk id, fstab, cmdline.txt, machine-id, partitions, xz) changes. */
+const LAYOUT_VERSION = 1;
+
+async function imageKey(rootfs: string): Promise<string> {
+  return hashOf({ rootfs, layout: LAYOUT_VERSION, bootfs: await treeDigest(join(LOOKALIKE, 'bootfs')), features: LOOKALIKE_EXT4_FEATURES }).slice(0, 20);
 }
 
 /** The stand-in packages as .deb files (owned by root, modes as in the repository). */
@@ -65,19 +75,20 @@ async function buildStandinDebs(dir: string): Promise<string[]> {
   return debs;
 }
 
-/** Build (or take from the test cache) the look-alike image and its .img.xz. */
-export async function raspiosLookalike(cache = TEST_CACHE): Promise<Lookalike> {
-  const dir = join(cache, 'raspios-lookalike', await lookalikeKey());
-  const recordPath = join(dir, 'lookalike.json');
-  if (existsSync(recordPath)) return JSON.parse(await readFile(recordPath, 'utf8')) as Lookalike;
+/**
+ * The slow half (tens of minutes under qemu-user): mmdebstrap of Debian trixie arm64 with the packages,
+ * the stand-ins and pi-gen's finishing steps, kept as a tarball so layout changes do not redo it.
+ */
+/** Where the root filesystem tarball of the current fixture is (or will be) cached. */
+export async function lookalikeRootfsPath(cache = TEST_CACHE): Promise<string> {
+  return join(cache, 'raspios-lookalike', `rootfs-${await rootfsKey()}.tar`);
+}
 
-  const started = Date.now();
-  const work = join(dir, 'work');
-  const rootfs = join(work, 'rootfs');
-  const bootDir = join(work, 'bootfs');
-  await unmountAll(rootfs).catch(() => undefined);
-  await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true });
+async function lookalikeRootfs(cache: string): Promise<string> {
+  const tarball = await lookalikeRootfsPath(cache);
+  if (existsSync(tarball)) return tarball;
+  await mkdir(dirname(tarball), { recursive: true });
+  const work = await mkdtemp(join(dirname(tarball), 'rootfs-work-'));
   try {
     const debs = await buildStandinDebs(join(work, 'debs'));
     await execa(
@@ -87,19 +98,46 @@ export async function raspiosLookalike(cache = TEST_CACHE): Promise<Lookalike> {
         '--variant=apt',
         // pi-gen keeps the package lists; the pipeline's packages stage updates them anyway.
         '--skip=cleanup/apt/lists',
-        `--include=${[...LOOKALIKE_PACKAGES, ...debs].join(',')}`,
+        `--include=${LOOKALIKE_PACKAGES.join(',')}`,
         // A short module list while building (see setup/etc/initramfs-tools/conf.d/lookalike.conf).
         `--setup-hook=sync-in ${join(LOOKALIKE, 'setup')} /`,
         `--customize-hook=sync-in ${join(LOOKALIKE, 'rootfs')} /`,
+        // customize.sh installs them (apt cannot reach .deb paths outside the chroot in root mode).
+        `--customize-hook=copy-in ${debs.join(' ')} /tmp`,
         `--customize-hook=${join(LOOKALIKE, 'customize.sh')}`,
         'trixie',
-        rootfs,
+        join(work, 'rootfs.tar'),
         `deb ${DEBIAN_MIRROR} trixie main non-free-firmware`,
         `deb ${DEBIAN_MIRROR} trixie-updates main non-free-firmware`,
         `deb ${DEBIAN_SECURITY_MIRROR} trixie-security main non-free-firmware`,
       ],
-      { timeout: 60 * 60 * 1000 },
+      { timeout: 90 * 60 * 1000 },
     );
+    await rename(join(work, 'rootfs.tar'), tarball);
+    return tarball;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Build (or take from the test cache) the look-alike image and its .img.xz. */
+export async function raspiosLookalike(cache = TEST_CACHE): Promise<Lookalike> {
+  const started = Date.now();
+  const tarball = await lookalikeRootfs(cache);
+  const dir = join(cache, 'raspios-lookalike', await imageKey(tarball));
+  const recordPath = join(dir, 'lookalike.json');
+  if (existsSync(recordPath)) return { ...(JSON.parse(await readFile(recordPath, 'utf8')) as Lookalike), buildSeconds: 0 };
+
+  const work = join(dir, 'work');
+  const rootfs = join(work, 'rootfs');
+  const bootDir = join(work, 'bootfs');
+  await rm(work, { recursive: true, force: true });
+  await mkdir(rootfs, { recursive: true });
+  try {
+    await execa('tar', ['-C', rootfs, '--numeric-owner', '--xattrs', '--xattrs-include=*', '-xpf', tarball]);
+    // export-image/05-finalise: a systemd first boot (ConditionFirstBoot units such as rpi-resize run). Written
+    // here because mmdebstrap's reproducibility clean-up empties /etc/machine-id after every hook.
+    await writeFile(join(rootfs, 'etc/machine-id'), 'uninitialized\n');
     // pi-gen's 04-set-partuuid: the disk id is in fstab and cmdline.txt before the filesystems are made.
     const diskId = randomBytes(4).toString('hex');
     await rename(join(rootfs, 'boot/firmware'), bootDir);
@@ -137,7 +175,6 @@ export async function raspiosLookalike(cache = TEST_CACHE): Promise<Lookalike> {
     await writeFile(recordPath, JSON.stringify(record, null, 2));
     return record;
   } finally {
-    await unmountAll(rootfs).catch(() => undefined);
     await rm(work, { recursive: true, force: true });
   }
 }
