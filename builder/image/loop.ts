@@ -1,3 +1,5 @@
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { z } from 'zod';
 import { run } from '../exec.ts';
 import type { BuildLog } from '../log.ts';
@@ -38,6 +40,18 @@ export async function attachPartition(
   const device = stdout.trim();
   const release = resources.hold(`loop device ${device} (${image} partition ${partition.number})`, () => detach(device, log));
   return { device, release };
+}
+
+/** Whether a block device is held by a mounted filesystem (in any mount namespace) or another exclusive opener. */
+export async function inUse(device: string): Promise<boolean> {
+  try {
+    const handle = await open(device, constants.O_RDONLY | constants.O_EXCL);
+    await handle.close();
+    return false;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EBUSY') return true;
+    throw error;
+  }
 }
 
 export async function detach(device: string, log?: BuildLog): Promise<void> {
