@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { z } from 'zod';
+import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
 import type { BuildLog } from '../log.ts';
 import type { Resources } from '../resources.ts';
@@ -78,6 +79,30 @@ export function parseLoopList(json: string): LoopInfo[] {
     device: l.name,
     backingFile: (l['back-file'] ?? '').replace(/ \(deleted\)$/, ''),
   }));
+}
+
+/**
+ * Wait until no loop device is backed by `file` any more. Unmounting removes a mount from this process's mount
+ * namespace only: a process that made a namespace of its own while it was mounted (unshare, mmdebstrap, a
+ * container, another build on the machine) holds a copy, and a lazy unmount leaves it to whoever still has it open.
+ * The filesystem then stays alive, the loop device with it (`losetup --detach` only marks it autoclear), and the
+ * kernel writes its superblock when the last copy goes: seen here 46 s later, after which a filesystem resize2fs
+ * had shrunk meanwhile came back with its old size, past the end of the image. Refuses after `timeoutMs` instead.
+ */
+export async function waitForLoopsReleased(file: string, what: string, log?: BuildLog, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const held = (await listLoops(log)).filter((l) => l.backingFile === file);
+    if (!held.length) return;
+    if (Date.now() > deadline) {
+      throw new UserError(
+        `${what}: ${held.map((l) => l.device).join(', ')} still use ${file} ${Math.round(timeoutMs / 1000)} s after it was unmounted ` +
+          '(a process, or another mount namespace made while it was mounted, keeps the filesystem alive); refusing to go on, since the kernel ' +
+          'would write the filesystem back over what comes next. Wait for other builds or containers on this machine to finish, run `simplex-pi doctor`, then build again.',
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
 }
 
 export async function listLoops(log?: BuildLog): Promise<LoopInfo[]> {
