@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { formatBytes } from './base/download.ts';
 import { Cache } from './cache.ts';
 import { doctor } from './doctor.ts';
@@ -54,7 +55,7 @@ verify   Check a release directory or URL: the signature of SHA256SUMS with the 
 The cache (base images, downloads, package layers) is at $XDG_CACHE_HOME/simplex-pi unless --cache or
 SIMPLEX_PI_CACHE says otherwise.`;
 
-const DEFAULT_RECIPE = resolve(import.meta.dirname, '../recipes/family.yaml');
+const DEFAULT_RECIPE = resolve(dirname(fileURLToPath(import.meta.url)), '../recipes/family.yaml');
 
 async function buildCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({
