@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { formatBytes } from './base/download.ts';
 import { Cache } from './cache.ts';
 import { doctor } from './doctor.ts';
+import { formatCheck } from './host-check.mjs';
 import { BuildFailed, UserError, isUserError } from './errors.ts';
 import { killRunning } from './exec.ts';
 import { build, toolVersion } from './pipeline.ts';
@@ -41,7 +42,7 @@ build    Build the image described by a recipe (default recipes/family.yaml) int
 render   Write the configuration files the build would put into the image (Tor, units, firewall, sshd) and the
          plan.json the Pi reads, into DIR, for review. No root needed.
 recipes  List the preset recipes; \`recipes new\` writes a recipe scaled for a group size.
-doctor   Check this host (tools, binfmt, loop devices, disk space) and release the mounts and loop devices
+doctor   Check this host (Node.js, tools, binfmt, loop devices, disk space) and release the mounts and loop devices
          a killed build left behind.
 keygen   Make a minisign key pair for signing releases (DIR/minisign.key, mode 0600, and DIR/minisign.pub).
          The secret key is encrypted with a password from $SIMPLEX_PI_KEY_PASSWORD or typed at the prompt;
@@ -149,7 +150,7 @@ async function doctorCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { cache: { type: 'string' } }, strict: true });
   const cacheRoot = resolve(values.cache ?? Cache.defaultRoot());
   const { checks, released } = await doctor(cacheRoot);
-  for (const check of checks) process.stdout.write(`${check.ok ? 'ok  ' : 'FAIL'}  ${check.name.padEnd(7)} ${check.detail}\n`);
+  for (const check of checks) process.stdout.write(`${formatCheck(check)}\n`);
   const count = released.mounts.length + released.loops.length + released.workDirs.length;
   process.stdout.write(
     count
