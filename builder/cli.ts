@@ -1,10 +1,12 @@
 import { parseArgs } from 'node:util';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { formatBytes } from './base/download.ts';
 import { Cache } from './cache.ts';
 import { doctor } from './doctor.ts';
 import { inspectBase } from './inspect/inspect-base.ts';
 import { renderReport } from './inspect/render.ts';
+import { formatCheck } from './host-check.mjs';
 import { BuildFailed, UserError, isUserError } from './errors.ts';
 import { killRunning } from './exec.ts';
 import { build, toolVersion } from './pipeline.ts';
@@ -43,7 +45,7 @@ build    Build the image described by a recipe (default recipes/family.yaml) int
 render   Write the configuration files the build would put into the image (Tor, units, firewall, sshd) and the
          plan.json the Pi reads, into DIR, for review. No root needed.
 recipes  List the preset recipes; \`recipes new\` writes a recipe scaled for a group size.
-doctor   Check this host (tools, binfmt, loop devices, disk space) and release the mounts and loop devices
+doctor   Check this host (Node.js, tools, binfmt, loop devices, disk space) and release the mounts and loop devices
          a killed build left behind.
 inspect-base
          Report what the build relies on in a base image (.img or .img.xz, e.g. Raspberry Pi OS Lite):
@@ -63,7 +65,7 @@ verify   Check a release directory or URL: the signature of SHA256SUMS with the 
 The cache (base images, downloads, package layers) is at $XDG_CACHE_HOME/simplex-pi unless --cache or
 SIMPLEX_PI_CACHE says otherwise.`;
 
-const DEFAULT_RECIPE = resolve(import.meta.dirname, '../recipes/family.yaml');
+const DEFAULT_RECIPE = resolve(dirname(fileURLToPath(import.meta.url)), '../recipes/family.yaml');
 
 async function buildCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -159,7 +161,7 @@ async function doctorCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { cache: { type: 'string' } }, strict: true });
   const cacheRoot = resolve(values.cache ?? Cache.defaultRoot());
   const { checks, released } = await doctor(cacheRoot);
-  for (const check of checks) process.stdout.write(`${check.ok ? 'ok  ' : 'FAIL'}  ${check.name.padEnd(7)} ${check.detail}\n`);
+  for (const check of checks) process.stdout.write(`${formatCheck(check)}\n`);
   const count = released.mounts.length + released.loops.length + released.workDirs.length;
   process.stdout.write(
     count

@@ -3,52 +3,21 @@ import { run } from './exec.ts';
 import { binfmtProblem } from './image/binfmt.ts';
 import { type Leftovers, findLeftovers, releaseLeftovers } from './image/leftovers.ts';
 import { messageOf } from './errors.ts';
+// The node and tools checks live in plain JavaScript so that bin/simplex-pi.mjs can run them on a Node.js too
+// old for the rest of simplex-pi; the table of tools is builder/host-requirements.txt, shared with setup-host.sh.
+import { type Check, nodeCheck, toolsCheck } from './host-check.mjs';
 
-export interface Check {
-  name: string;
-  ok: boolean;
-  detail: string;
-}
-
-/** Host programs the build runs, and the Debian package that provides each. */
-export const HOST_TOOLS: Record<string, string> = {
-  mmdebstrap: 'mmdebstrap',
-  sfdisk: 'fdisk',
-  losetup: 'mount',
-  mount: 'mount',
-  chroot: 'coreutils',
-  e2fsck: 'e2fsprogs',
-  resize2fs: 'e2fsprogs',
-  mke2fs: 'e2fsprogs',
-  dumpe2fs: 'e2fsprogs',
-  zerofree: 'zerofree',
-  'mkfs.vfat': 'dosfstools',
-  mcopy: 'mtools',
-  xz: 'xz-utils',
-  'dpkg-query': 'dpkg',
-  fstrim: 'util-linux',
-};
+export type { Check };
 
 export const MIN_FREE_GIB = 8;
-
-async function which(tool: string): Promise<boolean> {
-  const result = await run('sh', ['-c', 'command -v "$1"', 'sh', tool], { allowFailure: true });
-  return result.exitCode === 0;
-}
 
 export async function checkHost(cacheRoot: string): Promise<Check[]> {
   const checks: Check[] = [];
   const root = process.getuid?.() === 0;
   checks.push({ name: 'root', ok: root, detail: root ? 'running as root' : 'building needs root (loop devices, mounts, chroot): run with sudo' });
 
-  const missing: string[] = [];
-  for (const [tool, pkg] of Object.entries(HOST_TOOLS)) if (!(await which(tool))) missing.push(`${tool} (${pkg})`);
-  const packages = [...new Set(missing.map((m) => /\((.+)\)/.exec(m)![1]))];
-  checks.push({
-    name: 'tools',
-    ok: missing.length === 0,
-    detail: missing.length ? `missing ${missing.join(', ')}: \`sudo apt-get install ${packages.join(' ')}\` or \`sudo ci/setup-host.sh\`` : `${Object.keys(HOST_TOOLS).length} tools found`,
-  });
+  checks.push(nodeCheck());
+  checks.push(toolsCheck());
 
   const filesystems = await readFile('/proc/filesystems', 'utf8').catch(() => '');
   const ext4 = /\bext4\b/.test(filesystems);

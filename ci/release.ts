@@ -5,7 +5,8 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError, isUserError } from '../builder/errors.ts';
 import { displayCommand, run } from '../builder/exec.ts';
@@ -16,7 +17,7 @@ import { OS_LIST, assembleRelease, ghReleaseCreateArgs, presetAssets, releaseDow
 import { releaseNotesMarkdown } from '../builder/release/release-notes-md.ts';
 import { SIGNATURE_SUFFIX, SUMS_FILE } from '../builder/release/signed-files.ts';
 
-const REPO = resolve(import.meta.dirname, '..');
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(REPO, 'bin/simplex-pi.mjs');
 
 export const STEPS = ['build-all', 'assemble', 'sign', 'previous', 'notes', 'publish', 'all'] as const;

@@ -1,10 +1,11 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import { execa } from 'execa';
 
-export const REPO = resolve(import.meta.dirname, '../..');
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** A cache shared by the integration tests of one machine, so the Debian base is built once. */
 export const TEST_CACHE = process.env.SIMPLEX_PI_TEST_CACHE ?? '/var/tmp/simplex-pi-test-cache';
