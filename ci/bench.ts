@@ -18,8 +18,8 @@ import { execa } from 'execa';
 import { TestServer } from '../test/helpers/http-server.ts';
 import { REPO, scratch, testSshPublicKey } from '../test/helpers/env.ts';
 import { debianStandinRecipe, serveStandins } from '../test/helpers/standins.ts';
-import { Vm, copyDisk, extractBootFiles, makeStick } from '../test/helpers/vm.ts';
-import { buildE2eImage, largerCard } from '../test/e2e/cluster.ts';
+import { Vm, copyDisk, extractBootFiles, largerCard, makeStick } from '../test/helpers/vm.ts';
+import { buildE2eImage } from '../test/e2e/cluster.ts';
 import { imagerCustomise } from '../test/helpers/imager.ts';
 import { LOOKALIKE_OS_NAME, raspiosLookalike, serveLookalike } from '../test/helpers/raspios-lookalike.ts';
 

@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,8 +6,8 @@ import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { sha256File } from '../../builder/hash.ts';
 import { freePort, isRoot } from '../helpers/env.ts';
 import { TestServer } from '../helpers/http-server.ts';
-import { type BootFiles, Vm, copyDisk, extractBootFiles, makeStick, vmScratch } from '../helpers/vm.ts';
-import { type AgentReport, type StickContents, type SystemReport, buildE2eImage, largerCard, fingerprintOf, hashesOnCard, keyFilesOf, readStick } from './cluster.ts';
+import { type BootFiles, Vm, VmTestRun, copyDisk, largerCard, extractBootFiles, makeStick, vmScratch } from '../helpers/vm.ts';
+import { type AgentReport, type StickContents, type SystemReport, buildE2eImage, fingerprintOf, hashesOnCard, keyFilesOf, readStick } from './cluster.ts';
 
 /**
  * Issue 5: the built image, booted for real (qemu-system-aarch64 -M virt, its own kernel and initramfs, no
@@ -32,24 +31,19 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   let image: string;
   let plan: BuildPlan;
   let boot: BootFiles;
-  let failed = false;
+  const run = new VmTestRun('e2e');
+  const { timings } = run;
+  const track = run.track.bind(run);
   const disk = (card: string) => join(dir, `card-${card}.img`);
   const stick = (name: string) => join(dir, `stick-${name}.img`);
-  const vms: Vm[] = [];
-  const start = async (options: Omit<Parameters<typeof Vm.start>[0], 'boot' | 'dir'>) => {
-    const vm = await Vm.start({ ...options, boot, dir });
-    vms.push(vm);
-    return vm;
-  };
-  /** Figures for the closing note / benchmark; never asserted on. */
-  const timings: Record<string, number> = {};
+  const start = (options: Omit<Parameters<typeof Vm.start>[0], 'boot' | 'dir'>) => run.start({ ...options, boot, dir });
   let cardA: { report: AgentReport; stick: StickContents };
   let cardB: { report: AgentReport };
   let otherStickSha256: string;
 
   beforeAll(async () => {
     await server.start();
-    dir = await vmScratch();
+    dir = run.dir = await vmScratch();
     const built = await buildE2eImage(server, dir);
     ({ image, plan } = built);
     timings.buildSeconds = built.buildSeconds;
@@ -63,22 +57,9 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   }, 20 * 60 * 1000);
 
   afterAll(async () => {
-    for (const vm of vms) await vm.dispose();
     await server.stop();
-    console.log(`e2e figures (s): ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v * 10) / 10])))}`);
-    // Console logs of a failed run stay for reading; a green run leaves nothing behind.
-    if (failed) console.log(`e2e: VM console logs and disks kept in ${dir}`);
-    else if (dir) await rm(dir, { recursive: true, force: true });
+    await run.finish();
   });
-
-  const track = <T>(body: () => Promise<T>) => async () => {
-    try {
-      return await body();
-    } catch (error) {
-      failed = true;
-      throw error;
-    }
-  };
 
   it(
     'first boot: the addresses of every relay reach the USB stick, matching the onions Tor serves; Tor and every relay run',

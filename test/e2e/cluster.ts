@@ -98,12 +98,6 @@ export interface SystemReport {
   firstbootAfter: string;
 }
 
-/** A card several GiB larger than the image, as a user's SD card is: the image copied sparsely, then extended. */
-export async function largerCard(image: string, disk: string, extraGiB: number): Promise<void> {
-  await execa('cp', ['--sparse=always', image, disk]);
-  await execa('truncate', ['-s', `+${extraGiB}G`, disk]);
-}
-
 export interface StickContents {
   files: string[];
   /** name -> address, from addresses.txt. */

@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
@@ -7,8 +6,8 @@ import { isRoot, testSshPublicKey } from '../helpers/env.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { type Customised, imagerCustomise, yescrypt } from '../helpers/imager.ts';
 import { LOOKALIKE_OS_NAME, raspiosLookalike, serveLookalike } from '../helpers/raspios-lookalike.ts';
-import { type BootFiles, Vm, extractBootFiles, makeStick, readCardCmdline, vmScratch } from '../helpers/vm.ts';
-import { type AgentReport, type SystemReport, buildE2eImage, largerCard, readStick } from './cluster.ts';
+import { type BootFiles, VmTestRun, extractBootFiles, largerCard, makeStick, readCardCmdline, vmScratch } from '../helpers/vm.ts';
+import { type AgentReport, type SystemReport, buildE2eImage, readStick } from './cluster.ts';
 
 /**
  * Issue 10: the path real users take. The full pipeline on the Raspberry Pi OS Trixie look-alike
@@ -40,20 +39,20 @@ describe.runIf(isRoot && haveQemu && wanted)('the Raspberry Pi OS look-alike, bu
   let image: string;
   let plan: BuildPlan;
   let boot: BootFiles;
-  let failed = false;
   let imagerKey: string;
   let imagerHash: string;
   let customised: Customised;
   const disk = (card: string) => join(dir, `card-${card}.img`);
   const stick = (name: string) => join(dir, `stick-${name}.img`);
-  const vms: Vm[] = [];
-  const timings: Record<string, number> = {};
+  const run = new VmTestRun('raspios e2e');
+  const { timings } = run;
+  const track = run.track.bind(run);
   let first: { system: SystemReport; report: AgentReport; cardCmdline: string };
   const IMAGER = { hostname: 'clinic-relay', userName: 'alice', timezone: 'Asia/Kolkata', keyboard: 'in' };
 
   beforeAll(async () => {
     await server.start();
-    dir = await vmScratch();
+    dir = run.dir = await vmScratch();
     const lookalike = await raspiosLookalike();
     timings.lookalikeBuildSeconds = lookalike.buildSeconds;
     const imagerJson = await serveLookalike(server, lookalike);
@@ -70,25 +69,19 @@ describe.runIf(isRoot && haveQemu && wanted)('the Raspberry Pi OS look-alike, bu
   }, 60 * 60 * 1000);
 
   afterAll(async () => {
-    for (const vm of vms) await vm.dispose();
     await server.stop();
-    console.log(`raspios e2e figures (s): ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v * 10) / 10])))}`);
-    if (failed) console.log(`raspios e2e: VM console logs and disks kept in ${dir}`);
-    else if (dir) await rm(dir, { recursive: true, force: true });
+    await run.finish();
   });
 
-  const track = <T>(body: () => Promise<T>) => async () => {
-    try {
-      return await body();
-    } catch (error) {
-      failed = true;
-      throw error;
-    }
-  };
-  const start = async (name: string, card: string, stickPath?: string) => {
-    const vm = await Vm.start({ name, disk: disk(card), stick: stickPath, boot, dir });
-    vms.push(vm);
-    return vm;
+  /** Boot a card until every relay is up, take both agent reports, power off; `figure` names the time to ready. */
+  const bootOnce = async (name: string, card: string, figure: string, stickPath?: string) => {
+    const vm = await run.start({ name, disk: disk(card), stick: stickPath, boot, dir });
+    await vm.waitForAgent('ready', BOOT_LIMIT);
+    timings[figure] = vm.elapsed() / 1000;
+    const report = await vm.report<AgentReport>();
+    const system = await vm.report<SystemReport>('system', 240_000);
+    await vm.powerOff();
+    return { vm, report, system };
   };
 
   /** What every first boot on this base must show, customised or not. */
@@ -134,13 +127,8 @@ describe.runIf(isRoot && haveQemu && wanted)('the Raspberry Pi OS look-alike, bu
     { timeout: BOOT_LIMIT + 5 * 60_000 },
     track(async () => {
       expect(plan.hostname).not.toBe(IMAGER.hostname);
-      const vm = await start('A-first', 'A', stick('A'));
+      const { vm, report, system } = await bootOnce('A-first', 'A', 'customisedFirstBootReady', stick('A'));
       expect(vm.commandLine).toContain(`ds=nocloud;i=${customised.instanceId}`);
-      await vm.waitForAgent('ready', BOOT_LIMIT);
-      timings.customisedFirstBootReady = vm.elapsed() / 1000;
-      const report = await vm.report<AgentReport>();
-      const system = await vm.report<SystemReport>('system', 240_000);
-      await vm.powerOff();
 
       expectGrownAndSettled(system);
       expectRelaysUp(report);
@@ -165,12 +153,7 @@ describe.runIf(isRoot && haveQemu && wanted)('the Raspberry Pi OS look-alike, bu
     { timeout: BOOT_LIMIT + 5 * 60_000 },
     track(async () => {
       expect(first, 'needs the first boot').toBeDefined();
-      const vm = await start('A-second', 'A');
-      await vm.waitForAgent('ready', BOOT_LIMIT);
-      timings.secondBootReady = vm.elapsed() / 1000;
-      const report = await vm.report<AgentReport>();
-      const system = await vm.report<SystemReport>('system', 240_000);
-      await vm.powerOff();
+      const { report, system } = await bootOnce('A-second', 'A', 'secondBootReady');
       expect(system.machineId).toBe(first.system.machineId);
       expect(system.rootSectors).toBe(first.system.rootSectors);
       expect(system.fsBytes).toBe(first.system.fsBytes);
@@ -189,12 +172,7 @@ describe.runIf(isRoot && haveQemu && wanted)('the Raspberry Pi OS look-alike, bu
     'a card flashed without customisation: grows, settles with no console prompt, and brings up every relay',
     { timeout: BOOT_LIMIT + 5 * 60_000 },
     track(async () => {
-      const vm = await start('B-first', 'B', stick('B'));
-      await vm.waitForAgent('ready', BOOT_LIMIT);
-      timings.plainFirstBootReady = vm.elapsed() / 1000;
-      const report = await vm.report<AgentReport>();
-      const system = await vm.report<SystemReport>('system', 240_000);
-      await vm.powerOff();
+      const { report, system } = await bootOnce('B-first', 'B', 'plainFirstBootReady', stick('B'));
       expectGrownAndSettled(system);
       expectRelaysUp(report);
       expect(system.hostname).toBe(plan.hostname);

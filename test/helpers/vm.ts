@@ -4,6 +4,7 @@ import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { fatTarget } from '../../builder/image/bootfs.ts';
 import { raspberryPiLayout, readPartitionTable } from '../../builder/image/partitions.ts';
 
 /**
@@ -23,7 +24,7 @@ export interface BootFiles {
 /** Copy the image's own kernel and initramfs out of its FAT boot partition (mtools: nothing is mounted). */
 export async function extractBootFiles(image: string, dir: string): Promise<BootFiles> {
   const { boot } = raspberryPiLayout(await readPartitionTable(image));
-  const target = `${image}@@${boot.start * 512}`;
+  const target = fatTarget(image, boot);
   const { stdout } = await execa('mdir', ['-b', '-i', target, '::/'], { env: MTOOLS });
   const names = stdout.split('\n').map((l) => l.replace(/^::\//, '').trim());
   // Debian's raspi-firmware keeps the package names; Raspberry Pi OS names them as the firmware loads them.
@@ -40,7 +41,7 @@ export async function extractBootFiles(image: string, dir: string): Promise<Boot
 /** The card's own cmdline.txt, as the Raspberry Pi firmware would pass it to the kernel. */
 export async function readCardCmdline(disk: string): Promise<string> {
   const { boot } = raspberryPiLayout(await readPartitionTable(disk));
-  const { stdout } = await execa('mtype', ['-i', `${disk}@@${boot.start * 512}`, '::/cmdline.txt'], { env: MTOOLS });
+  const { stdout } = await execa('mtype', ['-i', fatTarget(disk, boot), '::/cmdline.txt'], { env: MTOOLS });
   return stdout.trim();
 }
 
@@ -62,6 +63,12 @@ export async function makeStick(path: string, label: string, mib = 32): Promise<
 /** A sparse copy of the image: one "SD card". */
 export async function copyDisk(image: string, disk: string): Promise<void> {
   await execa('cp', ['--sparse=always', image, disk]);
+}
+
+/** A card several GiB larger than the image, as a user's SD card is: the image copied, then extended. */
+export async function largerCard(image: string, disk: string, extraGiB: number): Promise<void> {
+  await copyDisk(image, disk);
+  await execa('truncate', ['-s', `+${extraGiB}G`, disk]);
 }
 
 export interface ConsoleLine {
@@ -314,6 +321,45 @@ async function qmp(path: string, commands: Array<{ execute: string; arguments?: 
     }
   } finally {
     socket.destroy();
+  }
+}
+
+/**
+ * The bookkeeping a VM test file shares: the VMs it started (all stopped at the end), the figures it measured
+ * (printed, never asserted on), and whether a test failed (then the scratch directory with the console logs and
+ * disks is kept and its path printed; a green run leaves nothing behind).
+ */
+export class VmTestRun {
+  readonly vms: Vm[] = [];
+  readonly timings: Record<string, number> = {};
+  failed = false;
+  dir?: string;
+
+  constructor(private readonly label: string) {}
+
+  async start(options: VmOptions): Promise<Vm> {
+    const vm = await Vm.start(options);
+    this.vms.push(vm);
+    return vm;
+  }
+
+  /** Wrap a test body: a failure marks the run failed, so its logs are kept. */
+  track<T>(body: () => Promise<T>): () => Promise<T> {
+    return async () => {
+      try {
+        return await body();
+      } catch (error) {
+        this.failed = true;
+        throw error;
+      }
+    };
+  }
+
+  async finish(): Promise<void> {
+    for (const vm of this.vms) await vm.dispose();
+    console.log(`${this.label} figures (s): ${JSON.stringify(Object.fromEntries(Object.entries(this.timings).map(([k, v]) => [k, Math.round(v * 10) / 10])))}`);
+    if (this.failed) console.log(`${this.label}: VM console logs and disks kept in ${this.dir}`);
+    else if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
 }
 
