@@ -23,7 +23,8 @@ export interface FatInfo {
   serial: string;
 }
 
-function target(image: string, partition: Partition): string {
+/** How mtools names a partition of an image file: the file and the partition's byte offset. */
+export function fatTarget(image: string, partition: Partition): string {
   return `${image}@@${partition.start * 512}`;
 }
 
@@ -39,15 +40,15 @@ export function parseMinfo(text: string): FatInfo {
 }
 
 export async function readFatInfo(image: string, partition: Partition, log?: BuildLog): Promise<FatInfo> {
-  const { stdout } = await run('minfo', ['-i', target(image, partition), '::'], { log, env: MTOOLS_ENV, what: 'read the boot partition' });
+  const { stdout } = await run('minfo', ['-i', fatTarget(image, partition), '::'], { log, env: MTOOLS_ENV, what: 'read the boot partition' });
   return parseMinfo(stdout);
 }
 
 /** Copy every file of the boot partition (hidden ones too) into `dir`, keeping timestamps. */
 export async function extractBootfs(image: string, partition: Partition, dir: string, log?: BuildLog): Promise<void> {
-  const { stdout } = await run('mdir', ['-b', '-a', '-i', target(image, partition), '::/'], { log, env: MTOOLS_ENV, allowFailure: true });
+  const { stdout } = await run('mdir', ['-b', '-a', '-i', fatTarget(image, partition), '::/'], { log, env: MTOOLS_ENV, allowFailure: true });
   if (!stdout.trim()) return;
-  await run('mcopy', ['-s', '-p', '-m', '-n', '-i', target(image, partition), '::*', `${dir}/`], { log, env: MTOOLS_ENV, what: 'copy the boot partition out of the image' });
+  await run('mcopy', ['-s', '-p', '-m', '-n', '-i', fatTarget(image, partition), '::*', `${dir}/`], { log, env: MTOOLS_ENV, what: 'copy the boot partition out of the image' });
 }
 
 /** Make the FAT filesystem anew at the partition's place and copy `dir` into it; then empty `dir`. */
@@ -57,7 +58,7 @@ export async function writeBootfs(image: string, partition: Partition, dir: stri
   await run('mkfs.vfat', [...args, image, String(Math.floor((partition.size * 512) / 1024))], { log, what: 'rebuild the boot filesystem' });
   const entries = await readdir(dir);
   if (entries.length) {
-    await run('mcopy', ['-s', '-p', '-m', '-i', target(image, partition), ...entries.map((e) => join(dir, e)), '::/'], {
+    await run('mcopy', ['-s', '-p', '-m', '-i', fatTarget(image, partition), ...entries.map((e) => join(dir, e)), '::/'], {
       log,
       env: MTOOLS_ENV,
       what: 'copy the boot files into the boot partition (is it full?)',

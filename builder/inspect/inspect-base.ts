@@ -6,7 +6,7 @@ import { detectCompression, decompressVerified } from '../base/decompress.ts';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
 import { sha256File } from '../hash.ts';
-import { parseMinfo } from '../image/bootfs.ts';
+import { fatTarget, parseMinfo } from '../image/bootfs.ts';
 import { attachPartition } from '../image/loop.ts';
 import { mount, unmount } from '../image/mounts.ts';
 import { type Partition, parsePartitionTable, raspberryPiLayout } from '../image/partitions.ts';
@@ -257,7 +257,7 @@ async function gather(input: GatherInput): Promise<BaseReport> {
   if (!bootPart || !rootPart) throw new UserError(`${input.imagePath}: ${layoutProblem ?? 'no partitions 1 and 2'}; nothing more can be read`);
 
   // Boot partition, read with mtools.
-  const target = `${image}@@${bootPart.start * 512}`;
+  const target = fatTarget(image, bootPart);
   const minfo = await run('minfo', ['-i', target, '::'], { log, env: MTOOLS_ENV, what: 'read the boot partition (is partition 1 FAT?)' });
   const fat = parseMinfo(minfo.stdout);
   const cluster = parseMinfoCluster(minfo.stdout);

@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { fatTarget } from '../../builder/image/bootfs.ts';
 import { raspberryPiLayout, readPartitionTable } from '../../builder/image/partitions.ts';
 
 /**
@@ -128,7 +129,7 @@ export interface Customised {
 /** Customise a flashed card (an image file) as Imager 2.x would for `format`. */
 export async function imagerCustomise(card: string, format: InitFormat, settings: ImagerSettings, now = Date.now()): Promise<Customised> {
   const { boot } = raspberryPiLayout(await readPartitionTable(card));
-  const fat = `${card}@@${boot.start * 512}`;
+  const fat = fatTarget(card, boot);
   const dir = await mkdtemp(join(tmpdir(), 'spi-imager-'));
   try {
     const put = async (name: string, content: string) => {

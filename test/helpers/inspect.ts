@@ -1,3 +1,4 @@
+import { fatTarget } from '../../builder/image/bootfs.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +24,7 @@ export async function inspectImage<T>(image: string, fn: (image: Inspected) => P
     const loop = await attachPartition(image, rootPart, resources);
     await execa('mount', ['-o', 'ro', '-t', 'ext4', loop.device, root]);
     resources.hold('inspect mount', () => unmount(root));
-    const target = `${image}@@${boot.start * 512}`;
+    const target = fatTarget(image, boot);
     const env = { MTOOLS_SKIP_CHECK: '1' };
     const listing = await execa('mdir', ['-/', '-b', '-a', '-i', target, '::/'], { env });
     const bootFiles = listing.stdout.split('\n').filter(Boolean).map((l) => l.replace(/^::\//, ''));
