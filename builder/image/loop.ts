@@ -1,5 +1,3 @@
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
@@ -41,18 +39,6 @@ export async function attachPartition(
   const device = stdout.trim();
   const release = resources.hold(`loop device ${device} (${image} partition ${partition.number})`, () => detach(device, log));
   return { device, release };
-}
-
-/** Whether a block device is held by a mounted filesystem (in any mount namespace) or another exclusive opener. */
-export async function inUse(device: string): Promise<boolean> {
-  try {
-    const handle = await open(device, constants.O_RDONLY | constants.O_EXCL);
-    await handle.close();
-    return false;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EBUSY') return true;
-    throw error;
-  }
 }
 
 export async function detach(device: string, log?: BuildLog): Promise<void> {
@@ -98,7 +84,9 @@ export async function waitForLoopsReleased(file: string, what: string, log?: Bui
       throw new UserError(
         `${what}: ${held.map((l) => l.device).join(', ')} still use ${file} ${Math.round(timeoutMs / 1000)} s after it was unmounted ` +
           '(a process, or another mount namespace made while it was mounted, keeps the filesystem alive); refusing to go on, since the kernel ' +
-          'would write the filesystem back over what comes next. Wait for other builds or containers on this machine to finish, run `simplex-pi doctor`, then build again.',
+          'would write the filesystem back over what comes next. ' +
+          `Find what holds it with \`grep -l ${held[0]?.device} /proc/*/mountinfo\`` +
+          ' (other builds or containers on this machine), let it finish or stop it, run `simplex-pi doctor`, then build again.',
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 1000));

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import type { BuildLog } from '../log.ts';
 import type { Resources } from '../resources.ts';
-import { attachPartition, inUse } from './loop.ts';
+import { attachPartition, waitForLoopsReleased } from './loop.ts';
 import { mount, unmount } from './mounts.ts';
 import { raspberryPiLayout, readPartitionTable } from './partitions.ts';
 import { binfmtProblem } from './binfmt.ts';
@@ -18,7 +18,11 @@ export interface MountedImage {
   commitBoot: () => Promise<void>;
   /** Undo only what the chroot needed (/proc, /sys, /dev, /run, /tmp, resolv.conf, policy-rc.d); the partitions stay mounted. */
   releaseChroot: () => Promise<void>;
-  /** Unmount everything and release the loop devices. */
+  /**
+   * Unmount everything, release the loop devices, and wait until the kernel has really let go of the image
+   * (waitForLoopsReleased says why that can take a while, and refuses after two minutes): only then may the image
+   * file be copied, resized or shrunk.
+   */
   release: () => Promise<void>;
 }
 
@@ -44,10 +48,9 @@ export async function mountImage(image: string, root: string, resources: Resourc
   if (problem) throw new UserError(problem);
   const layout = raspberryPiLayout(await readPartitionTable(image, log), image);
   const start = resources.count;
-  let stillMounted: string | undefined;
   const releaseUntilStart = async () => {
     await resources.releaseAll(start);
-    if (stillMounted) throw new UserError(stillMounted);
+    await waitForLoopsReleased(image, `unmounting ${image}`, log);
   };
   const rootLoop = await attachPartition(image, layout.root, resources, log);
   await mkdir(root, { recursive: true });
@@ -56,18 +59,7 @@ export async function mountImage(image: string, root: string, resources: Resourc
     resources.hold(`mount ${target}`, () => unmount(target, log, root));
   };
   await mount(['-t', 'ext4', rootLoop.device, root], log);
-  resources.hold(`mount ${root}`, async () => {
-    await unmount(root, log, root);
-    // A process that made a mount namespace of its own while the image was mounted (`unshare -m`, a container)
-    // keeps a copy of this mount: unmounting here then leaves the filesystem live and unwritten, and a copy of
-    // the image taken now is half-written. The kernel knows: a mounted block device cannot be opened exclusively.
-    if (await inUse(rootLoop.device)) {
-      stillMounted =
-        `the root filesystem of ${image} (${rootLoop.device}) is still mounted in another mount namespace after it was unmounted here: ` +
-        'a process started while the build ran (unshare, a container, a sandboxed service) holds a copy of the mount. ' +
-        `Nothing was saved from it. Find it with \`grep -l ${rootLoop.device} /proc/*/mountinfo\`, stop it, and build again.`;
-    }
-  });
+  resources.hold(`mount ${root}`, () => unmount(root, log, root));
   const fstab = await readFile(join(root, 'etc/fstab'), 'utf8').catch(() => '');
   const bootPath = bootMountPoint(fstab);
   const bootDir = join(root, bootPath);

@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { partialPath } from '../cache.ts';
 import { chrootRun } from '../image/chroot.ts';
 import { withInitramfsUpdatesOff } from '../image/initramfs.ts';
-import { waitForLoopsReleased } from '../image/loop.ts';
 import { mountImage } from '../image/mount-image.ts';
 import type { StageContext } from './context.ts';
 import { type WorkImage, sparseCopy } from './prepare.ts';
@@ -30,7 +29,6 @@ export async function packagesStage(ctx: StageContext, work: WorkImage): Promise
   } finally {
     await mounted.release();
   }
-  await waitForLoopsReleased(work.path, 'packages', ctx.log);
   ctx.status('saving the layer to the cache');
   const layer = ctx.cache.layer('packages', work.packagesKey);
   await ctx.cache.ensure(ctx.cache.layersDir);

@@ -2,7 +2,6 @@ import { readdir, rm, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
-import { waitForLoopsReleased } from '../image/loop.ts';
 import { type BaseMachineId, restoreMachineId } from '../image/machine-id.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { shrinkRoot } from '../image/resize.ts';
@@ -113,7 +112,6 @@ export async function sealStage(ctx: StageContext, mounted: MountedImage, work: 
   await mounted.commitBoot();
   await run('fstrim', [mounted.root], { log: ctx.log, allowFailure: true });
   await mounted.release();
-  await waitForLoopsReleased(work.path, 'seal', ctx.log);
   ctx.status('checking and shrinking the root filesystem');
   const { rootMiB } = await shrinkRoot(work.path, SEAL_MARGIN_MIB, ctx.log);
   return { packages, rootMiB };
