@@ -47,11 +47,26 @@ function noCloudSeed(config: CloudInitConfig): string | undefined {
   return typeof seed === 'string' ? seed : undefined;
 }
 
-/** The consumers of Imager's customisation in a mounted image whose boot partition is at `bootPath`. */
-export async function detectInitFormat(root: string, bootPath: string): Promise<DetectedInitFormat> {
+/** cloud-init's own off switches (cloud-init's ds-identify and systemd generator read both). */
+export const CLOUD_INIT_DISABLED = '/etc/cloud/cloud-init.disabled';
+const CMDLINE_DISABLED = 'cloud-init=disabled';
+
+/**
+ * The consumers of Imager's customisation in a mounted image whose boot partition is at `bootPath`. `cmdline` is
+ * the kernel command line the image boots with (read from `bootPath`/cmdline.txt when not given).
+ */
+export async function detectInitFormat(root: string, bootPath: string, options: { cmdline?: string } = {}): Promise<DetectedInitFormat> {
   const found: Array<[InitFormat, string]> = [];
   const cloudInit = await readCloudInitConfig(root);
-  if (cloudInit) {
+  const cmdline = options.cmdline ?? (await readFile(join(root, bootPath, 'cmdline.txt'), 'utf8').catch(() => ''));
+  const disabled = (await exists(root, CLOUD_INIT_DISABLED))
+    ? CLOUD_INIT_DISABLED
+    : cmdline.split(/\s+/).includes(CMDLINE_DISABLED)
+      ? `${CMDLINE_DISABLED} on the kernel command line`
+      : undefined;
+  if (cloudInit && disabled) {
+    found.push(['none', `cloud-init, but disabled (${disabled}), so Imager's files would be ignored`]);
+  } else if (cloudInit) {
     const seed = noCloudSeed(cloudInit);
     if (seed && seed.replace(/\/+$/, '') === `file://${bootPath}`) {
       const rpi = (await dpkgInstalled(root, RPI_CLOUD_INIT_PACKAGE)) || (await exists(root, CC_RASPBERRY_PI));

@@ -1,6 +1,7 @@
 import { lstat, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { messageOf } from '../errors.ts';
 
 /**
  * cloud-init in the image, as far as the build needs it: Raspberry Pi OS Trixie consumes Raspberry Pi Imager's
@@ -18,7 +19,7 @@ export interface CloudInitConfig {
   /** The system configuration as cloud-init merges it: cloud.cfg, then cloud.cfg.d/*.cfg over it, later names winning. */
   merged: Record<string, unknown>;
   /** Files that could not be read as YAML (e.g. Jinja templates, which cloud-init renders first), left out. */
-  unreadable: string[];
+  unreadable: Array<{ path: string; error: string }>;
 }
 
 const isMapping = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -39,35 +40,54 @@ export async function hasCloudInit(root: string): Promise<boolean> {
   return Boolean(await lstat(join(root, CLOUD_INIT)).catch(() => undefined));
 }
 
-/** The image's cloud-init system configuration, or undefined if the image has no cloud-init. */
-export async function readCloudInitConfig(root: string, options: { skip?: string[] } = {}): Promise<CloudInitConfig | undefined> {
-  if (!(await hasCloudInit(root))) return undefined;
-  const snippets = (await readdir(join(root, CLOUD_CFG_D)).catch(() => [] as string[]))
-    .filter((name) => name.endsWith('.cfg'))
-    .map((name) => `${CLOUD_CFG_D}/${name}`)
-    .filter((path) => !options.skip?.includes(path))
-    .sort()
-    .reverse();
+/** One configuration file as cloud-init finds it: its path in the image and its text. */
+export interface CloudConfigFile {
+  path: string;
+  text: string;
+}
+
+/**
+ * cloud-init's system configuration from its files, as cloud-init merges them: `files` in the order cloud-init
+ * reads them (cloud.cfg, then cloud.cfg.d/*.cfg sorted by name); a later file's key replaces an earlier one's,
+ * mappings merged key by key (lists are not merged). Pure, so `inspect-base` reads an image with the same rules.
+ */
+export function mergeCloudConfig(files: readonly CloudConfigFile[]): CloudInitConfig {
   const sources: Array<Record<string, unknown>> = [];
-  const unreadable: string[] = [];
-  for (const path of [...snippets, CLOUD_CFG]) {
-    const text = await readFile(join(root, path), 'utf8').catch(() => undefined);
-    if (text === undefined) continue;
+  const unreadable: CloudInitConfig['unreadable'] = [];
+  for (const file of [...files].reverse()) {
     try {
-      const data: unknown = parse(text);
+      const data: unknown = parse(file.text);
       if (isMapping(data)) sources.push(data);
-    } catch {
-      unreadable.push(path);
+    } catch (error) {
+      unreadable.unshift({ path: file.path, error: messageOf(error).split('\n')[0] ?? '' });
     }
   }
   return { merged: mergeFirstWins(sources), unreadable };
 }
 
+/** cloud.cfg.d snippets in the order cloud-init reads them. */
+export function cloudCfgSnippetOrder(names: readonly string[]): string[] {
+  return names.filter((name) => name.endsWith('.cfg')).sort();
+}
+
+/** The image's cloud-init system configuration, or undefined if the image has no cloud-init. */
+export async function readCloudInitConfig(root: string, options: { skip?: string[] } = {}): Promise<CloudInitConfig | undefined> {
+  if (!(await hasCloudInit(root))) return undefined;
+  const snippets = cloudCfgSnippetOrder(await readdir(join(root, CLOUD_CFG_D)).catch(() => [] as string[]))
+    .map((name) => `${CLOUD_CFG_D}/${name}`)
+    .filter((path) => !options.skip?.includes(path));
+  const files: CloudConfigFile[] = [];
+  for (const path of [CLOUD_CFG, ...snippets]) {
+    const text = await readFile(join(root, path), 'utf8').catch(() => undefined);
+    if (text !== undefined) files.push({ path, text });
+  }
+  return mergeCloudConfig(files);
+}
+
 /** A module list entry is a name, or [name, frequency, …], or {name: …}. */
-function moduleName(entry: unknown): unknown {
-  if (Array.isArray(entry)) return entry[0];
-  if (isMapping(entry)) return entry.name;
-  return entry;
+export function moduleName(entry: unknown): string | null {
+  const name = Array.isArray(entry) ? entry[0] : isMapping(entry) ? entry.name : entry;
+  return typeof name === 'string' ? name : null;
 }
 
 /**
@@ -105,7 +125,7 @@ export function runsPackageStep(config: CloudInitConfig): boolean {
 export async function skipCloudInitPackageStep(root: string): Promise<string[]> {
   const config = await readCloudInitConfig(root, { skip: [SIMPLEX_PI_CLOUD_CFG] });
   if (!config) return [];
-  const warnings = config.unreadable.map((path) => `${path} in the image is not plain YAML (a template?); cloud-init's package step may still run on first boot`);
+  const warnings = config.unreadable.map(({ path }) => `${path} in the image is not plain YAML (a template?); cloud-init's package step may still run on first boot`);
   const snippet = packageStepSnippet(config);
   if (!snippet) return warnings;
   await mkdir(join(root, CLOUD_CFG_D), { recursive: true });

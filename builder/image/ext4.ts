@@ -26,7 +26,13 @@ const NEWER_FEATURES: ReadonlyArray<{ name: string; flag: string; since: string 
   { name: 'ea_inode', flag: 'FEATURE_I10', since: '1.44' },
   { name: 'casefold', flag: 'FEATURE_I17', since: '1.45' },
   { name: 'stable_inodes', flag: 'FEATURE_C11', since: '1.45.6' },
+  { name: 'fast_commit', flag: 'FEATURE_C10', since: '1.46.0' },
 ];
+
+/** The e2fsprogs release that first handles `feature`, for the features a current base may have; else undefined. */
+export function featureSince(feature: string): string | undefined {
+  return NEWER_FEATURES.find((n) => n.name === feature || n.flag === feature)?.since;
+}
 
 /** The "Filesystem features:" line of `dumpe2fs -h`. */
 export function parseFeatures(dumpe2fs: string): string[] {

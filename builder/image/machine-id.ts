@@ -45,6 +45,34 @@ export function classifyMachineId(entry: Ext4Entry): BaseMachineId {
   }
 }
 
+/**
+ * Whether a card's first boot is a systemd *first boot* with this machine-id, and what that means, in words for
+ * `inspect-base` (machine-id(5): no file or "uninitialized" makes one; an empty file or an ID does not).
+ */
+export function firstBootOf(base: BaseMachineId): { firstBoot: boolean; meaning: string } {
+  switch (base.kind) {
+    case 'absent':
+      return { firstBoot: true, meaning: 'a first boot for systemd: ConditionFirstBoot=yes units (rpi-resize.service) run, and systemd writes a new id' };
+    case 'uninitialized':
+      return {
+        firstBoot: true,
+        meaning: 'a first boot for systemd (what pi-gen writes): ConditionFirstBoot=yes units (rpi-resize.service) run, and the id is committed at first-boot-complete.target',
+      };
+    case 'empty':
+      return {
+        firstBoot: false,
+        meaning: 'NOT a first boot for systemd: ConditionFirstBoot=yes units (rpi-resize.service, so the root filesystem does not grow) are skipped; systemd makes a new id on the first boot',
+      };
+    case 'id':
+      return {
+        firstBoot: false,
+        meaning: 'a machine ID (the image was made from a system that booted): every card flashed from it as it is shares it, and ConditionFirstBoot=yes units never run; simplex-pi seals such a base with an empty file',
+      };
+    case 'symlink':
+      return { firstBoot: false, meaning: `a symbolic link to ${base.target}: what the first boot is depends on what is there when the card boots` };
+  }
+}
+
 /** Read the base's machine-id from its root filesystem (`ext4Target`), before any package script runs. */
 export async function readBaseMachineId(target: string, log?: BuildLog): Promise<BaseMachineId> {
   return classifyMachineId(await readExt4Entry(target, MACHINE_ID, log));

@@ -66,9 +66,6 @@ export function findingsOf(r: Omit<BaseReport, 'findings'>): Finding[] {
   }
 
   add('note', 'init_format', `implies Raspberry Pi Imager init_format "${r.initFormat.value}": ${r.initFormat.reason}`);
-  if (r.initFormat.value === 'cloudinit-rpi' && (r.cloudInit.datasourceList === null || r.cloudInit.nocloudSeedfrom === null)) {
-    add('note', 'cloud-init', 'NoCloud is found through seed files on the boot partition, not through a configured seedfrom');
-  }
 
   if (enabled('userconfig.service')) add('note', 'user', `userconf-pi's rename wizard (userconfig.service) is armed${enabled('getty@tty1.service') ? '' : ' and getty@tty1 is disabled'}: without Imager customisation it asks on the console which user to rename`);
   if (r.defaultUser) {

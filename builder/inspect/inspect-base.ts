@@ -8,6 +8,9 @@ import { run } from '../exec.ts';
 import { sha256File } from '../hash.ts';
 import { fatTarget, parseMinfo } from '../image/bootfs.ts';
 import { attachPartition } from '../image/loop.ts';
+import { CLOUD_INIT_DISABLED, detectInitFormat } from '../base/init-format.ts';
+import { featureSince, hostExt4 } from '../image/ext4.ts';
+import { DBUS_MACHINE_ID, firstBootOf, readBaseMachineId } from '../image/machine-id.ts';
 import { mount, unmount } from '../image/mounts.ts';
 import { type Partition, parsePartitionTable, raspberryPiLayout } from '../image/partitions.ts';
 import type { BuildLog } from '../log.ts';
@@ -16,20 +19,16 @@ import { Resources } from '../resources.ts';
 import { findingsOf } from './findings.ts';
 import { listInitramfs, resizeFiles } from './initramfs.ts';
 import {
-  E2FS_FEATURE_SINCE,
   aptFormat,
   bootKernels,
   configTxtLines,
   groupsOf,
-  impliedInitFormat,
-  machineIdState,
   mbrPartuuid,
   parseCloudConfig,
   parseCmdline,
   parseDeb822Sources,
   parseDpkgStatus,
   parseDumpe2fs,
-  parseE2fsprogsVersion,
   parseFstab,
   parseMdir,
   parseMinfoCluster,
@@ -300,7 +299,8 @@ async function gather(input: GatherInput): Promise<BaseReport> {
   // -f: print features this e2fsprogs does not know (as FEATURE_xx) instead of refusing the filesystem.
   const dumpe2fs = await run('dumpe2fs', ['-f', '-h', loop.device], { log, what: 'read the root filesystem (is partition 2 ext4?)' });
   const ext = parseDumpe2fs(dumpe2fs.stdout);
-  const hostE2fsprogs = parseE2fsprogsVersion(dumpe2fs.stderr);
+  // What this host's libext2fs can work with: the check prepare makes before it resizes (image/ext4.ts).
+  const host = await hostExt4(log);
   const mountPoint = join(work, 'root');
   await mkdir(mountPoint);
   await mount(['-t', 'ext4', '-o', 'ro,noload', loop.device, mountPoint], log);
@@ -310,9 +310,12 @@ async function gather(input: GatherInput): Promise<BaseReport> {
   const rootfs: BaseReport['rootfs'] = {
     partition: rootPart.number,
     ...ext,
-    hostE2fsprogs,
-    unknownToHost: ext.features.filter((f) => /^FEATURE_/.test(f)),
-    needsNewerE2fsprogs: ext.features.filter((f) => f in E2FS_FEATURE_SINCE).map((feature) => ({ feature, since: E2FS_FEATURE_SINCE[feature]! })),
+    hostE2fsprogs: host.version,
+    unknownToHost: ext.features.filter((f) => !host.supported.has(f)),
+    needsNewerE2fsprogs: ext.features.flatMap((feature) => {
+      const since = featureSince(feature);
+      return since ? [{ feature, since }] : [];
+    }),
   };
 
   const fstabText = await root.text('/etc/fstab');
@@ -326,13 +329,14 @@ async function gather(input: GatherInput): Promise<BaseReport> {
       .filter((id): id is string => id !== undefined && !partuuids.has(id)),
   };
 
-  const machineIdText = await root.text('/etc/machine-id');
-  const machine = machineIdState(machineIdText);
-  const dbusLink = await root.link('/var/lib/dbus/machine-id');
+  // debugfs on the read-only device, as the build reads the base's (image/machine-id.ts), by the same rules.
+  const baseMachineId = await readBaseMachineId(loop.device, log);
+  const dbusLink = await root.link(DBUS_MACHINE_ID);
   const machineId: BaseReport['machineId'] = {
-    ...machine,
-    content: machine.state === 'id' || machineIdText === null ? null : machineIdText,
-    dbusMachineId: dbusLink !== null ? 'symlink' : (await root.lexists('/var/lib/dbus/machine-id')) ? 'file' : 'missing',
+    state: baseMachineId.kind,
+    symlinkTarget: baseMachineId.kind === 'symlink' ? baseMachineId.target : null,
+    ...firstBootOf(baseMachineId),
+    dbusMachineId: dbusLink !== null ? 'symlink' : (await root.lexists(DBUS_MACHINE_ID)) ? 'file' : 'missing',
   };
 
   const { units, enabledLinks, defaultTarget } = await systemdUnits(root);
@@ -350,19 +354,12 @@ async function gather(input: GatherInput): Promise<BaseReport> {
   const cloudInit: BaseReport['cloudInit'] = {
     installed: cloudInitPackage !== undefined || (await root.exists('/usr/bin/cloud-init')),
     version: cloudInitPackage?.version ?? null,
-    disabled: (await root.lexists('/etc/cloud/cloud-init.disabled')) || (cmdline?.cloudInitDisabled ?? false),
+    disabled: (await root.lexists(CLOUD_INIT_DISABLED)) || (cmdline?.cloudInitDisabled ?? false),
     ...cloudConfig,
   };
-  const initFormat = impliedInitFormat({
-    cloudInitInstalled: cloudInit.installed,
-    cloudInitDisabled: cloudInit.disabled,
-    datasourceList: cloudInit.datasourceList,
-    nocloudSeedfrom: cloudInit.nocloudSeedfrom,
-    bootMount: fstab.bootMount ?? '/boot/firmware',
-    seedOnBootfs: bootfs.nocloudSeed.metaData || bootfs.nocloudSeed.userData,
-    imagerCustom: await root.exists('/usr/lib/raspberrypi-sys-mods/imager_custom'),
-    sysModsFirstboot: cmdline?.init === '/usr/lib/raspberrypi-sys-mods/firstboot',
-  });
+  // The build's own detection (base/init-format.ts), so this report says what a build on this base would publish.
+  const detected = await detectInitFormat(mountPoint, fstab.bootMount ?? '/boot/firmware', { cmdline: cmdline?.text ?? '' });
+  const initFormat: BaseReport['initFormat'] = { value: detected.preferred, supported: detected.supported, reason: detected.evidence };
 
   // The initramfs: from the boot partition (Raspberry Pi OS), else /boot in the root (Debian's initrd.img-*).
   if (!initramfsSources.length) {

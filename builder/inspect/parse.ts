@@ -1,6 +1,7 @@
 import { parse as parseYaml } from 'yaml';
-import { messageOf } from '../errors.ts';
-import type { AptSource, BaseReport, BootFile, CloudInitFacts, Cmdline, InitFormat, MachineIdState } from './schema.ts';
+import { parseFeatures } from '../image/ext4.ts';
+import { CLOUD_CFG, CLOUD_CFG_D, type CloudConfigFile, cloudCfgSnippetOrder, mergeCloudConfig, moduleName } from '../image/cloud-init.ts';
+import type { AptSource, BaseReport, BootFile, CloudInitFacts, Cmdline } from './schema.ts';
 
 /** Pure parsers for the files and tool outputs `inspect-base` reads. Each takes text and returns facts. */
 
@@ -50,45 +51,6 @@ export function parseFstab(text: string): BaseReport['fstab']['entries'] {
     entries.push({ spec, file, vfstype, options, freq, passno });
   }
   return entries;
-}
-
-const REAL_ID = /^[0-9a-f]{32}$/;
-
-/**
- * systemd's first-boot semantics (machine-id(5), systemd 257): a missing file or one reading `uninitialized`
- * makes the next boot a first boot; an empty file does not.
- */
-export function machineIdState(content: string | null): { state: MachineIdState; firstBoot: boolean; meaning: string } {
-  if (content === null) {
-    return {
-      state: 'missing',
-      firstBoot: true,
-      meaning: 'a first boot for systemd: ConditionFirstBoot=yes units (rpi-resize.service) run, and systemd writes a new id',
-    };
-  }
-  const trimmed = content.trim();
-  if (trimmed === '') {
-    return {
-      state: 'empty',
-      firstBoot: false,
-      meaning: 'NOT a first boot for systemd: ConditionFirstBoot=yes units (rpi-resize.service, so the root filesystem does not grow) are skipped; systemd makes a new id on the first boot',
-    };
-  }
-  if (trimmed === 'uninitialized') {
-    return {
-      state: 'uninitialized',
-      firstBoot: true,
-      meaning: 'a first boot for systemd (what pi-gen writes): ConditionFirstBoot=yes units (rpi-resize.service) run, and the id is committed at first-boot-complete.target',
-    };
-  }
-  if (REAL_ID.test(trimmed)) {
-    return {
-      state: 'id',
-      firstBoot: false,
-      meaning: 'a real id: every card made from this image shares it, and ConditionFirstBoot=yes units never run',
-    };
-  }
-  return { state: 'other', firstBoot: false, meaning: 'unexpected content: systemd treats it as invalid and makes a new id, and the boot is not a first boot' };
 }
 
 export interface DpkgPackage {
@@ -237,26 +199,13 @@ export function parseDumpe2fs(text: string): Dumpe2fs {
   return {
     label: label === '<none>' ? '' : label,
     uuid: field('Filesystem UUID') ?? '',
-    features: (field('Filesystem features') ?? '').split(/\s+/).filter(Boolean),
+    features: parseFeatures(text),
     blockSize: number('Block size'),
     blockCount: number('Block count'),
     freeBlocks: number('Free blocks'),
     state: field('Filesystem state'),
   };
 }
-
-/**
- * ext4 features that need a recent e2fsprogs, with the release that added them. A Trixie-built root (mke2fs
- * 1.47.2 defaults) has orphan_file and metadata_csum_seed; Ubuntu 22.04 has 1.46.5.
- */
-export const E2FS_FEATURE_SINCE: Record<string, string> = {
-  metadata_csum: '1.43',
-  metadata_csum_seed: '1.43',
-  large_dir: '1.44.0',
-  casefold: '1.45.0',
-  fast_commit: '1.46.0',
-  orphan_file: '1.47.0',
-};
 
 export function compareVersions(a: string, b: string): number {
   const pa = a.split('.').map(Number);
@@ -266,10 +215,6 @@ export function compareVersions(a: string, b: string): number {
     if (d) return d;
   }
   return 0;
-}
-
-export function parseE2fsprogsVersion(text: string): string | null {
-  return /(?:dumpe2fs|e2fsck|mke2fs)\s+(\d+\.\d+(?:\.\d+)?)/.exec(text)?.[1] ?? null;
 }
 
 export function parseMinfoCluster(text: string): { sectorsPerCluster: number | null; sectorSize: number } {
@@ -333,93 +278,39 @@ export function shellAssignment(texts: string[], key: string): string | null {
   return value;
 }
 
-function moduleName(entry: unknown): string | null {
-  if (typeof entry === 'string') return entry;
-  if (Array.isArray(entry) && typeof entry[0] === 'string') return entry[0];
-  if (entry && typeof entry === 'object' && 'name' in entry && typeof entry.name === 'string') return entry.name;
-  return null;
-}
-
 /**
- * cloud-init's configuration as it would merge it: /etc/cloud/cloud.cfg, then /etc/cloud/cloud.cfg.d/*.cfg in
- * name order, later files replacing top-level keys (datasource is merged per data source).
+ * cloud-init's configuration as it would merge it (image/cloud-init.ts, the rules the build uses), and the facts
+ * inspect-base reports from it.
  */
 export function parseCloudConfig(cloudCfg: string | null, cfgD: { name: string; text: string }[]): Omit<CloudInitFacts, 'installed' | 'version' | 'disabled'> {
-  const parseErrors: string[] = [];
-  const load = (name: string, text: string): Record<string, unknown> => {
-    try {
-      const value: unknown = parseYaml(text);
-      return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-    } catch (error) {
-      parseErrors.push(`${name}: ${messageOf(error).split('\n')[0]}`);
-      return {};
-    }
-  };
-  const documents = [...(cloudCfg === null ? [] : [{ name: 'cloud.cfg', data: load('cloud.cfg', cloudCfg) }]), ...cfgD.map((f) => ({ name: f.name, data: load(f.name, f.text) }))];
-  const modules = { init: [] as string[], config: [] as string[], final: [] as string[] };
-  let datasourceList: string[] | null = null;
-  let seedfrom: string | null = null;
-  let defaultUser: string | null = null;
-  for (const { data } of documents) {
-    for (const [key, stage] of [['cloud_init_modules', 'init'], ['cloud_config_modules', 'config'], ['cloud_final_modules', 'final']] as const) {
-      const list = data[key];
-      if (Array.isArray(list)) modules[stage] = list.map(moduleName).filter((m): m is string => m !== null);
-    }
-    if (Array.isArray(data.datasource_list)) datasourceList = data.datasource_list.map(String);
-    const nocloud = (data.datasource as Record<string, unknown> | undefined)?.NoCloud as Record<string, unknown> | undefined;
-    if (nocloud && typeof nocloud.seedfrom === 'string') seedfrom = nocloud.seedfrom;
-    const user = ((data.system_info as Record<string, unknown> | undefined)?.default_user as Record<string, unknown> | undefined)?.name;
-    if (typeof user === 'string') defaultUser = user;
-  }
+  const files: CloudConfigFile[] = [
+    ...(cloudCfg === null ? [] : [{ path: CLOUD_CFG, text: cloudCfg }]),
+    ...cloudCfgSnippetOrder(cfgD.map((f) => f.name)).map((name) => ({ path: `${CLOUD_CFG_D}/${name}`, text: cfgD.find((f) => f.name === name)!.text })),
+  ];
+  const { merged, unreadable } = mergeCloudConfig(files);
+  const list = (key: string) => (Array.isArray(merged[key]) ? (merged[key] as unknown[]).map(moduleName).filter((m): m is string => m !== null) : []);
+  const modules = { init: list('cloud_init_modules'), config: list('cloud_config_modules'), final: list('cloud_final_modules') };
   const all = [...modules.init, ...modules.config, ...modules.final];
   const has = (name: string) => all.some((m) => m === name || m === `cc_${name}`);
+  const nocloud = (merged.datasource as Record<string, unknown> | undefined)?.NoCloud as Record<string, unknown> | undefined;
+  const user = ((merged.system_info as Record<string, unknown> | undefined)?.default_user as Record<string, unknown> | undefined)?.name;
+  const keysOf = (text: string) => {
+    try {
+      const data: unknown = parseYaml(text);
+      return data && typeof data === 'object' && !Array.isArray(data) ? Object.keys(data) : [];
+    } catch {
+      return [];
+    }
+  };
   return {
     cloudCfg: cloudCfg !== null,
     modules,
     growpart: has('growpart'),
     resizefs: has('resizefs'),
-    cfgD: documents.filter((d) => d.name !== 'cloud.cfg').map((d) => ({ name: d.name, keys: Object.keys(d.data) })),
-    datasourceList,
-    nocloudSeedfrom: seedfrom,
-    defaultUser,
-    parseErrors,
+    cfgD: files.filter((f) => f.path !== CLOUD_CFG).map((f) => ({ name: f.path.slice(CLOUD_CFG_D.length + 1), keys: keysOf(f.text) })),
+    datasourceList: Array.isArray(merged.datasource_list) ? merged.datasource_list.map(String) : null,
+    nocloudSeedfrom: typeof nocloud?.seedfrom === 'string' ? nocloud.seedfrom : null,
+    defaultUser: typeof user === 'string' ? user : null,
+    parseErrors: unreadable.map((u) => `${u.path.split('/').pop()}: ${u.error}`),
   };
-}
-
-export interface InitFormatEvidence {
-  cloudInitInstalled: boolean;
-  cloudInitDisabled: boolean;
-  datasourceList: string[] | null;
-  nocloudSeedfrom: string | null;
-  bootMount: string;
-  /** The boot partition has meta-data or user-data: a NoCloud seed. */
-  seedOnBootfs: boolean;
-  /** /usr/lib/raspberrypi-sys-mods/imager_custom: the hook Imager's systemd-format firstrun.sh calls. */
-  imagerCustom: boolean;
-  /** Bookworm-era `init=/usr/lib/raspberrypi-sys-mods/firstboot` on the kernel command line. */
-  sysModsFirstboot: boolean;
-}
-
-/**
- * The Raspberry Pi Imager customisation format an image understands: cloud-init reading a NoCloud seed from the
- * boot partition → cloudinit-rpi; raspberrypi-sys-mods' hook for Imager's firstrun.sh → systemd; else none.
- */
-export function impliedInitFormat(e: InitFormatEvidence): { value: InitFormat; reason: string } {
-  const nocloudListed = e.datasourceList === null || e.datasourceList.some((d) => d.toLowerCase() === 'nocloud');
-  const boot = e.bootMount.replace(/\/$/, '');
-  const seedOnBoot = e.nocloudSeedfrom !== null && e.nocloudSeedfrom.replace(/^file:\/\//, '').replace(/\/$/, '') === boot;
-  if (e.cloudInitInstalled && !e.cloudInitDisabled && nocloudListed && (seedOnBoot || e.seedOnBootfs)) {
-    const where = seedOnBoot ? `NoCloud seedfrom ${e.nocloudSeedfrom}` : 'NoCloud seed files on the boot partition';
-    return { value: 'cloudinit-rpi', reason: `cloud-init is installed and enabled, datasource_list ${e.datasourceList ? `[${e.datasourceList.join(', ')}]` : 'unset (all)'}, ${where}` };
-  }
-  if (e.imagerCustom || e.sysModsFirstboot) {
-    const what = e.imagerCustom ? '/usr/lib/raspberrypi-sys-mods/imager_custom (the hook firstrun.sh calls)' : 'init=/usr/lib/raspberrypi-sys-mods/firstboot on the kernel command line';
-    const why = e.cloudInitInstalled ? ' (cloud-init is installed but does not read a NoCloud seed from the boot partition)' : '';
-    return { value: 'systemd', reason: `${what}${why}` };
-  }
-  if (e.cloudInitInstalled) {
-    const why = e.cloudInitDisabled ? 'it is disabled' : !nocloudListed ? `NoCloud is not in datasource_list [${e.datasourceList?.join(', ')}]` : `no NoCloud seed on ${boot}`;
-    return { value: 'none', reason: `cloud-init is installed but ${why}, and there is no Imager systemd hook` };
-  }
-  return { value: 'none', reason: 'no cloud-init and no Imager systemd hook (raspberrypi-sys-mods imager_custom)' };
 }

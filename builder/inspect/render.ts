@@ -72,7 +72,7 @@ export function renderReport(r: BaseReport): string {
   else lines.push(indent(r.fstab.entries.map((e) => [e.spec, e.file, e.vfstype, e.options, e.freq, e.passno].join('  ')).join('\n') || '(no entries)'));
 
   const m = r.machineId;
-  section(`/etc/machine-id: ${m.state}${m.content !== null && m.state !== 'uninitialized' && m.state !== 'empty' ? ` (${JSON.stringify(m.content.trim())})` : ''}  (/var/lib/dbus/machine-id: ${m.dbusMachineId})`);
+  section(`/etc/machine-id: ${m.state}${m.symlinkTarget !== null ? ` → ${m.symlinkTarget}` : ''}  (/var/lib/dbus/machine-id: ${m.dbusMachineId})`);
   line(m.meaning);
 
   section(`First-boot and service units (default target ${r.defaultTarget ?? '?'})`);
@@ -95,8 +95,9 @@ export function renderReport(r: BaseReport): string {
     line(`datasource_list: ${ci.datasourceList ? `[${ci.datasourceList.join(', ')}]` : 'unset'};  NoCloud seedfrom: ${ci.nocloudSeedfrom ?? 'unset'};  default user: ${ci.defaultUser ?? 'unset'}`);
     for (const e of ci.parseErrors) line(`could not parse ${e}`);
   }
-  section(`Implied Raspberry Pi Imager init_format: ${r.initFormat.value}`);
+  section(`Raspberry Pi Imager init_format a build would publish: ${r.initFormat.value || '""'}`);
   line(r.initFormat.reason);
+  line(`supported: ${r.initFormat.supported.map((f) => f || '""').join(', ')}`);
 
   section('Initramfs');
   if (!r.initramfs.length) line('none found (boot partition initramfs*, /boot/initrd.img-*)');

@@ -1,3 +1,4 @@
+import { INIT_FORMATS } from '../base/init-format.ts';
 import { z } from 'zod';
 
 /**
@@ -182,9 +183,9 @@ export const baseReportSchema = z.object({
     foreignPartuuids: z.array(z.string()),
   }),
   machineId: z.object({
-    state: z.enum(['missing', 'empty', 'uninitialized', 'id', 'other']),
-    /** Content when it is not a real id (a real id is not printed). */
-    content: z.string().nullable(),
+    /** As the build classifies it (image/machine-id.ts): a machine ID or any other content is `id`, never printed. */
+    state: z.enum(['absent', 'empty', 'uninitialized', 'id', 'symlink']),
+    symlinkTarget: z.string().nullable(),
     dbusMachineId: z.enum(['missing', 'symlink', 'file']),
     firstBoot: z.boolean(),
     meaning: z.string(),
@@ -194,7 +195,8 @@ export const baseReportSchema = z.object({
   enabledLinks: z.array(z.string()),
   defaultTarget: z.string().nullable(),
   cloudInit: cloudInit,
-  initFormat: z.object({ value: z.enum(['cloudinit-rpi', 'systemd', 'none']), reason: z.string() }),
+  /** What a build on this base would detect (base/init-format.ts): the preferred format, every supported one, and why. */
+  initFormat: z.object({ value: z.enum(INIT_FORMATS), supported: z.array(z.enum(INIT_FORMATS)), reason: z.string() }),
   initramfs: z.array(initramfsImage),
   initramfsTools: z.object({ updateInitramfs: z.string().nullable(), modules: z.string().nullable(), compress: z.string().nullable() }),
   packages: z.array(pkg),
@@ -217,5 +219,3 @@ export type InitramfsImage = z.infer<typeof initramfsImage>;
 export type AptSource = z.infer<typeof aptSource>;
 export type BootFile = z.infer<typeof bootFile>;
 export type BaseUser = z.infer<typeof user>;
-export type MachineIdState = BaseReport['machineId']['state'];
-export type InitFormat = BaseReport['initFormat']['value'];

@@ -68,6 +68,7 @@ export async function makeSyntheticBase(dir: string, variant: 'trixie' | 'debian
   await put(root, 'usr/lib/systemd/system/NetworkManager.service', '[Unit]\nDescription=Network Manager\n[Install]\nWantedBy=multi-user.target\n');
   await put(root, 'usr/lib/systemd/system/systemd-networkd.service', '[Unit]\nDescription=Network Configuration\n');
   await put(root, 'usr/lib/systemd/system/multi-user.target', '[Unit]\nDescription=Multi-User System\n');
+  await put(root, 'usr/bin/cloud-init', '#!/usr/bin/python3\n# stand-in: only its presence is read\n', 0o755);
   for (const unit of ['cloud-init-main.service', 'cloud-init-local.service', 'cloud-init-network.service', 'cloud-config.service', 'cloud-final.service']) {
     await put(root, `usr/lib/systemd/system/${unit}`, `[Unit]\nDescription=${unit}\n[Install]\nWantedBy=cloud-init.target\n`);
     await link(root, `etc/systemd/system/cloud-init.target.wants/${unit}`, `/usr/lib/systemd/system/${unit}`);

@@ -1,7 +1,7 @@
 import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type DetectedInitFormat, IMAGER_SYSTEMD_HOOK, chooseInitFormat, detectInitFormat } from '../../builder/base/init-format.ts';
+import { CLOUD_INIT_DISABLED, type DetectedInitFormat, IMAGER_SYSTEMD_HOOK, chooseInitFormat, detectInitFormat } from '../../builder/base/init-format.ts';
 import { CLOUD_CFG, CLOUD_CFG_D, CLOUD_INIT } from '../../builder/image/cloud-init.ts';
 import { parseRecipe } from '../../builder/recipe/load.ts';
 import { REPO, scratch } from '../helpers/env.ts';
@@ -44,6 +44,17 @@ describe("init_format detected from the image's consumer of Imager's customisati
     const detected = await detectInitFormat(await trixieRoot({ seed: 'file:///var/lib/cloud/seed/nocloud/' }), '/boot/firmware');
     expect(detected.preferred).toBe('none');
     expect(detected.evidence).toMatch(/not reading the boot partition/);
+  });
+
+  it('cloud-init switched off (its marker file, or cloud-init=disabled in cmdline.txt): none, saying so', async () => {
+    const marked = await trixieRoot();
+    await put(marked, CLOUD_INIT_DISABLED, '');
+    expect(await detectInitFormat(marked, '/boot/firmware')).toMatchObject({ preferred: 'none', evidence: expect.stringContaining(`disabled (${CLOUD_INIT_DISABLED})`) });
+    const onCmdline = await trixieRoot();
+    await put(onCmdline, '/boot/firmware/cmdline.txt', 'console=tty1 root=PARTUUID=abcd-02 rootwait cloud-init=disabled\n');
+    expect(await detectInitFormat(onCmdline, '/boot/firmware')).toMatchObject({ preferred: 'none', evidence: expect.stringContaining('cloud-init=disabled on the kernel command line') });
+    // The command line a caller already read wins over the file (inspect-base reads it from the FAT partition).
+    expect((await detectInitFormat(onCmdline, '/boot/firmware', { cmdline: 'console=tty1' })).preferred).toBe('cloudinit-rpi');
   });
 
   it("Raspberry Pi OS's hook for Imager's firstrun.sh and no cloud-init: systemd (Bookworm)", async () => {

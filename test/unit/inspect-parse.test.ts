@@ -1,8 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { listInitramfsBuffer, resizeFiles } from '../../builder/inspect/initramfs.ts';
 import {
-  impliedInitFormat,
-  machineIdState,
   mbrPartuuid,
   parseCloudConfig,
   parseCmdline,
@@ -28,25 +26,6 @@ describe('inspect-base parsers', () => {
     expect(mbrPartuuid('0xabc', 1)).toBe('00000abc-01');
   });
 
-  it('classifies machine-id as systemd reads it (machine-id(5) first-boot semantics)', () => {
-    expect(machineIdState(null)).toMatchObject({ state: 'missing', firstBoot: true });
-    expect(machineIdState('')).toMatchObject({ state: 'empty', firstBoot: false });
-    expect(machineIdState('\n')).toMatchObject({ state: 'empty', firstBoot: false });
-    expect(machineIdState('uninitialized\n')).toMatchObject({ state: 'uninitialized', firstBoot: true });
-    expect(machineIdState('0123456789abcdef0123456789abcdef\n')).toMatchObject({ state: 'id', firstBoot: false });
-    expect(machineIdState('hello')).toMatchObject({ state: 'other' });
-  });
-
-  it('implies init_format: cloudinit-rpi, systemd (Imager hook or Bookworm firstboot), none', () => {
-    const base = { cloudInitInstalled: false, cloudInitDisabled: false, datasourceList: null, nocloudSeedfrom: null, bootMount: '/boot/firmware', seedOnBootfs: false, imagerCustom: false, sysModsFirstboot: false };
-    expect(impliedInitFormat({ ...base, cloudInitInstalled: true, datasourceList: ['NoCloud', 'None'], nocloudSeedfrom: 'file:///boot/firmware/' }).value).toBe('cloudinit-rpi');
-    expect(impliedInitFormat({ ...base, cloudInitInstalled: true, seedOnBootfs: true }).value).toBe('cloudinit-rpi');
-    expect(impliedInitFormat({ ...base, cloudInitInstalled: true, datasourceList: ['Ec2', 'None'], seedOnBootfs: true }).value).toBe('none');
-    expect(impliedInitFormat({ ...base, cloudInitInstalled: true, cloudInitDisabled: true, seedOnBootfs: true, imagerCustom: true }).value).toBe('systemd');
-    expect(impliedInitFormat({ ...base, sysModsFirstboot: true })).toMatchObject({ value: 'systemd', reason: expect.stringContaining('init=') });
-    expect(impliedInitFormat(base).value).toBe('none');
-  });
-
   it('reads cloud-init modules in every form cloud.cfg allows, with cloud.cfg.d overriding in order', () => {
     const facts = parseCloudConfig('cloud_init_modules:\n - growpart\n - [resizefs, always]\n - { name: ssh }\ndatasource_list: [ Ec2 ]\n', [
       { name: '10_a.cfg', text: 'datasource_list: [ NoCloud ]\n' },
@@ -57,6 +36,9 @@ describe('inspect-base parsers', () => {
     expect(facts.modules.init).toEqual(['growpart', 'resizefs', 'ssh']);
     expect(facts.parseErrors).toHaveLength(1);
     expect(facts.parseErrors[0]).toMatch(/^95_broken\.cfg: /);
+    // Mappings merge key by key, as cloud-init's mergemanydict does: a later snippet adds to datasource, not replaces it.
+    const merged = parseCloudConfig('datasource:\n  NoCloud:\n    seedfrom: file:///boot/firmware/\n  Ec2:\n    timeout: 1\n', [{ name: '50_x.cfg', text: 'datasource:\n  Ec2:\n    timeout: 5\n' }]);
+    expect(merged.nocloudSeedfrom).toBe('file:///boot/firmware/');
   });
 
   it('reads dpkg status, deb822 sources, shadow states and mdir listings', () => {

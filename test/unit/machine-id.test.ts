@@ -1,7 +1,7 @@
 import { lstat, mkdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { classifyMachineId } from '../../builder/image/machine-id.ts';
+import { classifyMachineId, firstBootOf } from '../../builder/image/machine-id.ts';
 import { cleanTree } from '../../builder/stages/seal.ts';
 import { scratch } from '../helpers/env.ts';
 
@@ -63,5 +63,13 @@ describe('seal keeps /etc/machine-id as the base had it, never the build\'s', ()
     expect(classifyMachineId({ kind: 'file', content: BUILD_ID, mode: 0o444 })).toEqual({ kind: 'id', mode: 0o444 });
     expect(classifyMachineId({ kind: 'absent' })).toEqual({ kind: 'absent' });
     expect(classifyMachineId({ kind: 'symlink', target: '/run/machine-id' })).toEqual({ kind: 'symlink', target: '/run/machine-id' });
+  });
+
+  it('says which kinds make the first boot a systemd first boot (machine-id(5)): none or "uninitialized", not empty or an ID', () => {
+    expect(firstBootOf({ kind: 'absent' }).firstBoot).toBe(true);
+    expect(firstBootOf({ kind: 'uninitialized', mode: 0o444 }).firstBoot).toBe(true);
+    expect(firstBootOf({ kind: 'empty', mode: 0o444 })).toMatchObject({ firstBoot: false, meaning: expect.stringContaining('rpi-resize.service') });
+    expect(firstBootOf({ kind: 'id', mode: 0o444 }).firstBoot).toBe(false);
+    expect(firstBootOf({ kind: 'symlink', target: '/run/machine-id' }).meaning).toContain('/run/machine-id');
   });
 });
