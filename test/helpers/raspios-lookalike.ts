@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { hashOf, sha256File } from '../../builder/hash.ts';
@@ -57,7 +57,7 @@ async function rootfsKey(): Promise<string> {
 }
 
 /** Bump when the layout step (disk id, fstab, cmdline.txt, machine-id, partitions, xz) changes. */
-const LAYOUT_VERSION = 1;
+const LAYOUT_VERSION = 2;
 
 async function imageKey(rootfs: string): Promise<string> {
   return hashOf({ rootfs, layout: LAYOUT_VERSION, bootfs: await treeDigest(join(LOOKALIKE, 'bootfs')), features: LOOKALIKE_EXT4_FEATURES }).slice(0, 20);
@@ -160,6 +160,7 @@ export async function raspiosLookalike(cache = TEST_CACHE): Promise<Lookalike> {
       rootMiB,
       layout: { firstSectorMiB: 8, bootLabel: 'bootfs', rootLabel: 'rootfs', fatSectorsPerCluster: 1, ext4Features: LOOKALIKE_EXT4_FEATURES, diskId },
     });
+    await writeMbrBootCode(`${image}.partial`, await partedBootCode(rootfs));
     await rename(`${image}.partial`, image);
     await execa('xz', ['--keep', '--force', '-T2', '-1', image]);
     const record: Lookalike = {
@@ -176,6 +177,38 @@ export async function raspiosLookalike(cache = TEST_CACHE): Promise<Lookalike> {
     return record;
   } finally {
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+const MBR_BOOT_CODE_BYTES = 440;
+
+/**
+ * The MBR boot code `parted mklabel msdos` writes, from the image's own parted (arm64, through qemu-user).
+ * pi-gen's export-image/prerun.sh makes the table with `parted mklabel msdos`, so real images carry this code. It
+ * matters: parted keeps an MBR's disk identifier only when boot code is present and otherwise writes a new random
+ * one (libparted's msdos_write), so on a card without it the first boot's `parted resizepart` (resize_early)
+ * re-keys the disk and root=PARTUUID in cmdline.txt no longer names any partition.
+ */
+async function partedBootCode(rootfs: string): Promise<Buffer> {
+  const scratch = join(rootfs, 'tmp/mbr.img');
+  await writeFile(scratch, Buffer.alloc(1024 * 1024));
+  try {
+    await execa('chroot', [rootfs, '/usr/sbin/parted', '--script', '/tmp/mbr.img', 'mklabel', 'msdos']);
+    const code = (await readFile(scratch)).subarray(0, MBR_BOOT_CODE_BYTES);
+    if (code.every((byte) => byte === 0)) throw new Error('parted mklabel msdos wrote no MBR boot code; the look-alike would not be laid out as pi-gen lays out Raspberry Pi OS');
+    return Buffer.from(code);
+  } finally {
+    await rm(scratch, { force: true });
+  }
+}
+
+/** Put boot code in front of the partition table (bytes 0–439; the disk identifier and the table follow it). */
+async function writeMbrBootCode(image: string, code: Buffer): Promise<void> {
+  const file = await open(image, 'r+');
+  try {
+    await file.write(code, 0, MBR_BOOT_CODE_BYTES, 0);
+  } finally {
+    await file.close();
   }
 }
 
