@@ -7,6 +7,8 @@ export const BOOT_LABEL = 'RASPIFIRM';
 export const ROOT_LABEL = 'RASPIROOT';
 const MiB = 1024 * 1024;
 const SECTOR = 512;
+/** An MBR's first 440 bytes are boot code; the disk identifier and the partition table follow. */
+export const MBR_BOOT_CODE_BYTES = 440;
 
 export interface AssembleRequest {
   /** Root filesystem tree, without the boot partition's contents. */
@@ -35,6 +37,12 @@ export interface DiskLayout {
   ext4Features: string[];
   /** MBR disk identifier, 8 hex digits; undefined lets sfdisk choose one at random. */
   diskId?: string;
+  /**
+   * MBR boot code (MBR_BOOT_CODE_BYTES); undefined leaves sfdisk's zeros. pi-gen's `parted mklabel msdos` writes
+   * parted's, and it matters on a card: parted keeps an MBR's disk identifier only when boot code is present,
+   * else writes a new random one, so a first-boot `parted resizepart` would re-key the disk behind cmdline.txt.
+   */
+  bootCode?: Buffer;
 }
 
 /** The Debian base's: partition 1 at 4 MiB (aligned for SD card erase blocks), Debian's raspi labels. */
@@ -64,6 +72,7 @@ export async function assembleImage(request: AssembleRequest): Promise<void> {
     '',
   ].join('\n');
   await run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', request.output], { log, input: table, what: 'write the partition table' });
+  if (layout.bootCode) await writeMbrBootCode(request.output, layout.bootCode);
   const cluster = layout.fatSectorsPerCluster === undefined ? [] : ['-s', String(layout.fatSectorsPerCluster)];
   await run('mkfs.vfat', ['-F', '32', ...cluster, '-n', layout.bootLabel, '--offset', String(firstSector), request.output, String((request.bootMiB * MiB) / 1024)], {
     log,
@@ -82,6 +91,28 @@ export async function assembleImage(request: AssembleRequest): Promise<void> {
     ['-q', '-t', 'ext4', '-L', layout.rootLabel, ...(layout.ext4Features.length ? ['-O', layout.ext4Features.join(',')] : []), '-d', request.rootDir, '-E', `offset=${rootStart * SECTOR}`, request.output, `${request.rootMiB * 1024}k`],
     { log, what: 'make the ext4 root filesystem' },
   );
+}
+
+async function writeMbrBootCode(image: string, code: Buffer): Promise<void> {
+  if (code.length !== MBR_BOOT_CODE_BYTES) throw new Error(`MBR boot code must be ${MBR_BOOT_CODE_BYTES} bytes, got ${code.length}`);
+  const file = await open(image, 'r+');
+  try {
+    await file.write(code, 0, MBR_BOOT_CODE_BYTES, 0);
+  } finally {
+    await file.close();
+  }
+}
+
+/** The boot code in front of an image's partition table. */
+export async function readMbrBootCode(image: string): Promise<Buffer> {
+  const code = Buffer.alloc(MBR_BOOT_CODE_BYTES);
+  const file = await open(image, 'r');
+  try {
+    await file.read(code, 0, MBR_BOOT_CODE_BYTES, 0);
+  } finally {
+    await file.close();
+  }
+  return code;
 }
 
 /** Disk use of a tree in MiB, as `du` counts it. */

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { hashOf, sha256File } from '../../builder/hash.ts';
-import { assembleImage, treeMiB } from '../../builder/image/assemble.ts';
+import { MBR_BOOT_CODE_BYTES, assembleImage, treeMiB } from '../../builder/image/assemble.ts';
 import { DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR } from '../../builder/recipe/schema.ts';
 import { treeDigest } from '../../builder/render/tree.ts';
 import { REPO, TEST_CACHE } from './env.ts';
@@ -158,9 +158,8 @@ export async function raspiosLookalike(cache = TEST_CACHE): Promise<Lookalike> {
       output: `${image}.partial`,
       bootMiB: BOOT_MIB,
       rootMiB,
-      layout: { firstSectorMiB: 8, bootLabel: 'bootfs', rootLabel: 'rootfs', fatSectorsPerCluster: 1, ext4Features: LOOKALIKE_EXT4_FEATURES, diskId },
+      layout: { firstSectorMiB: 8, bootLabel: 'bootfs', rootLabel: 'rootfs', fatSectorsPerCluster: 1, ext4Features: LOOKALIKE_EXT4_FEATURES, diskId, bootCode: await partedBootCode(rootfs) },
     });
-    await writeMbrBootCode(`${image}.partial`, await partedBootCode(rootfs));
     await rename(`${image}.partial`, image);
     await execa('xz', ['--keep', '--force', '-T2', '-1', image]);
     const record: Lookalike = {
@@ -180,8 +179,6 @@ export async function raspiosLookalike(cache = TEST_CACHE): Promise<Lookalike> {
   }
 }
 
-const MBR_BOOT_CODE_BYTES = 440;
-
 /**
  * The MBR boot code `parted mklabel msdos` writes, from the image's own parted (arm64, through qemu-user).
  * pi-gen's export-image/prerun.sh makes the table with `parted mklabel msdos`, so real images carry this code. It
@@ -199,16 +196,6 @@ async function partedBootCode(rootfs: string): Promise<Buffer> {
     return Buffer.from(code);
   } finally {
     await rm(scratch, { force: true });
-  }
-}
-
-/** Put boot code in front of the partition table (bytes 0–439; the disk identifier and the table follow it). */
-async function writeMbrBootCode(image: string, code: Buffer): Promise<void> {
-  const file = await open(image, 'r+');
-  try {
-    await file.write(code, 0, MBR_BOOT_CODE_BYTES, 0);
-  } finally {
-    await file.close();
   }
 }
 
