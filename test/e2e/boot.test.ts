@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
@@ -154,6 +154,40 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   );
 
   it(
+    'undelivered messages survive a relay restart and a reboot; with systemd\'s default SIGTERM put back (the control) a restart loses them',
+    { timeout: 2 * BOOT_LIMIT + 5 * 60_000 },
+    track(async () => {
+      expect(cardA, 'needs the first boot').toBeDefined();
+      type Answer = { ok: boolean; output?: string; count?: number | null; killSignal?: string; journal?: string };
+      const ask = async (vm: Vm, request: string) => {
+        const answer = await vm.report<Answer>(request, 120_000);
+        expect(answer.ok, `${request}: ${answer.output}`).toBe(true);
+        return answer;
+      };
+      const vm = await start({ name: 'A-messages', disk: disk('A') });
+      await vm.waitForAgent('ready', BOOT_LIMIT);
+      await ask(vm, 'messages send 1 member 5');
+      await ask(vm, 'messages send 2 member 5');
+      // As shipped: the unit stops the relay with SIGINT (2), on which it saves what it holds.
+      const kept = await ask(vm, 'relay restart 1');
+      expect(kept.killSignal).toBe('KillSignal=2');
+      expect(kept.journal).toContain('messages saved: 5');
+      expect((await ask(vm, 'messages count 1 member')).count).toBe(5);
+      // The control: the same restart with SIGTERM (15) loses every message, as the real server does.
+      const lost = await ask(vm, 'relay sigterm 2');
+      expect(lost.killSignal).toBe('KillSignal=15');
+      expect((await ask(vm, 'messages count 2 member')).count).toBe(0);
+      // A clean power-off stops every relay the same way: what relay 1 holds is on the card at the next boot.
+      await ask(vm, 'messages send 1 member 3');
+      await vm.powerOff();
+      const rebooted = await start({ name: 'A-messages-reboot', disk: disk('A') });
+      await rebooted.waitForAgent('ready', BOOT_LIMIT);
+      expect((await ask(rebooted, 'messages count 1 member')).count).toBe(8);
+      await rebooted.powerOff();
+    }),
+  );
+
+  it(
     'firewall: a host port forwarded to a listening relay never reaches it; nftables alone and the unit\'s IPAddressDeny alone each stop it; with both down it does (the control)',
     { timeout: BOOT_LIMIT + 5 * 60_000 },
     track(async () => {
@@ -262,12 +296,12 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
 });
 
 /**
- * Connect to the forwarded port and say something. qemu's user network accepts on the host side whatever
- * happens inside; true only if the relay answered (the stand-in greets and closes each connection it accepts).
+ * Open a TLS session with the forwarded port as an SMP client would. qemu's user network accepts on the host side
+ * whatever happens inside; true only if the relay itself answered, i.e. completed the TLS handshake.
  */
 async function tryConnect(port: number, waitMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port });
+    const socket = connect({ host: '127.0.0.1', port, ALPNProtocols: ['smp/1'], rejectUnauthorized: false });
     let settled = false;
     const done = (answered: boolean) => {
       if (settled) return;
@@ -277,8 +311,7 @@ async function tryConnect(port: number, waitMs: number): Promise<boolean> {
       resolve(answered);
     };
     const timer = setTimeout(() => done(false), waitMs);
-    socket.on('connect', () => socket.write('hello\n'));
-    socket.on('data', () => done(true));
+    socket.on('secureConnect', () => done(true));
     socket.on('end', () => done(false));
     socket.on('error', () => done(false));
   });

@@ -86,6 +86,8 @@ export async function systemdRoot(rendered: string): Promise<string> {
   await mkdir(join(root, 'usr/lib'), { recursive: true });
   await cp('/usr/lib/systemd', join(root, 'usr/lib/systemd'), { recursive: true });
   await cp(join(rendered, 'etc'), join(root, 'etc'), { recursive: true });
+  // What the units run from the image itself (the relay's ExecStartPre=), as rendered.
+  await cp(join(rendered, 'usr/local/lib'), join(root, 'usr/local/lib'), { recursive: true }).catch(() => undefined);
   await mkdir(join(root, 'usr/local/bin'), { recursive: true });
   for (const name of ['smp-server', 'xftp-server']) await writeFile(join(root, 'usr/local/bin', name), '#!/bin/sh\n', { mode: 0o755 });
   return root;

@@ -11,12 +11,18 @@
 //   control <action> -> the firewall test takes its layers down one at a time, to show each one alone keeps a
 //               connection from reaching the relay (and that one gets through with both down):
 //               nft-flush | nft-restore (nftables) and unit-ip-open | unit-ip-close (IPAddressDeny= of smp1's unit)
+//   messages send <n> <queue> <count> | messages count <n> <queue> -> leave messages on SMP relay n (the
+//               stand-in's own line protocol inside its TLS session), or count those it holds
+//   relay restart <n> | relay sigterm <n> -> restart relay n's unit and wait until it listens again; sigterm first
+//               puts systemd's default stop signal back for it (a runtime drop-in: the control of the stop test)
 //   poweroff -> a clean shutdown
-// Reads what the shipped system wrote; changes nothing but the power state and, when asked, those two layers.
+// Reads what the shipped system wrote; changes nothing but the power state and, when asked, those two layers,
+// the messages on a relay and a relay's stop signal (until the next boot).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, openSync, read, readFileSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, read, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
+import { connect } from 'node:tls';
 
 const PORT = '/dev/virtio-ports/simplex-pi-e2e';
 const plan = JSON.parse(readFileSync('/etc/simplex-pi/plan.json', 'utf8'));
@@ -200,6 +206,62 @@ function control(action) {
   return { ok: true, nftTables: sh('nft', ['list', 'tables']), ipAddressDeny: deny };
 }
 
+/** One TLS session with SMP relay n, as a client opens one; sends each line and collects each answer. */
+function relayExchange(n, lines) {
+  const { localPort } = plan.smp.instances[n - 1];
+  return new Promise((resolve) => {
+    const answers = [];
+    let pending = '';
+    const socket = connect({ host: '127.0.0.1', port: localPort, ALPNProtocols: ['smp/1'], rejectUnauthorized: false });
+    const timer = setTimeout(() => (socket.destroy(), resolve({ ok: false, output: `no answer from port ${localPort}`, answers })), 30_000);
+    socket.on('secureConnect', () => socket.write(lines.map((l) => `${l}\n`).join('')));
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk) => {
+      pending += chunk;
+      for (let at = pending.indexOf('\n'); at !== -1; at = pending.indexOf('\n')) {
+        answers.push(pending.slice(0, at));
+        pending = pending.slice(at + 1);
+      }
+      if (answers.length === lines.length) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve({ ok: true, answers });
+      }
+    });
+    socket.on('error', (error) => (clearTimeout(timer), resolve({ ok: false, output: String(error), answers })));
+  });
+}
+
+async function messages(args) {
+  const [verb, n, queue, count] = args;
+  if (verb === 'send') return relayExchange(Number(n), Array.from({ length: Number(count) }, (_, i) => `SEND ${queue} e2e message ${i + 1}`));
+  if (verb === 'count') {
+    const result = await relayExchange(Number(n), [`COUNT ${queue}`]);
+    return { ...result, count: result.ok ? Number(result.answers[0]) : null };
+  }
+  return { ok: false, output: `unknown messages request ${verb}` };
+}
+
+async function relay(args) {
+  const [verb, n] = args;
+  const instance = plan.smp.instances[Number(n) - 1];
+  if (!instance || !['restart', 'sigterm'].includes(verb)) return { ok: false, output: `unknown relay request ${args.join(' ')}` };
+  if (verb === 'sigterm') {
+    const dropIn = `/run/systemd/system/${instance.unit}.d`;
+    mkdirSync(dropIn, { recursive: true });
+    writeFileSync(`${dropIn}/e2e-sigterm.conf`, '[Service]\nKillSignal=SIGTERM\n');
+    sh('systemctl', ['daemon-reload']);
+  }
+  const restarted = sh('systemctl', ['restart', instance.unit]);
+  for (let i = 0; i < 120; i++) {
+    if (unit(instance.unit).ActiveState === 'active' && listening().some((l) => l.endsWith(`:${instance.localPort}`))) {
+      return { ok: true, killSignal: sh('systemctl', ['show', instance.unit, '-p', 'KillSignal']).trim(), journal: sh('journalctl', ['-b', '-u', instance.unit, '-o', 'cat', '--no-pager']) };
+    }
+    await sleep(1000);
+  }
+  return { ok: false, output: `${instance.unit} did not listen again: ${restarted}` };
+}
+
 async function waitReady() {
   for (let i = 0; ; i++) {
     if (ready()) return { event: 'ready' };
@@ -240,6 +302,8 @@ async function serve(fd) {
       else if (request === 'journal') send(fd, { event: 'journal', report: { journal: sh('journalctl', ['-b', '-u', plan.smp.instances[0].unit, '-o', 'cat', '--no-pager']) } });
       else if (request === 'system') send(fd, { event: 'system', report: system() });
       else if (request.startsWith('control ')) send(fd, { event: 'control', report: control(request.slice('control '.length)) });
+      else if (request.startsWith('messages ')) send(fd, { event: 'messages', report: await messages(request.split(' ').slice(1)) });
+      else if (request.startsWith('relay ')) send(fd, { event: 'relay', report: await relay(request.split(' ').slice(1)) });
       else if (request === 'poweroff') {
         send(fd, { event: 'poweroff' });
         say('powering off');

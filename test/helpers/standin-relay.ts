@@ -1,0 +1,107 @@
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { connect, type TLSSocket } from 'node:tls';
+import { execa, type Result, type ResultPromise } from 'execa';
+import { standinScript } from '../fixtures/standin/build.ts';
+
+/**
+ * An SMP stand-in relay run on the host with the host's Node, exactly as the ELF runs it in the image
+ * (`node -e <script> -- ARGS`), with its configuration and state under `dir`. For tests of the stand-in's
+ * contract and of what the image does around the relay (stopping it, repairing what it saved).
+ */
+export class StandinRelay {
+  readonly env: Record<string, string>;
+  private constructor(
+    private readonly script: string,
+    dir: string,
+  ) {
+    this.env = { SMP_SERVER_CFG_PATH: join(dir, 'etc'), SMP_SERVER_LOG_PATH: join(dir, 'var') };
+  }
+
+  static async create(dir: string, version = '6.5.2.0'): Promise<StandinRelay> {
+    return new StandinRelay(await standinScript('smp', version), dir);
+  }
+
+  get cfgPath(): string {
+    return this.env.SMP_SERVER_CFG_PATH!;
+  }
+
+  get logPath(): string {
+    return this.env.SMP_SERVER_LOG_PATH!;
+  }
+
+  /** Where the relay saves undelivered messages at a clean stop (upstream's storeMsgsFilePath). */
+  get messagesFile(): string {
+    return join(this.logPath, 'smp-server-messages.log');
+  }
+
+  run(...args: string[]): Promise<Result<{ reject: false; all: true }>> {
+    return execa('node', ['-e', this.script, '--', ...args], { env: this.env, reject: false, all: true });
+  }
+
+  /** `start`, resolved once the relay listens; fails with its output if it exits first. */
+  async start(...extra: string[]): Promise<RunningRelay> {
+    const child = execa('node', ['-e', this.script, '--', 'start', ...extra], { env: this.env, reject: false, all: true });
+    let output = '';
+    child.all.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const deadline = Date.now() + 20_000;
+    while (!/Serving SMP protocol on port/.test(output)) {
+      if (child.exitCode !== null || Date.now() > deadline) {
+        await child.catch(() => undefined);
+        throw new Error(`the stand-in relay did not start:\n${output}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return { process: child, output: () => output };
+  }
+}
+
+export interface RunningRelay {
+  process: ResultPromise<{ reject: false; all: true }>;
+  output: () => string;
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface RelaySession {
+  socket: TLSSocket;
+  /** One line of the stand-in's protocol (SEND q text, COUNT q, QUEUES), and its one-line answer. */
+  ask: (line: string) => Promise<string>;
+}
+
+/** A TLS session with the relay as an SMP client opens one (ALPN smp/1; identity checked by the caller). */
+export async function relaySession(port: number): Promise<RelaySession> {
+  const socket = connect({ host: '127.0.0.1', port, ALPNProtocols: ['smp/1'], rejectUnauthorized: false });
+  await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+  let pending = '';
+  const waiting: Array<(line: string) => void> = [];
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    pending += chunk;
+    for (let at = pending.indexOf('\n'); at !== -1; at = pending.indexOf('\n')) {
+      waiting.shift()?.(pending.slice(0, at));
+      pending = pending.slice(at + 1);
+    }
+  });
+  return {
+    socket,
+    ask: (line) =>
+      new Promise((resolve) => {
+        waiting.push(resolve);
+        socket.write(`${line}\n`);
+      }),
+  };
+}
+
+export async function countOn(port: number, queue: string): Promise<number> {
+  const { socket, ask } = await relaySession(port);
+  const n = Number(await ask(`COUNT ${queue}`));
+  socket.destroy();
+  return n;
+}

@@ -1,0 +1,115 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StandinRelay, countOn, freePort, relaySession } from '../helpers/standin-relay.ts';
+
+/**
+ * The stand-in keeps the real servers' contract wherever a test depends on it (simplexmq v6.5.2; the stand-in's
+ * comments cite the source): optparse's refusal of unknown options, the bare `-v` line, TLS as the real relay
+ * speaks it, and undelivered messages saved on SIGINT only, read back at start, fatal when the file is damaged.
+ * Run with the host's Node exactly as the ELF runs it in the image (`node -e <script> -- ARGS`).
+ */
+
+describe('the simplexmq stand-in keeps the real CLI and server contract', () => {
+  let dir: string;
+  let relay: StandinRelay;
+  let port: number;
+  const run = (...args: string[]) => relay.run(...args);
+  const startRelay = (...args: string[]) => relay.start(...args);
+  const session = relaySession;
+  const messages = () => relay.messagesFile;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'standin-contract-'));
+    relay = await StandinRelay.create(dir);
+    port = await freePort();
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('prints the version line alone for -v, as optparse infoOption does', async () => {
+    const result = await run('-v');
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toBe('SMP server v6.5.2.0 / 0000000');
+  });
+
+  it('refuses options the real command does not have, and a flag-or-value option given its value with a space', async () => {
+    const unknown = await run('init', '-y', '--disable-web', '--frobnicate');
+    expect(unknown.exitCode).toBe(1);
+    expect(unknown.stderr).toContain("Invalid option `--frobnicate'");
+    const spaced = await run('init', '-y', '--socks-proxy', '127.0.0.1:9050');
+    expect(spaced.exitCode).toBe(1);
+    expect(spaced.stderr).toContain("Invalid argument `127.0.0.1:9050'");
+    const missing = await run('init', '-y', '-n');
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toContain('The option `-n` expects an argument.');
+  });
+
+  it('initialises with the flags the project passes, and speaks TLS 1.3 with ALPN smp/1 and the chain server.crt, ca.crt', async () => {
+    const init = await run('init', '-y', '--disable-web', '--socks-proxy=127.0.0.1:9050', '-n', 'example.onion');
+    expect(init.exitCode, init.all).toBe(0);
+    const ini = join(relay.cfgPath, 'smp-server.ini');
+    await writeFile(ini, (await readFile(ini, 'utf8')).replace(/^port = .*$/m, `port = ${port}`));
+    const running = await startRelay();
+    try {
+      const { socket } = await session(port);
+      expect(socket.alpnProtocol).toBe('smp/1');
+      expect(socket.getProtocol()).toBe('TLSv1.3');
+      expect(socket.getCipher().standardName).toBe('TLS_CHACHA20_POLY1305_SHA256');
+      const leaf = socket.getPeerCertificate(true);
+      const ca = leaf.issuerCertificate;
+      expect(ca && ca !== leaf).toBeTruthy();
+      // The address's fingerprint is the sha256 of the CA certificate the relay presents.
+      const fingerprint = (await readFile(join(relay.cfgPath, 'fingerprint'), 'utf8')).trim();
+      expect(createHash('sha256').update(ca.raw).digest('base64url')).toBe(fingerprint.replace(/=+$/, ''));
+      socket.destroy();
+    } finally {
+      running.process.kill('SIGKILL');
+      await running.process;
+    }
+  });
+
+  it('saves undelivered messages on SIGINT and restores them at the next start (then keeps the file as .bak)', async () => {
+    const running = await startRelay();
+    const { socket, ask } = await session(port);
+    for (const text of ['one', 'two', 'three']) expect(await ask(`SEND q1 ${text}`)).toMatch(/^OK /);
+    socket.destroy();
+    running.process.kill('SIGINT');
+    const stopped = await running.process;
+    expect(stopped.exitCode).toBe(0);
+    expect(running.output()).toContain('Received SIGINT, stopping server...');
+    expect((await readFile(messages(), 'utf8')).split('\n')).toHaveLength(4);
+
+    const again = await startRelay();
+    expect(again.output()).toContain('messages stored: 3');
+    expect(await countOn(port, 'q1')).toBe(3);
+    await expect(readFile(`${messages()}.bak`, 'utf8')).resolves.toContain('v3 q1 ');
+    // SIGTERM: no handler, as in the real server (GHC installs none), so nothing is saved.
+    again.process.kill('SIGTERM');
+    const killed = await again.process;
+    expect(killed.signal).toBe('SIGTERM');
+    await expect(readFile(messages(), 'utf8')).rejects.toThrow(/ENOENT/);
+  });
+
+  it('refuses to start on a torn last record unless --skip-warnings, and always on a damaged earlier one', async () => {
+    const good = (i: number) => `v3 q2 id${i} 1700000000 ${Buffer.from(`m${i}`).toString('base64')}\n`;
+    await writeFile(messages(), `${good(1)}${good(2)}v3 q2 id3 17000`);
+    const torn = await run('start');
+    expect(torn.exitCode).toBe(1);
+    expect(torn.stdout).toContain('start with --skip-warnings option to ignore this error');
+    await expect(readFile(messages(), 'utf8')).resolves.toContain('id3'); // no rename: every retry fails the same way
+
+    const skipping = await startRelay('--skip-warnings');
+    expect(await countOn(port, 'q2')).toBe(2);
+    skipping.process.kill('SIGKILL');
+    await skipping.process;
+
+    await writeFile(messages(), `${good(1)}garbage\n${good(2)}`);
+    const damaged = await run('start', '--skip-warnings');
+    expect(damaged.exitCode).toBe(1);
+    expect(damaged.stdout).toContain('error restoring messages');
+  });
+});
