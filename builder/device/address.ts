@@ -1,4 +1,4 @@
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 
 /**
  * SimpleX server addresses, built from their parts (facts §5), never copied from the `Server address:` line the
@@ -14,6 +14,14 @@ export function fingerprintOf(caCertificatePem: string): string {
 /** Characters simplexmq forbids in a password: whitespace, @, : and /. */
 export function validPassword(password: string): boolean {
   return password.length > 0 && !/[\s@:/]/.test(password) && /^[\x21-\x7e]+$/.test(password);
+}
+
+/**
+ * A new server password as smp-server init makes one (Main.hs: strEncode of 32 random bytes): base64url with
+ * padding, 44 characters. Used for the XFTP relay, whose init has no password option.
+ */
+export function newServerPassword(): string {
+  return `${randomBytes(32).toString('base64url')}=`;
 }
 
 export interface AddressParts {

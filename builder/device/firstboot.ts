@@ -7,8 +7,9 @@ import { atomicWrite, ensureDir } from './files.ts';
 import { ownerOf } from './ids.ts';
 import { readIni } from './ini.ts';
 import { ensureOnionService } from './onion-service.ts';
-import { type ServerSpec, ensureServer } from './servers.ts';
+import { type ServerSpec, ensurePassword, ensureServer } from './servers.ts';
 import { ensureClientKeys } from './client-auth.ts';
+import { checkXftpQuota } from './storage.ts';
 
 export const STATE_DIR = '/var/lib/simplex-pi';
 export const DONE = `${STATE_DIR}/firstboot.done`;
@@ -27,7 +28,7 @@ async function addressOf(kind: 'smp' | 'xftp', cfgPath: string, ini: string, oni
   const fingerprint = (await readFile(join(cfgPath, 'fingerprint'), 'utf8')).trim();
   const computed = fingerprintOf(await readFile(join(cfgPath, 'ca.crt'), 'utf8'));
   if (fingerprint !== computed) throw new Error(`${cfgPath}/fingerprint does not match ca.crt; the relay would not start either`);
-  const password = kind === 'smp' ? readIni(await readFile(join(cfgPath, ini), 'utf8'), 'AUTH', 'create_password') : undefined;
+  const password = readIni(await readFile(join(cfgPath, ini), 'utf8'), 'AUTH', 'create_password');
   return serverAddress({ scheme: kind, fingerprint, password, onion, port });
 }
 
@@ -43,11 +44,12 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
   const records: ServerRecord[] = [];
 
   /** One relay: its onion service, then its identity (as the relay user), then its address. */
-  const relayServer = async (name: string, kind: 'smp' | 'xftp', onionService: OnionService, spec: Omit<ServerSpec, 'settings' | 'initArgs'>, server: { initArgs: string[]; ini: IniSetting[] }) => {
+  const relayServer = async (name: string, kind: 'smp' | 'xftp', onionService: OnionService, spec: Omit<ServerSpec, 'settings' | 'initArgs'>, server: { initArgs: string[]; ini: IniSetting[]; password?: 'generate' | 'none' }) => {
     const onion = await ensureOnionService(onionService, tor);
     log(`${name}: onion ${onion.created ? 'created' : 'kept'} ${onion.address}`);
     const identity = await ensureServer({ ...spec, initArgs: server.initArgs, settings: server.ini }, onion.address, relay);
     log(`${name}: identity ${identity.created ? 'created' : 'kept'}`);
+    if (server.password === 'generate') log(`${name}: upload password ${(await ensurePassword(spec, relay)).created ? 'created' : 'kept'}`);
     records.push({ name, kind, onion: onion.address, address: await addressOf(kind, spec.cfgPath, spec.ini, onion.address, onionService.virtualPort) });
   };
 
@@ -72,6 +74,9 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
       logPath: xftp.logPath,
       env: { XFTP_SERVER_CFG_PATH: xftp.cfgPath, XFTP_SERVER_LOG_PATH: xftp.logPath },
     }, xftp);
+    // Said, not enforced: the relay still works, and the recipe is what must change (status says it again).
+    const quota = await checkXftpQuota(xftp.quota, xftp.filesPath);
+    log(`xftp: ${quota.ok ? '' : 'WARNING: '}${quota.message}`);
   }
 
   if (plan.ssh.onion) {

@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IniSetting } from '../plan/plan.ts';
-import { fingerprintOf } from './address.ts';
+import { fingerprintOf, newServerPassword } from './address.ts';
 import { type Owner, atomicWrite, syncTree } from './files.ts';
-import { applyIni } from './ini.ts';
+import { applyIni, readIni } from './ini.ts';
 
 export interface ServerSpec {
   binary: string;
@@ -78,4 +78,17 @@ export async function ensureServer(spec: ServerSpec, onion: string, relay: Owner
   const updated = applyIni(text, spec.settings);
   if (updated !== text) await atomicWrite(ini, updated, 0o600, relay);
   return { created: !complete };
+}
+
+/**
+ * The relay's upload or queue-creation password ([AUTH] create_password): kept if the INI has one, else a new
+ * one written atomically before any address is built from it, so a resumed first boot keeps the first one.
+ * For the XFTP relay, whose init has no password option; smp-server init makes its own.
+ */
+export async function ensurePassword(spec: Pick<ServerSpec, 'cfgPath' | 'ini'>, relay: Owner): Promise<{ created: boolean }> {
+  const ini = join(spec.cfgPath, spec.ini);
+  const text = await readFile(ini, 'utf8');
+  if (readIni(text, 'AUTH', 'create_password')) return { created: false };
+  await atomicWrite(ini, applyIni(text, [{ section: 'AUTH', key: 'create_password', value: newServerPassword() }]), 0o600, relay);
+  return { created: true };
 }

@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import type { BuildPlan } from '../plan/plan.ts';
 import { runningHostname } from './export.ts';
 import { DONE, STATE_DIR } from './firstboot.ts';
+import { checkXftpQuota } from './storage.ts';
 
 const run = promisify(execFile);
 
@@ -73,6 +74,10 @@ export async function status(plan: BuildPlan): Promise<string> {
     const state = await unitState(unit);
     const ok = state === 'active' ? 'ok ' : '!! ';
     lines.push(`  ${ok} ${unit.replace(/\.service$/, '').padEnd(20)} ${state}${port ? (listening.has(port) ? `, listening on ${port}` : `, NOT listening on ${port}`) : ''}`);
+  }
+  if (plan.xftp) {
+    const quota = await checkXftpQuota(plan.xftp.quota, plan.xftp.filesPath).catch((error: Error) => ({ ok: false, message: `cannot check the XFTP quota: ${error.message}` }));
+    lines.push('', `Storage: ${quota.ok ? 'ok ' : '!! '} ${quota.message}`);
   }
   lines.push('', `Tor: ${await torBootstrap()}`, '');
   const addresses = await readFile(`${STATE_DIR}/addresses.txt`, 'utf8').catch((error: NodeJS.ErrnoException) =>

@@ -61,6 +61,8 @@ export interface XftpServer {
   logPath: string;
   filesPath: string;
   quota: string;
+  /** generate: the first boot sets a random [AUTH] create_password after init (xftp-server init has no flag for it). */
+  password: 'generate' | 'none';
   /** `xftp-server` arguments for init; the device adds `-n <onion address>`. */
   initArgs: string[];
   ini: IniSetting[];
@@ -190,6 +192,7 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
         logPath: '/var/opt/simplex-xftp',
         filesPath: '/srv/simplex-xftp/files',
         quota: recipe.xftp.quota,
+        password: recipe.xftp.password,
         initArgs: ['init', '-p', '/srv/simplex-xftp/files', '-q', recipe.xftp.quota],
         ini: [
           { section: 'TRANSPORT', key: 'port', value: String(recipe.xftp.local_port) },

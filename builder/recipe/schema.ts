@@ -147,6 +147,13 @@ const xftpSchema = z.strictObject({
     .regex(/^[1-9]\d*(gb|mb|kb)$/, { error: 'must be a whole number followed by gb, mb or kb in lower case, e.g. 10gb (simplexmq rejects other forms)' })
     .default('10gb'),
   file_expiry_hours: int(1, 8760).default(48),
+  /**
+   * generate: the relay gets a random upload password ([AUTH] create_password), carried in its xftp:// address,
+   * so only the group's apps can store files on the card. none: anyone who has the address may. The address
+   * reaches far beyond the group: every file description a member sends names the relay (without the password),
+   * so without one anyone ever sent a file through it could fill the card up to the quota.
+   */
+  password: z.enum(['generate', 'none'], { error: 'must be generate or none' }).default('generate'),
   onion_port: port().default(443),
   local_port: localPort().default(XFTP_LOCAL_PORT),
 });

@@ -87,7 +87,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       for (const name of ['smp1', 'smp2', 'smp3']) {
         expect(contents.addresses.get(name)).toMatch(/^smp:\/\/[A-Za-z0-9_-]{43}=?:[A-Za-z0-9_=-]{20,}@[a-z2-7]{56}\.onion(:5223)?$/);
       }
-      expect(contents.addresses.get('xftp')).toMatch(/^xftp:\/\/[A-Za-z0-9_-]{43}=?@[a-z2-7]{56}\.onion(:443)?$/);
+      expect(contents.addresses.get('xftp')).toMatch(/^xftp:\/\/[A-Za-z0-9_-]{43}=:[A-Za-z0-9_-]{43}=@[a-z2-7]{56}\.onion:443$/);
       for (const name of ['smp1', 'smp2', 'smp3', 'xftp']) expect(contents.qr.get(name)).toBe(contents.addresses.get(name));
       expect(contents.servers.map((s) => [s.name, s.address])).toEqual([...contents.addresses.entries()]);
       expect(report.addresses?.replaceAll('\n', '\r\n')).toBe([...contents.addresses].map(([n, a]) => `${n}\t${a}\r\n`).join(''));

@@ -11,23 +11,31 @@ import { standinScript } from '../fixtures/standin/build.ts';
  */
 export class StandinRelay {
   readonly env: Record<string, string>;
+  private readonly prefix: string;
   private constructor(
     private readonly script: string,
+    readonly kind: 'smp' | 'xftp',
     dir: string,
   ) {
-    this.env = { SMP_SERVER_CFG_PATH: join(dir, 'etc'), SMP_SERVER_LOG_PATH: join(dir, 'var') };
+    this.prefix = kind === 'smp' ? 'SMP_SERVER' : 'XFTP_SERVER';
+    this.env = { [`${this.prefix}_CFG_PATH`]: join(dir, 'etc'), [`${this.prefix}_LOG_PATH`]: join(dir, 'var') };
   }
 
-  static async create(dir: string, version = '6.5.2.0'): Promise<StandinRelay> {
-    return new StandinRelay(await standinScript('smp', version), dir);
+  static async create(dir: string, kind: 'smp' | 'xftp' = 'smp', version = '6.5.2.0'): Promise<StandinRelay> {
+    return new StandinRelay(await standinScript(kind, version), kind, dir);
   }
 
   get cfgPath(): string {
-    return this.env.SMP_SERVER_CFG_PATH!;
+    return this.env[`${this.prefix}_CFG_PATH`]!;
   }
 
   get logPath(): string {
-    return this.env.SMP_SERVER_LOG_PATH!;
+    return this.env[`${this.prefix}_LOG_PATH`]!;
+  }
+
+  /** The INI `init` wrote. */
+  get iniPath(): string {
+    return join(this.cfgPath, this.kind === 'smp' ? 'smp-server.ini' : 'file-server.ini');
   }
 
   /** Where the relay saves undelivered messages at a clean stop (upstream's storeMsgsFilePath). */
@@ -45,7 +53,7 @@ export class StandinRelay {
     let output = '';
     child.all.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const deadline = Date.now() + 20_000;
-    while (!/Serving SMP protocol on port/.test(output)) {
+    while (!/Serving SMP protocol on port|Listening on port/.test(output)) {
       if (child.exitCode !== null || Date.now() > deadline) {
         await child.catch(() => undefined);
         throw new Error(`the stand-in relay did not start:\n${output}`);
@@ -75,9 +83,9 @@ export interface RelaySession {
   ask: (line: string) => Promise<string>;
 }
 
-/** A TLS session with the relay as an SMP client opens one (ALPN smp/1; identity checked by the caller). */
-export async function relaySession(port: number): Promise<RelaySession> {
-  const socket = connect({ host: '127.0.0.1', port, ALPNProtocols: ['smp/1'], rejectUnauthorized: false });
+/** A TLS session with the relay as a client opens one (ALPN smp/1, or xftp/1; identity checked by the caller). */
+export async function relaySession(port: number, alpn = 'smp/1'): Promise<RelaySession> {
+  const socket = connect({ host: '127.0.0.1', port, ALPNProtocols: [alpn], rejectUnauthorized: false });
   await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
   let pending = '';
   const waiting: Array<(line: string) => void> = [];

@@ -230,7 +230,11 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       const addresses = (await readFile(join(root, 'var/lib/simplex-pi/addresses.txt'), 'utf8')).trim().split('\n');
       expect(addresses).toHaveLength(4);
       expect(addresses[0]).toMatch(/^smp1\tsmp:\/\/[A-Za-z0-9_-]{43}=:[^\s@:/]+@[a-z2-7]{56}\.onion:5223$/);
-      expect(addresses[2]).toMatch(/^xftp\txftp:\/\/[A-Za-z0-9_-]{43}=@[a-z2-7]{56}\.onion:443$/);
+      // The XFTP relay's upload password, made by first boot (its init has none), is in the INI and the address.
+      expect(addresses[2]).toMatch(/^xftp\txftp:\/\/[A-Za-z0-9_-]{43}=:[A-Za-z0-9_-]{43}=@[a-z2-7]{56}\.onion:443$/);
+      const uploadPassword = readIni(await readFile(join(root, plan.xftp.cfgPath, 'file-server.ini'), 'utf8'), 'AUTH', 'create_password');
+      expect(addresses[2]).toContain(`:${uploadPassword}@`);
+      expect(first.stdout).toContain('xftp: upload password created');
       expect(addresses[3]).toMatch(/^ssh\tssh admin@[a-z2-7]{56}\.onion$/);
       const smp1Onion = (await readFile(join(root, services[0]!.dir, 'hostname'), 'utf8')).trim();
       expect(addresses[0]).toContain(`@${smp1Onion}:5223`);
