@@ -26,6 +26,18 @@ export const SIMPLEXMQ_ASSET_SUFFIX = 'ubuntu-22_04-aarch64';
 export const SIMPLEXMQ_RELEASE_BASE = 'https://github.com/simplex-chat/simplexmq/releases/download/v{version}';
 export const SIMPLEXMQ_RELEASE_API = 'https://api.github.com/repos/simplex-chat/simplexmq/releases/tags/v{version}';
 /**
+ * The first simplexmq release with aarch64 assets: upstream's build workflow (.github/workflows/build.yml) builds
+ * them from tag v6.5.0-beta.1 on; 6.4.x and older have x86-64 assets only.
+ */
+export const SIMPLEXMQ_FIRST_AARCH64 = '6.5.0';
+
+/** Whether a simplexmq version (X.Y.Z, X.Y.Z.n or X.Y.Z-beta.n) comes with aarch64 release assets. */
+export function hasAarch64Assets(version: string): boolean {
+  const [major, minor] = version.split(/[.-]/).map(Number) as [number, number];
+  const [firstMajor, firstMinor] = SIMPLEXMQ_FIRST_AARCH64.split('.').map(Number) as [number, number];
+  return major > firstMajor || (major === firstMajor && minor >= firstMinor);
+}
+/**
  * Raspberry Pi models with a 64-bit CPU: the simplexmq binaries are aarch64 programs. `pi3` includes the Compute
  * Module 3, `pi4` the 400 and Compute Module 4, `pi5` the 500 and Compute Module 5 (Raspberry Pi Imager groups them so).
  */
@@ -299,6 +311,21 @@ export const recipeSchema = z
         path: ['admin', 'ssh', 'authorized_keys'],
         message: `SSH accepts keys only, and ${noCustomisation} to add one: list at least one public key`,
       });
+    }
+    const simplexmq = recipe.simplexmq;
+    if (!hasAarch64Assets(simplexmq.version)) {
+      for (const [field, source] of [['smp_server', simplexmq.smp_server], ['xftp_server', simplexmq.xftp_server]] as const) {
+        if (field === 'xftp_server' && !recipe.xftp.enabled) continue;
+        if (source?.path !== undefined || source?.url !== undefined) continue;
+        ctx.addIssue({
+          code: 'custom',
+          path: ['simplexmq', 'version'],
+          message:
+            `simplexmq ${simplexmq.version} has no aarch64 release assets (upstream builds them from ${SIMPLEXMQ_FIRST_AARCH64} on), so there is no ${field} to download for a Raspberry Pi: ` +
+            `choose ${SIMPLEXMQ_FIRST_AARCH64} or later (the default is ${SIMPLEXMQ_VERSION}), or give simplexmq.${field} as the url or path and sha256 of your own aarch64 build`,
+        });
+        break;
+      }
     }
     if (!ssh.over_tor && !ssh.lan && !customisable) {
       ctx.addIssue({

@@ -62,8 +62,15 @@ export function parseReportedVersion(output: string): string | undefined {
   return /\bv(\d+\.\d+\.\d+(?:\.\d+)?(?:-[0-9A-Za-z.]+)?)/.exec(output)?.[1];
 }
 
+/**
+ * Whether the version a binary reports is the recipe's. Binaries report their cabal version: 6.5.2 reports
+ * 6.5.2.0. A pre-release tag has no fixed cabal number (v6.5.0-beta.1 reports 6.5.0.1, v7.0.0-beta.2 reports
+ * 7.0.0.3), so for one any X.Y.Z.n of its X.Y.Z matches; the binary is pinned by its sha256 in any case.
+ */
 export function versionMatches(reported: string, wanted: string): boolean {
-  return reported === wanted || reported.startsWith(`${wanted}.`);
+  if (reported === wanted || reported.startsWith(`${wanted}.`)) return true;
+  const preRelease = /^(\d+\.\d+\.\d+)-[0-9A-Za-z.]+$/.exec(wanted);
+  return preRelease !== null && new RegExp(`^${preRelease[1]!.replaceAll('.', '\\.')}\\.\\d+$`).test(reported);
 }
 
 /** `ldd` lines for libraries the dynamic loader cannot find. */

@@ -74,6 +74,14 @@ describe('version and library checks', () => {
     expect(versionMatches('6.4.5.1', '6.5.2')).toBe(false);
   });
 
+  it('matches a pre-release tag to the cabal version its binaries report (beta.1 reports 6.5.0.1, beta.2 of 7.0.0 reports 7.0.0.3)', () => {
+    expect(versionMatches('6.5.0.1', '6.5.0-beta.1')).toBe(true);
+    expect(versionMatches('7.0.0.3', '7.0.0-beta.2')).toBe(true);
+    expect(versionMatches('7.0.0-beta.2', '7.0.0-beta.2')).toBe(true);
+    expect(versionMatches('6.5.1.0', '6.5.0-beta.1')).toBe(false);
+    expect(versionMatches('6.5.0', '6.5.0-beta.1')).toBe(false);
+  });
+
   it('lists the libraries ldd cannot find', () => {
     const ldd = '\tlinux-vdso.so.1 (0x0000)\n\tlibgmp.so.10 => not found\n\tlibc.so.6 => /lib/aarch64-linux-gnu/libc.so.6 (0x0000)\n\tlibcrypto.so.1.1 => not found\n';
     expect(missingLibraries(ldd)).toEqual(['libgmp.so.10', 'libcrypto.so.1.1']);

@@ -13,6 +13,17 @@ const errorOf = (text: string): string => {
 };
 
 describe('recipe loading', () => {
+  it('refuses a simplexmq version without aarch64 release assets unless the binaries are given, and accepts pre-releases', () => {
+    expect(errorOf('name: old\nsimplexmq: { version: 6.4.5 }\n')).toMatch(
+      /simplexmq\.version: simplexmq 6\.4\.5 has no aarch64 release assets \(upstream builds them from 6\.5\.0 on\).*give simplexmq\.smp_server as the url or path and sha256 of your own aarch64 build/,
+    );
+    const own = 'name: own\nsimplexmq:\n  version: 6.4.5\n  smp_server: { path: /tmp/smp, sha256: ' + 'a'.repeat(64) + ' }\n';
+    expect(errorOf(own)).toContain('simplexmq.xftp_server');
+    expect(() => parseRecipe(`${own}xftp: { enabled: false }\n`, 'r.yaml')).not.toThrow();
+    expect(parseRecipe('name: beta\nsimplexmq: { version: v6.5.0-beta.8 }\n', 'r.yaml').simplexmq.version).toBe('6.5.0-beta.8');
+    expect(parseRecipe('name: seven\nsimplexmq: { version: 7.0.0 }\n', 'r.yaml').simplexmq.version).toBe('7.0.0');
+  });
+
   it('fills defaults for a minimal recipe', () => {
     const recipe = parseRecipe('name: home\n', 'r.yaml');
     expect(recipe.base).toMatchObject({ provider: 'raspios', release: 'latest' });
