@@ -47,3 +47,31 @@ export async function ensureClientKeys(plan: BuildPlan, tor: Owner): Promise<Cli
 export function authPrivate(onion: string, key: ClientKey): string {
   return `${onion.replace(/\.onion$/, '')}:descriptor:x25519:${key.privateKey}\n`;
 }
+
+/** The Pi's own client key for its relays: made once at first boot, kept root-only, never exported. */
+export const SELF_KEY = '/var/lib/simplex-pi/client-auth-self.json';
+export const SELF_KEY_NAME = 'simplex-pi-relays';
+
+/**
+ * With client authorization on, the Pi's own Tor needs a key for each of its SMP relays: in private message
+ * routing one relay is the proxy that connects to another (the destination) through Tor, and an onion service
+ * with client authorization admits no one without a key. The public half joins each SMP relay's
+ * authorized_clients; the private half goes to Tor's ClientOnionAuthDir as `<service>.auth_private`.
+ * Members' apps that use these relays as proxies for relays elsewhere need nothing more; apps elsewhere that
+ * would use them need a key of their own (docs: README, client authorization).
+ */
+export async function ensureRelayClientAuth(plan: BuildPlan, tor: Owner, relays: ReadonlyArray<{ service: string; onion: string }>): Promise<{ created: boolean }> {
+  const dir = plan.tor.clientOnionAuthDir;
+  if (!dir) return { created: false };
+  const existing = await readFile(SELF_KEY, 'utf8').then((text) => JSON.parse(text) as ClientKey, () => undefined);
+  const key = existing ?? newClientKey(SELF_KEY_NAME);
+  if (!existing) await atomicWrite(SELF_KEY, `${JSON.stringify(key, null, 2)}\n`, 0o600);
+  await ensureDir(dir, 0o700, tor);
+  for (const { service, onion } of relays) {
+    const serviceDir = plan.tor.services.find((s) => s.name === service)!.dir;
+    await ensureDir(join(serviceDir, 'authorized_clients'), 0o700, tor);
+    await atomicWrite(join(serviceDir, 'authorized_clients', `${SELF_KEY_NAME}.auth`), `descriptor:x25519:${key.publicKey}\n`, 0o600, tor);
+    await atomicWrite(join(dir, `${service}.auth_private`), authPrivate(onion, key), 0o600, tor);
+  }
+  return { created: !existing };
+}

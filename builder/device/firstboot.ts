@@ -8,7 +8,7 @@ import { ownerOf } from './ids.ts';
 import { readIni } from './ini.ts';
 import { ensureOnionService } from './onion-service.ts';
 import { type ServerSpec, ensurePassword, ensureServer } from './servers.ts';
-import { ensureClientKeys } from './client-auth.ts';
+import { ensureClientKeys, ensureRelayClientAuth } from './client-auth.ts';
 import { checkXftpQuota } from './storage.ts';
 
 export const STATE_DIR = '/var/lib/simplex-pi';
@@ -85,6 +85,8 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
     records.push({ name: 'ssh', kind: 'ssh', onion: onion.address, address: `ssh ${plan.ssh.user}@${onion.address}` });
   }
 
+  const ownKey = await ensureRelayClientAuth(plan, tor, plan.smp.instances.map((i) => ({ service: i.onion.name, onion: records.find((r) => r.name === i.name)!.onion })));
+  if (plan.tor.clientOnionAuthDir) log(`client authorization: the Pi's own key for its SMP relays ${ownKey.created ? 'created' : 'kept'} (they route messages for each other)`);
   const clientKeys = await ensureClientKeys(plan, tor);
   if (clientKeys.length) log(`client authorization: ${clientKeys.length} client key(s); only their holders can reach the onion services`);
 

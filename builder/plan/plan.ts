@@ -92,6 +92,11 @@ export interface BuildPlan {
     maxStreams: number;
     vanguardsLite: boolean;
     clientAuth: { keys: Array<{ name: string; publicKey: string }>; generate: number };
+    /**
+     * With client authorization on: Tor's ClientOnionAuthDir, where first boot puts the Pi's own key for each of
+     * its SMP relays, so a relay acting as another's proxy (private message routing) can still reach it.
+     */
+    clientOnionAuthDir: string | null;
     services: OnionService[];
   };
   ssh: {
@@ -124,6 +129,8 @@ export const SSH_PACKAGES = ['openssh-server', 'sudo'];
 
 export const BINARY_DIR = '/usr/local/bin';
 export const TOR_DIR = '/var/lib/tor';
+/** Where the Pi's Tor reads client authorization keys for onion services it connects to (its own relays). */
+export const ONION_AUTH_DIR = `${TOR_DIR}/onion-auth`;
 export const TOR_SOCKS_PORT = 9050;
 export const SOCKS_PROXY = `127.0.0.1:${TOR_SOCKS_PORT}`;
 export const RELAY_USER = 'simplex';
@@ -221,6 +228,7 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
       maxStreams: recipe.tor.max_streams,
       vanguardsLite: recipe.tor.vanguards_lite,
       clientAuth: { keys: recipe.tor.client_auth.keys.map((k) => ({ name: k.name, publicKey: k.public_key })), generate: recipe.tor.client_auth.generate },
+      clientOnionAuthDir: recipe.tor.client_auth.keys.length || recipe.tor.client_auth.generate ? ONION_AUTH_DIR : null,
       services: [...instances.map((i) => i.onion), ...(xftp ? [xftp.onion] : []), ...(sshOnion ? [sshOnion] : [])],
     },
     ssh: { enabled: sshEnabled, overTor: recipe.admin.ssh.over_tor, lan: recipe.admin.ssh.lan, user: recipe.admin.user, authorizedKeys: recipe.admin.ssh.authorized_keys, onion: sshOnion },

@@ -93,6 +93,8 @@ function planEntries(plan: BuildPlan): ImageEntry[] {
     // The XFTP server does not create its files directory (facts §1).
     entries.push(dir(dirname(plan.xftp.filesPath), 0o755), dir(plan.xftp.filesPath, 0o700, plan.relayUser));
   }
+  // The Pi's own keys for its relays are made at first boot; Tor refuses a ClientOnionAuthDir it does not own.
+  if (plan.tor.clientOnionAuthDir) entries.push(dir(plan.tor.clientOnionAuthDir, 0o700, 'debian-tor'));
   // Client authorization: public keys only. Tor demands its directories be its own and 0700.
   if (plan.tor.clientAuth.keys.length) {
     for (const service of plan.tor.services) {

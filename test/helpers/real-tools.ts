@@ -2,7 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { cp, mkdir, readFile, readdir, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { scratch } from './env.ts';
+import { createConnection } from 'node:net';
+import { freePort, scratch } from './env.ts';
 
 /**
  * The real tools, run on rendered files the way they run on the Pi, adapted only where a path must point into
@@ -44,6 +45,36 @@ export async function torRun(rendered: string, services: string[]): Promise<{ ho
   }
   tor.kill('SIGTERM');
   return { hostnames, output: String((await tor).all) };
+}
+
+/**
+ * Run Tor (DisableNetwork 1) on the configuration and onion files of `rendered` (a rendered tree, or an image's
+ * root after first boot) and ask it over a control port which client authorization keys it loaded for onion
+ * services it connects to (ONION_CLIENT_AUTH_VIEW): onion address (no .onion) -> base64 x25519 private key.
+ */
+export async function torOnionAuthView(rendered: string): Promise<{ keys: Map<string, string>; output: string }> {
+  const { torrc } = await torSetup(rendered);
+  const port = await freePort();
+  const tor = execa('tor', ['--defaults-torrc', '/dev/null', '-f', torrc, '--SocksPort', '0', '--ControlPort', `127.0.0.1:${port}`], { reject: false, all: true });
+  try {
+    let reply = '';
+    for (let i = 0; i < 300 && !reply.includes('250 OK\r\n250 closing'); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      reply = await new Promise<string>((resolve) => {
+        const socket = createConnection({ host: '127.0.0.1', port });
+        let data = '';
+        socket.on('connect', () => socket.write('AUTHENTICATE ""\r\nONION_CLIENT_AUTH_VIEW\r\nQUIT\r\n'));
+        socket.on('data', (chunk) => (data += chunk.toString()));
+        socket.on('close', () => resolve(data));
+        socket.on('error', () => resolve(''));
+      });
+    }
+    const keys = new Map([...reply.matchAll(/^250-CLIENT (\S+) x25519:(\S+)/gm)].map((m) => [m[1]!, m[2]!] as const));
+    return { keys, output: reply };
+  } finally {
+    tor.kill('SIGTERM');
+    await tor;
+  }
 }
 
 export async function nftCheck(rendered: string): Promise<{ ok: boolean; output: string }> {

@@ -10,7 +10,7 @@ import { runningHostname, stickFolder } from '../../builder/device/export.ts';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { findSecrets } from '../../builder/image/secrets.ts';
 import { checkTimezone } from '../../builder/image/zoneinfo.ts';
-import { onionAddress } from '../../builder/device/onion.ts';
+import { base32, onionAddress } from '../../builder/device/onion.ts';
 import { readIni } from '../../builder/device/ini.ts';
 import { CHROOT_ENV, chrootRun } from '../../builder/image/chroot.ts';
 import { killProcessesRootedUnder } from '../../builder/image/processes.ts';
@@ -23,7 +23,7 @@ import { TestServer } from '../helpers/http-server.ts';
 import { imagerSchemaErrors } from '../helpers/imager-schema.ts';
 import { parseSha256Sums } from '../../builder/release/signed-files.ts';
 import { heldUnder, inspectImage } from '../helpers/inspect.ts';
-import { systemdExposure, systemdVerify } from '../helpers/real-tools.ts';
+import { systemdExposure, systemdVerify, torOnionAuthView } from '../helpers/real-tools.ts';
 import { TEST_CACHE, cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';
 import { type ServedStandins, serveStandins } from '../helpers/standins.ts';
 import { buildStandin } from '../fixtures/standin/build.ts';
@@ -255,6 +255,21 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       for (const unit of ['tor@default', 'simplex-smp@1', 'simplex-smp@2', 'simplex-xftp', 'nftables', 'ssh']) expect(report.stdout).toContain(` ${unit} `);
       expect(report.stdout).toMatch(/^Tor: unknown: cannot ask Tor/m);
       for (const line of addresses) expect(report.stdout).toContain(line.split('\t')[1]);
+
+      // Client authorization is on (generate: 2): the Pi's own Tor loads a key for each of its SMP relays, and each
+      // relay admits its public half, so a relay can be the proxy that reaches a sibling (private routing).
+      const view = await torOnionAuthView(root);
+      expect(view.keys.size, view.output).toBe(plan.smp.instances.length);
+      for (const instance of plan.smp.instances) {
+        const onion = (await readFile(join(root, instance.onion.dir, 'hostname'), 'utf8')).trim().replace(/\.onion$/, '');
+        const privateKey = view.keys.get(onion);
+        expect(privateKey, `${instance.name}: ${view.output}`).toBeDefined();
+        const pkcs8 = Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), Buffer.from(privateKey!, 'base64')]);
+        const publicKey = Buffer.from(createPublicKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })).export({ format: 'jwk' }).x!, 'base64url');
+        const admitted = await readFile(join(root, instance.onion.dir, 'authorized_clients/simplex-pi-relays.auth'), 'utf8');
+        expect(admitted).toBe(`descriptor:x25519:${base32(publicKey).toUpperCase()}\n`);
+      }
+      expect(first.stdout).toContain("client authorization: the Pi's own key for its SMP relays created");
     } finally {
       await resources.releaseAll();
     }

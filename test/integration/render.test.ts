@@ -1,11 +1,14 @@
 import { existsSync } from 'node:fs';
-import { readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { cp, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { listPresets } from '../../builder/recipe/presets.ts';
 import { cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';
-import { nftCheck, sshdCheck, systemdExposure, systemdRoot, systemdVerify, torRun, torVerify } from '../helpers/real-tools.ts';
+import { type ClientKey, authPrivate } from '../../builder/device/client-auth.ts';
+import { base32, newOnionKey } from '../../builder/device/onion.ts';
+import { nftCheck, sshdCheck, systemdExposure, systemdRoot, systemdVerify, torOnionAuthView, torRun, torVerify } from '../helpers/real-tools.ts';
 
 const presets = await listPresets();
 
@@ -162,6 +165,23 @@ describe('recipe options, rendered and checked by the real tools', () => {
     const run = await torRun(rendered.rootfs, ['simplex-smp1', 'simplex-smp2', 'simplex-ssh']);
     expect(run.hostnames, run.output).toHaveLength(3);
     expect(run.output).not.toMatch(/\[warn\].*[Cc]lient auth/);
+  });
+
+  it('with client authorization on, Tor gets a ClientOnionAuthDir of its own and loads the key files first boot writes there', async () => {
+    const conf = await readFile(join(rendered.rootfs, 'etc/tor/torrc.d/50-simplex-pi.conf'), 'utf8');
+    expect(rendered.plan.tor.clientOnionAuthDir).toBe('/var/lib/tor/onion-auth');
+    expect(conf).toContain('ClientOnionAuthDir /var/lib/tor/onion-auth');
+    expect(await readFile(join(rendered.out, 'files.txt'), 'utf8')).toMatch(/^d0700 debian-tor:debian-tor\s+\/var\/lib\/tor\/onion-auth$/m);
+    // A key file as first boot writes it (client-auth.ts authPrivate), for a sibling relay's onion.
+    const tree = await scratch('onion-auth');
+    await cp(rendered.rootfs, tree, { recursive: true });
+    const raw = randomBytes(32);
+    const key: ClientKey = { name: 'simplex-pi-relays', publicKey: 'unused', privateKey: base32(raw).toUpperCase() };
+    const onion = newOnionKey().address.replace(/\.onion$/, '');
+    await writeFile(join(tree, 'var/lib/tor/onion-auth/simplex-smp2.auth_private'), authPrivate(onion, key), { mode: 0o600 });
+    const view = await torOnionAuthView(tree);
+    expect(view.keys.has(onion), view.output).toBe(true);
+    expect(Buffer.from(view.keys.get(onion)!, 'base64').equals(raw)).toBe(true);
   });
 
   it('a malformed client-authorization key would be caught by Tor (the check above can fail)', async () => {
