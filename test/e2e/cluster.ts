@@ -125,10 +125,10 @@ export function readStick(stick: string, hostname: string): StickContents {
 }
 
 /**
- * sha256 of files on a powered-off card's root filesystem (null when absent). Mounting replays the ext4
+ * Files on a powered-off card's root filesystem, as bytes (undefined when absent). Mounting replays the ext4
  * journal, as the card's next boot would.
  */
-export async function hashesOnCard(disk: string, paths: readonly string[], mountPoint: string): Promise<Record<string, string | null>> {
+export async function filesOnCard(disk: string, paths: readonly string[], mountPoint: string): Promise<Record<string, Buffer | undefined>> {
   const resources = new Resources();
   try {
     const { root } = raspberryPiLayout(await readPartitionTable(disk));
@@ -136,15 +136,18 @@ export async function hashesOnCard(disk: string, paths: readonly string[], mount
     await execa('mkdir', ['-p', mountPoint]);
     await execa('mount', ['-t', 'ext4', loop.device, mountPoint]);
     resources.hold('e2e card mount', () => unmount(mountPoint));
-    const hashes: Record<string, string | null> = {};
-    for (const path of paths) {
-      const bytes = await readFile(join(mountPoint, path)).catch(() => undefined);
-      hashes[path] = bytes ? createHash('sha256').update(bytes).digest('hex') : null;
-    }
-    return hashes;
+    const files: Record<string, Buffer | undefined> = {};
+    for (const path of paths) files[path] = await readFile(join(mountPoint, path)).catch(() => undefined);
+    return files;
   } finally {
     await resources.releaseAll();
   }
+}
+
+/** sha256 of files on a powered-off card's root filesystem (null when absent). */
+export async function hashesOnCard(disk: string, paths: readonly string[], mountPoint: string): Promise<Record<string, string | null>> {
+  const files = await filesOnCard(disk, paths, mountPoint);
+  return Object.fromEntries(paths.map((path) => [path, files[path] ? createHash('sha256').update(files[path]).digest('hex') : null]));
 }
 
 /** The key files first boot makes for one server: its onion keys and, for a relay, its identity. */

@@ -25,6 +25,8 @@ export const LOOKALIKE_PACKAGES = [
   'systemd-sysv', 'udev', 'kmod', 'systemd-timesyncd', 'network-manager', 'netplan.io', 'cloud-init',
   'openssh-server', 'sudo', 'avahi-daemon', 'initramfs-tools', 'parted', 'fdisk', 'dosfstools', 'e2fsprogs',
   'locales', 'ca-certificates', 'tzdata', 'linux-image-arm64', 'iproute2', 'whiptail', 'curl', 'rsync',
+  // Imager's user-data sets the keyboard; cloud-init's keyboard module restarts console-setup.service.
+  'console-setup', 'keyboard-configuration',
 ];
 const STANDIN_PACKAGES = ['raspberrypi-sys-mods', 'userconf-pi', 'rpi-cloud-init-mods'];
 /** pi-gen's export-image/prerun.sh: p1 at 8 MiB, 512 MiB of FAT32 with one sector per cluster. */

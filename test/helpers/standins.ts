@@ -41,6 +41,8 @@ export function debianStandinRecipe(options: { name: string; standins: ServedSta
     `base: ${JSON.stringify(options.base ?? { provider: 'debian' })}`,
     `admin: { ssh: { over_tor: true, authorized_keys: ["${sshKey}"] } }`,
     ...(instances === undefined ? [] : [`smp: { instances: ${instances} }`]),
+    // A quota the test cards can hold (first boot and `status` warn about one they cannot).
+    'xftp: { quota: 1gb }',
     ...(overlays === undefined ? [] : [`overlays: ${JSON.stringify(overlays)}`]),
     'simplexmq:',
     '  version: 6.5.2',

@@ -26,7 +26,7 @@ import { heldUnder, inspectImage } from '../helpers/inspect.ts';
 import { systemdExposure, systemdVerify, torOnionAuthView } from '../helpers/real-tools.ts';
 import { TEST_CACHE, cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';
 import { type ServedStandins, serveStandins } from '../helpers/standins.ts';
-import { buildStandin } from '../fixtures/standin/build.ts';
+import { REAL_NEEDED, buildStandin } from '../fixtures/standin/build.ts';
 
 const VERSION = '6.5.2';
 
@@ -515,5 +515,15 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
     const second = await cli(['build', '--recipe', join(dir, 'old.yaml'), '--out', join(dir, 'out-old'), '--cache', TEST_CACHE, '--compress', 'none']);
     expect(second.stderr).toContain(`smp-server reports version 6.5.1.0, but the recipe asks for simplexmq ${VERSION}`);
     expect(existsSync(join(dir, 'out-old'))).toBe(false);
+
+    // The stand-in needs the libraries the real assets need; one more that no image has is found by ldd in the image.
+    const needy = await buildStandin({ kind: 'smp', version: `${VERSION}.0`, output: join(dir, 'smp-server-needy'), needed: [...REAL_NEEDED, 'libsimplexpi-absent.so.1'] });
+    const needyBytes = await readFile(needy);
+    server.serve('/needy/smp-server', needyBytes);
+    const needySha = createHash('sha256').update(needyBytes).digest('hex');
+    await writeFile(join(dir, 'needy.yaml'), recipe('needy', standins).replace(/smp_server:\n.*\n.*\n/, `smp_server:\n    url: ${server.url}/needy/smp-server\n    sha256: ${needySha}\n`));
+    const third = await cli(['build', '--recipe', join(dir, 'needy.yaml'), '--out', join(dir, 'out-needy'), '--cache', TEST_CACHE, '--compress', 'none']);
+    expect(third.stderr).toContain('smp-server needs shared libraries the image does not have: libsimplexpi-absent.so.1;');
+    expect(existsSync(join(dir, 'out-needy'))).toBe(false);
   });
 });

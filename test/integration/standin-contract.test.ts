@@ -53,7 +53,8 @@ describe('the simplexmq stand-in keeps the real CLI and server contract', () => 
     expect(init.exitCode, init.all).toBe(0);
     const ini = join(relay.cfgPath, 'smp-server.ini');
     await writeFile(ini, (await readFile(ini, 'utf8')).replace(/^port = .*$/m, `port = ${port}`));
-    const running = await startRelay();
+    // As the units start it: GHC's runtime options are not the program's.
+    const running = await startRelay('+RTS', '-N', '-RTS');
     try {
       const { socket } = await session(port);
       expect(socket.alpnProtocol).toBe('smp/1');

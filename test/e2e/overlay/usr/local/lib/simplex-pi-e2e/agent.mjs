@@ -15,6 +15,9 @@
 //               stand-in's own line protocol inside its TLS session), or count those it holds
 //   relay restart <n> | relay sigterm <n> -> restart relay n's unit and wait until it listens again; sigterm first
 //               puts systemd's default stop signal back for it (a runtime drop-in: the control of the stop test)
+//   relay slow-save <n> <ms> -> the stand-in pauses <ms> after each 8 KiB it saves (runtime drop-in), the
+//               kernel writes dirty pages back within a second, and relay n restarts to take it
+//   relay stop <n> -> ask systemd to stop relay n and answer at once, once it has started saving
 //   poweroff -> a clean shutdown
 // Reads what the shipped system wrote; changes nothing but the power state and, when asked, those two layers,
 // the messages on a relay and a relay's stop signal (until the next boot).
@@ -234,7 +237,8 @@ function relayExchange(n, lines) {
 
 async function messages(args) {
   const [verb, n, queue, count] = args;
-  if (verb === 'send') return relayExchange(Number(n), Array.from({ length: Number(count) }, (_, i) => `SEND ${queue} e2e message ${i + 1}`));
+  const padding = 'x'.repeat(Number(args[4] ?? 0));
+  if (verb === 'send') return relayExchange(Number(n), Array.from({ length: Number(count) }, (_, i) => `SEND ${queue} e2e message ${i + 1} ${padding}`));
   if (verb === 'count') {
     const result = await relayExchange(Number(n), [`COUNT ${queue}`]);
     return { ...result, count: result.ok ? Number(result.answers[0]) : null };
@@ -242,15 +246,31 @@ async function messages(args) {
   return { ok: false, output: `unknown messages request ${verb}` };
 }
 
+function runtimeDropIn(instance, name, text) {
+  const dropIn = `/run/systemd/system/${instance.unit}.d`;
+  mkdirSync(dropIn, { recursive: true });
+  writeFileSync(`${dropIn}/${name}.conf`, `[Service]\n${text}\n`);
+  sh('systemctl', ['daemon-reload']);
+}
+
 async function relay(args) {
-  const [verb, n] = args;
+  const [verb, n, ms] = args;
   const instance = plan.smp.instances[Number(n) - 1];
-  if (!instance || !['restart', 'sigterm'].includes(verb)) return { ok: false, output: `unknown relay request ${args.join(' ')}` };
-  if (verb === 'sigterm') {
-    const dropIn = `/run/systemd/system/${instance.unit}.d`;
-    mkdirSync(dropIn, { recursive: true });
-    writeFileSync(`${dropIn}/e2e-sigterm.conf`, '[Service]\nKillSignal=SIGTERM\n');
-    sh('systemctl', ['daemon-reload']);
+  if (!instance || !['restart', 'sigterm', 'slow-save', 'stop'].includes(verb)) return { ok: false, output: `unknown relay request ${args.join(' ')}` };
+  if (verb === 'stop') {
+    sh('systemctl', ['stop', '--no-block', instance.unit]);
+    for (let i = 0; i < 120; i++) {
+      if (sh('journalctl', ['-b', '-u', instance.unit, '-o', 'cat', '--no-pager']).includes('saving messages to file')) return { ok: true };
+      await sleep(500);
+    }
+    return { ok: false, output: `${instance.unit} did not start saving` };
+  }
+  if (verb === 'sigterm') runtimeDropIn(instance, 'e2e-sigterm', 'KillSignal=SIGTERM');
+  if (verb === 'slow-save') {
+    runtimeDropIn(instance, 'e2e-slow-save', `Environment=SIMPLEX_STANDIN_SAVE_DELAY_MS=${Number(ms)}`);
+    // Dirty pages reach the card within a second or two instead of 30 s, so a cut finds part of the file written.
+    writeFileSync('/proc/sys/vm/dirty_expire_centisecs', '100');
+    writeFileSync('/proc/sys/vm/dirty_writeback_centisecs', '100');
   }
   const restarted = sh('systemctl', ['restart', instance.unit]);
   for (let i = 0; i < 120; i++) {
