@@ -393,7 +393,7 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
     try {
       let kept = new Map<string, string>();
       let finished = false;
-      for (let lines = 1; lines <= 12 && !finished; lines++) {
+      for (let lines = 1; lines <= 20 && !finished; lines++) {
         const run = await runUntil(lines);
         finished = run.completed;
         const now = await secretKeys();

@@ -9,7 +9,7 @@ import { newOnionKey } from '../../builder/device/onion.ts';
 import { type ServerSpec, ensureServer } from '../../builder/device/servers.ts';
 import { resolvePlan } from '../../builder/plan/plan.ts';
 import { parseRecipe } from '../../builder/recipe/load.ts';
-import { buildStandin } from '../fixtures/standin/build.ts';
+import { standinScript } from '../fixtures/standin/build.ts';
 import { freePort, scratch } from '../helpers/env.ts';
 
 describe('INI settings and addresses, on what simplexmq init writes (the stand-in, same files and format)', () => {
@@ -20,7 +20,11 @@ describe('INI settings and addresses, on what simplexmq init writes (the stand-i
 
   beforeAll(async () => {
     dir = await scratch('device');
-    smp = await buildStandin({ kind: 'smp', version: '6.5.2.0', output: join(dir, 'smp-server') });
+    // The stand-in's script run by the host's Node, as its ELF runs it in the image (the ELF itself is linked
+    // against arm64 libraries this host does not have).
+    await writeFile(join(dir, 'standin.js'), await standinScript('smp', '6.5.2.0'));
+    smp = join(dir, 'smp-server');
+    await writeFile(smp, `#!/bin/sh\nexec node -e "$(cat '${join(dir, 'standin.js')}')" -- "$@"\n`, { mode: 0o755 });
     env = { SMP_SERVER_CFG_PATH: join(dir, 'cfg'), SMP_SERVER_LOG_PATH: join(dir, 'log') };
     await execa(smp, ['init', '-y', '--disable-web', '-n', onion], { env });
   });
