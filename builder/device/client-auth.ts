@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BuildPlan } from '../plan/plan.ts';
+import type { BuildPlan, OnionService } from '../plan/plan.ts';
 import { type Owner, atomicWrite, ensureDir } from './files.ts';
 import { base32 } from './onion.ts';
 
@@ -37,10 +37,15 @@ export async function ensureClientKeys(plan: BuildPlan, tor: Owner): Promise<Cli
     await ensureDir(dir, 0o700, tor);
     for (const key of keys) {
       const path = join(dir, `${key.name}.auth`);
-      if (!(await readFile(path).catch(() => undefined))) await atomicWrite(path, `descriptor:x25519:${key.publicKey}\n`, 0o600, tor);
+      if (!(await readFile(path).catch(() => undefined))) await atomicWrite(path, authorizedClient(key.publicKey), 0o600, tor);
     }
   }
   return keys;
+}
+
+/** A client's line in an onion service's authorized_clients/<name>.auth (Tor's format). */
+export function authorizedClient(publicKey: string): string {
+  return `descriptor:x25519:${publicKey}\n`;
 }
 
 /** A client's `.auth_private` line for one onion service (Tor's ClientOnionAuthDir format: no ".onion"). */
@@ -60,7 +65,7 @@ export const SELF_KEY_NAME = 'simplex-pi-relays';
  * Members' apps that use these relays as proxies for relays elsewhere need nothing more; apps elsewhere that
  * would use them need a key of their own (docs: README, client authorization).
  */
-export async function ensureRelayClientAuth(plan: BuildPlan, tor: Owner, relays: ReadonlyArray<{ service: string; onion: string }>): Promise<{ created: boolean }> {
+export async function ensureRelayClientAuth(plan: BuildPlan, tor: Owner, relays: ReadonlyArray<{ service: OnionService; onion: string }>): Promise<{ created: boolean }> {
   const dir = plan.tor.clientOnionAuthDir;
   if (!dir) return { created: false };
   const existing = await readFile(SELF_KEY, 'utf8').then((text) => JSON.parse(text) as ClientKey, () => undefined);
@@ -68,10 +73,9 @@ export async function ensureRelayClientAuth(plan: BuildPlan, tor: Owner, relays:
   if (!existing) await atomicWrite(SELF_KEY, `${JSON.stringify(key, null, 2)}\n`, 0o600);
   await ensureDir(dir, 0o700, tor);
   for (const { service, onion } of relays) {
-    const serviceDir = plan.tor.services.find((s) => s.name === service)!.dir;
-    await ensureDir(join(serviceDir, 'authorized_clients'), 0o700, tor);
-    await atomicWrite(join(serviceDir, 'authorized_clients', `${SELF_KEY_NAME}.auth`), `descriptor:x25519:${key.publicKey}\n`, 0o600, tor);
-    await atomicWrite(join(dir, `${service}.auth_private`), authPrivate(onion, key), 0o600, tor);
+    await ensureDir(join(service.dir, 'authorized_clients'), 0o700, tor);
+    await atomicWrite(join(service.dir, 'authorized_clients', `${SELF_KEY_NAME}.auth`), authorizedClient(key.publicKey), 0o600, tor);
+    await atomicWrite(join(dir, `${service.name}.auth_private`), authPrivate(onion, key), 0o600, tor);
   }
   return { created: !existing };
 }

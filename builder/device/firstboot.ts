@@ -85,7 +85,7 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
     records.push({ name: 'ssh', kind: 'ssh', onion: onion.address, address: `ssh ${plan.ssh.user}@${onion.address}` });
   }
 
-  const ownKey = await ensureRelayClientAuth(plan, tor, plan.smp.instances.map((i) => ({ service: i.onion.name, onion: records.find((r) => r.name === i.name)!.onion })));
+  const ownKey = await ensureRelayClientAuth(plan, tor, plan.smp.instances.map((i) => ({ service: i.onion, onion: records.find((r) => r.name === i.name)!.onion })));
   if (plan.tor.clientOnionAuthDir) log(`client authorization: the Pi's own key for its SMP relays ${ownKey.created ? 'created' : 'kept'} (they route messages for each other)`);
   const clientKeys = await ensureClientKeys(plan, tor);
   if (clientKeys.length) log(`client authorization: ${clientKeys.length} client key(s); only their holders can reach the onion services`);

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
 import { UserError } from '../errors.ts';
 import { ZONEINFO } from '../image/zoneinfo.ts';
+import { authorizedClient } from '../device/client-auth.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { walkTree } from './tree.ts';
 
@@ -100,7 +101,7 @@ function planEntries(plan: BuildPlan): ImageEntry[] {
     for (const service of plan.tor.services) {
       entries.push(dir(service.dir, 0o700, 'debian-tor'), dir(`${service.dir}/authorized_clients`, 0o700, 'debian-tor'));
       for (const key of plan.tor.clientAuth.keys) {
-        entries.push(file(`${service.dir}/authorized_clients/${key.name}.auth`, `descriptor:x25519:${key.publicKey}\n`, 0o600, 'debian-tor'));
+        entries.push(file(`${service.dir}/authorized_clients/${key.name}.auth`, authorizedClient(key.publicKey), 0o600, 'debian-tor'));
       }
     }
   }

@@ -1,8 +1,10 @@
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { execa, type Result, type ResultPromise } from 'execa';
 import { standinScript } from '../fixtures/standin/build.ts';
+import { freePort } from './env.ts';
+
+export { freePort };
 
 /**
  * An SMP stand-in relay run on the host with the host's Node, exactly as the ELF runs it in the image
@@ -67,14 +69,6 @@ export class StandinRelay {
 export interface RunningRelay {
   process: ResultPromise<{ reject: false; all: true }>;
   output: () => string;
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 export interface RelaySession {
