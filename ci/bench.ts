@@ -8,6 +8,7 @@
 // `-- --raspios-only` for those.
 import { statfs, writeFile, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { DEVICE_COMMAND, XFTP_UNIT, smpUnit } from '../builder/plan/layout.ts';
 import { listPresets } from '../builder/recipe/presets.ts';
 import { chrootRun } from '../builder/image/chroot.ts';
 import { mountImage } from '../builder/image/mount-image.ts';
@@ -63,8 +64,8 @@ async function renderFigures(): Promise<void> {
     await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'render', '--recipe', preset.file, '--out', out]);
     const seconds = (performance.now() - started) / 1000;
     const root = await systemdRoot(join(out, 'rootfs'));
-    const smp = await systemdExposure(root, 'simplex-smp@1.service');
-    const xftp = preset.recipe.xftp.enabled ? await systemdExposure(root, 'simplex-xftp.service') : NaN;
+    const smp = await systemdExposure(root, smpUnit(1));
+    const xftp = preset.recipe.xftp.enabled ? await systemdExposure(root, XFTP_UNIT) : NaN;
     console.log(`| ${preset.recipe.name} (${preset.recipe.smp.instances} SMP) | ${seconds.toFixed(2)} s | ${smp} | ${Number.isNaN(xftp) ? '-' : xftp} |`);
     await rm(dirname(out), { recursive: true, force: true });
     await rm(root, { recursive: true, force: true });
@@ -87,10 +88,10 @@ async function firstbootFigure(cache: string, server: TestServer, dir: string): 
   const mounted = await mountImage(join(out, 'team-bench.img'), join(dir, 'team-root'), resources, silentLog);
   try {
     const started = performance.now();
-    await chrootRun(mounted.root, ['/usr/local/bin/simplex-pi', 'firstboot'], { what: 'run first boot' });
+    await chrootRun(mounted.root, [DEVICE_COMMAND, 'firstboot'], { what: 'run first boot' });
     const first = (performance.now() - started) / 1000;
     const again = performance.now();
-    await chrootRun(mounted.root, ['/usr/local/bin/simplex-pi', 'firstboot'], { what: 'run first boot again' });
+    await chrootRun(mounted.root, [DEVICE_COMMAND, 'firstboot'], { what: 'run first boot again' });
     const second = (performance.now() - again) / 1000;
     console.log(`first boot, team layout (10 SMP + XFTP + SSH), arm64 chroot under qemu-user: ${first.toFixed(1)} s; a second run (nothing to do): ${second.toFixed(1)} s\n`);
   } finally {

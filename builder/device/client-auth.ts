@@ -1,6 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { AUTHORIZED_CLIENTS, STATE, authPrivateLine, authorizedClientLine } from '../plan/layout.ts';
 import type { BuildPlan, OnionService } from '../plan/plan.ts';
 import { type Owner, atomicWrite, ensureDir } from './files.ts';
 import { base32 } from './onion.ts';
@@ -11,7 +12,7 @@ import { base32 } from './onion.ts';
  * and kept in KEYS; every run writes any `.auth` file that is missing.
  */
 
-export const KEYS = '/var/lib/simplex-pi/client-auth.json';
+const KEYS = STATE.clientKeys;
 
 export interface ClientKey {
   name: string;
@@ -33,35 +34,30 @@ export async function ensureClientKeys(plan: BuildPlan, tor: Owner): Promise<Cli
   for (let i = keys.length + 1; i <= count; i++) keys.push(newClientKey(`client-${i}`));
   if (keys.length !== existing.length) await atomicWrite(KEYS, `${JSON.stringify(keys, null, 2)}\n`, 0o600);
   for (const service of plan.tor.services) {
-    const dir = join(service.dir, 'authorized_clients');
+    const dir = join(service.dir, AUTHORIZED_CLIENTS);
     await ensureDir(dir, 0o700, tor);
     for (const key of keys) {
       const path = join(dir, `${key.name}.auth`);
-      if (!(await readFile(path).catch(() => undefined))) await atomicWrite(path, authorizedClient(key.publicKey), 0o600, tor);
+      if (!(await readFile(path).catch(() => undefined))) await atomicWrite(path, authorizedClientLine(key.publicKey), 0o600, tor);
     }
   }
   return keys;
 }
 
-/** A client's line in an onion service's authorized_clients/<name>.auth (Tor's format). */
-export function authorizedClient(publicKey: string): string {
-  return `descriptor:x25519:${publicKey}\n`;
-}
-
-/** A client's `.auth_private` line for one onion service (Tor's ClientOnionAuthDir format: no ".onion"). */
+/** A client's `.auth_private` line for one onion service. */
 export function authPrivate(onion: string, key: ClientKey): string {
-  return `${onion.replace(/\.onion$/, '')}:descriptor:x25519:${key.privateKey}\n`;
+  return authPrivateLine(onion, key.privateKey);
 }
 
 /** The Pi's own client key for its relays: made once at first boot, kept root-only, never exported. */
-export const SELF_KEY = '/var/lib/simplex-pi/client-auth-self.json';
+const SELF_KEY = STATE.selfClientKey;
 export const SELF_KEY_NAME = 'simplex-pi-relays';
 
 /**
  * With client authorization on, the Pi's own Tor needs a key for each of its SMP relays: in private message
  * routing one relay is the proxy that connects to another (the destination) through Tor, and an onion service
  * with client authorization admits no one without a key. The public half joins each SMP relay's
- * authorized_clients; the private half goes to Tor's ClientOnionAuthDir as `<service>.auth_private`.
+ * AUTHORIZED_CLIENTS; the private half goes to Tor's ClientOnionAuthDir as `<service>.auth_private`.
  * Members' apps that use these relays as proxies for relays elsewhere need nothing more; apps elsewhere that
  * would use them need a key of their own (docs: README, client authorization).
  */
@@ -73,8 +69,8 @@ export async function ensureRelayClientAuth(plan: BuildPlan, tor: Owner, relays:
   if (!existing) await atomicWrite(SELF_KEY, `${JSON.stringify(key, null, 2)}\n`, 0o600);
   await ensureDir(dir, 0o700, tor);
   for (const { service, onion } of relays) {
-    await ensureDir(join(service.dir, 'authorized_clients'), 0o700, tor);
-    await atomicWrite(join(service.dir, 'authorized_clients', `${SELF_KEY_NAME}.auth`), authorizedClient(key.publicKey), 0o600, tor);
+    await ensureDir(join(service.dir, AUTHORIZED_CLIENTS), 0o700, tor);
+    await atomicWrite(join(service.dir, AUTHORIZED_CLIENTS, `${SELF_KEY_NAME}.auth`), authorizedClientLine(key.publicKey), 0o600, tor);
     await atomicWrite(join(dir, `${service.name}.auth_private`), authPrivate(onion, key), 0o600, tor);
   }
   return { created: !existing };

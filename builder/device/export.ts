@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import QRCode from 'qrcode';
 import type { BuildPlan } from '../plan/plan.ts';
-import type { ServerRecord } from './firstboot.ts';
-import { STATE_DIR } from './firstboot.ts';
-import { type ClientKey, KEYS, authPrivate } from './client-auth.ts';
+import { STATE } from '../plan/layout.ts';
+import { type ServerRecord, addressLines } from './server-list.ts';
+import { type ClientKey, authPrivate } from './client-auth.ts';
 
 const run = promisify(execFile);
 const MTOOLS = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
@@ -76,21 +76,21 @@ export async function exportToStick(plan: BuildPlan, device: string | undefined)
   const type = await probe(stick, 'TYPE');
   if (type !== 'vfat') return { skipped: `${stick} is ${type || 'not a filesystem'}, not FAT: not writing to it` };
 
-  const servers = JSON.parse(await readFile(join(STATE_DIR, 'servers.json'), 'utf8')) as { servers: ServerRecord[] };
+  const servers = JSON.parse(await readFile(STATE.servers, 'utf8')) as { servers: ServerRecord[] };
   const records = servers.servers;
   const scratch = await mkdtemp(join(tmpdir(), 'simplex-pi-export-'));
   try {
     const host = runningHostname(plan);
     const folder = stickFolder(host);
     const files: Array<[string, Buffer | string]> = [['README.txt', readme(plan, records, host)]];
-    if (plan.export.formats.includes('txt')) files.push(['addresses.txt', records.map((r) => `${r.name}\t${r.address}\r\n`).join('')]);
+    if (plan.export.formats.includes('txt')) files.push(['addresses.txt', addressLines(records, '\r\n')]);
     if (plan.export.formats.includes('json')) files.push(['servers.json', `${JSON.stringify(servers, null, 2)}\n`]);
     if (plan.export.formats.includes('qr')) {
       for (const record of records.filter((r) => r.kind !== 'ssh')) {
         files.push([`qr/${record.name}.png`, await QRCode.toBuffer(record.address, { errorCorrectionLevel: 'M', margin: 4, scale: 8 })]);
       }
     }
-    const clientKeys: ClientKey[] = JSON.parse(await readFile(KEYS, 'utf8').catch(() => '[]'));
+    const clientKeys: ClientKey[] = JSON.parse(await readFile(STATE.clientKeys, 'utf8').catch(() => '[]'));
     for (const key of clientKeys) {
       for (const record of records) files.push([`client-auth/${key.name}/${record.name}.auth_private`, authPrivate(record.onion, key)]);
     }

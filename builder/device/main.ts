@@ -1,9 +1,10 @@
 // The simplex-pi program on the Pi: bundled into one .mjs (Node built-ins only) and run by Debian's Node 18/20.
 import { readFile } from 'node:fs/promises';
+import { PLAN_PATH, PLAN_SCHEMA_VERSION, STATE, UNITS } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { exportToStick } from './export.ts';
 import { status } from './status.ts';
-import { firstboot, STATE_DIR } from './firstboot.ts';
+import { firstboot } from './firstboot.ts';
 
 async function runExport(plan: BuildPlan, device: string | undefined): Promise<void> {
   const result = await exportToStick(plan, device);
@@ -11,11 +12,12 @@ async function runExport(plan: BuildPlan, device: string | undefined): Promise<v
   else console.log(`export: wrote ${result.written.length} files to ${result.device}: ${result.written.join(', ')}`);
 }
 
-const PLAN = process.env.SIMPLEX_PI_PLAN ?? '/etc/simplex-pi/plan.json';
+const PLAN = process.env.SIMPLEX_PI_PLAN ?? PLAN_PATH;
+const unitName = (unit: string) => unit.replace(/\.service$/, '');
 
 async function loadPlan(): Promise<BuildPlan> {
   const plan = JSON.parse(await readFile(PLAN, 'utf8')) as BuildPlan;
-  if (plan.schemaVersion !== 1) throw new Error(`${PLAN} has schema version ${plan.schemaVersion}; this program reads version 1`);
+  if (plan.schemaVersion !== PLAN_SCHEMA_VERSION) throw new Error(`${PLAN} has schema version ${plan.schemaVersion}; this program reads version ${PLAN_SCHEMA_VERSION}`);
   return plan;
 }
 
@@ -38,7 +40,7 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (command === 'addresses') {
-    process.stdout.write(await readFile(`${STATE_DIR}/addresses.txt`, 'utf8').catch(() => 'No addresses yet: first boot has not finished (journalctl -u simplex-pi-firstboot).\n'));
+    process.stdout.write(await readFile(STATE.addresses, 'utf8').catch(() => `No addresses yet: first boot has not finished (journalctl -u ${unitName(UNITS.firstboot)}).\n`));
     return 0;
   }
   console.error('usage: simplex-pi status | addresses | export [--device DEV] | firstboot');
@@ -53,7 +55,7 @@ main(process.argv.slice(2)).then(
     if (command === 'firstboot') {
       console.error(
         'First boot did not finish. Nothing already made is lost: it continues where it stopped at the next boot ' +
-          '(or now: `sudo systemctl restart simplex-pi-firstboot`). If it fails again, the lines above say which step and why.',
+          `(or now: \`sudo systemctl restart ${unitName(UNITS.firstboot)}\`). If it fails again, the lines above say which step and why.`,
       );
     }
     process.exit(1);

@@ -1,20 +1,14 @@
 import { spawn } from 'node:child_process';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { IniSetting } from '../plan/plan.ts';
+import { BINARY_DIR } from '../plan/layout.ts';
+import type { RelayServer } from '../plan/plan.ts';
 import { fingerprintOf, newServerPassword } from './address.ts';
 import { type Owner, atomicWrite, syncTree } from './files.ts';
 import { applyIni, readIni } from './ini.ts';
 
-export interface ServerSpec {
-  binary: string;
-  ini: string;
-  cfgPath: string;
-  logPath: string;
-  env: Record<string, string>;
-  initArgs: string[];
-  settings: IniSetting[];
-}
+/** What making a relay's identity needs of its plan entry. */
+export type ServerSpec = Pick<RelayServer, 'binary' | 'iniFile' | 'cfgPath' | 'logPath' | 'env' | 'initArgs' | 'ini'>;
 
 async function nonEmpty(path: string): Promise<boolean> {
   return stat(path).then(
@@ -30,7 +24,7 @@ async function nonEmpty(path: string): Promise<boolean> {
  */
 async function identityComplete(spec: ServerSpec): Promise<boolean> {
   const file = (name: string) => join(spec.cfgPath, name);
-  for (const name of [spec.ini, 'ca.crt', 'fingerprint', 'server.key', 'server.crt']) if (!(await nonEmpty(file(name)))) return false;
+  for (const name of [spec.iniFile, 'ca.crt', 'fingerprint', 'server.key', 'server.crt']) if (!(await nonEmpty(file(name)))) return false;
   try {
     return fingerprintOf(await readFile(file('ca.crt'), 'utf8')) === (await readFile(file('fingerprint'), 'utf8')).trim();
   } catch {
@@ -44,7 +38,7 @@ function runAs(owner: Owner, file: string, args: string[], env: Record<string, s
     const child = spawn(file, args, {
       uid: owner.uid,
       gid: owner.gid,
-      env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/nonexistent', LANG: 'C.UTF-8', ...env },
+      env: { PATH: `${BINARY_DIR}:/usr/bin:/bin`, HOME: '/nonexistent', LANG: 'C.UTF-8', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -63,7 +57,7 @@ function runAs(owner: Owner, file: string, args: string[], env: Record<string, s
  * no address is ever built from an identity a power cut could still take back.
  */
 export async function ensureServer(spec: ServerSpec, onion: string, relay: Owner): Promise<{ created: boolean }> {
-  const ini = join(spec.cfgPath, spec.ini);
+  const ini = join(spec.cfgPath, spec.iniFile);
   const complete = await identityComplete(spec);
   if (!complete) {
     await rm(ini, { force: true });
@@ -75,7 +69,7 @@ export async function ensureServer(spec: ServerSpec, onion: string, relay: Owner
     });
   }
   const text = await readFile(ini, 'utf8');
-  const updated = applyIni(text, spec.settings);
+  const updated = applyIni(text, spec.ini);
   if (updated !== text) await atomicWrite(ini, updated, 0o600, relay);
   return { created: !complete };
 }
@@ -85,8 +79,8 @@ export async function ensureServer(spec: ServerSpec, onion: string, relay: Owner
  * one written atomically before any address is built from it, so a resumed first boot keeps the first one.
  * For the XFTP relay, whose init has no password option; smp-server init makes its own.
  */
-export async function ensurePassword(spec: Pick<ServerSpec, 'cfgPath' | 'ini'>, relay: Owner): Promise<{ created: boolean }> {
-  const ini = join(spec.cfgPath, spec.ini);
+export async function ensurePassword(spec: Pick<ServerSpec, 'cfgPath' | 'iniFile'>, relay: Owner): Promise<{ created: boolean }> {
+  const ini = join(spec.cfgPath, spec.iniFile);
   const text = await readFile(ini, 'utf8');
   if (readIni(text, 'AUTH', 'create_password')) return { created: false };
   await atomicWrite(ini, applyIni(text, [{ section: 'AUTH', key: 'create_password', value: newServerPassword() }]), 0o600, relay);

@@ -2,9 +2,9 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { promisify } from 'node:util';
+import { STATE, TOR_CONTROL_COOKIE, TOR_CONTROL_SOCKET, UNITS } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { runningHostname } from './export.ts';
-import { DONE, STATE_DIR } from './firstboot.ts';
 import { checkXftpQuota } from './storage.ts';
 
 const run = promisify(execFile);
@@ -28,7 +28,7 @@ export function parseBootstrap(reply: string): { progress: number; summary: stri
 }
 
 /** Ask Tor over its control socket how far it has bootstrapped (cookie authentication, as Debian sets it up). */
-export async function torBootstrap(socket = '/run/tor/control', cookieFile = '/run/tor/control.authcookie'): Promise<string> {
+export async function torBootstrap(socket = TOR_CONTROL_SOCKET, cookieFile = TOR_CONTROL_COOKIE): Promise<string> {
   try {
     const cookie = (await readFile(cookieFile)).toString('hex');
     const reply = await new Promise<string>((resolve, reject) => {
@@ -44,7 +44,7 @@ export async function torBootstrap(socket = '/run/tor/control', cookieFile = '/r
     if (!phase) return `unknown (Tor answered: ${reply.split('\r\n')[0]})`;
     return phase.progress === 100 ? 'connected to the Tor network (100%)' : `connecting: ${phase.progress}% (${phase.summary})`;
   } catch (error) {
-    return `unknown: cannot ask Tor (${(error as Error).message}); is tor running? \`systemctl status tor@default\``;
+    return `unknown: cannot ask Tor (${(error as Error).message}); is tor running? \`systemctl status ${UNITS.tor.replace(/\.service$/, '')}\``;
   }
 }
 
@@ -58,19 +58,12 @@ export async function status(plan: BuildPlan): Promise<string> {
   const host = runningHostname(plan);
   // Raspberry Pi Imager may have given the Pi another host name than the recipe's; the stick's folder uses this one.
   const lines: string[] = [`simplex-pi "${plan.name}" on ${host}${host === plan.hostname ? '' : ` (the recipe named it ${plan.hostname})`}`, ''];
-  const done = await readFile(DONE, 'utf8').catch(() => undefined);
-  lines.push(done ? `First boot: finished ${done.trim()}` : 'First boot: NOT FINISHED. See `journalctl -u simplex-pi-firstboot` for what it is doing or what went wrong.');
+  const done = await readFile(STATE.firstbootDone, 'utf8').catch(() => undefined);
+  lines.push(done ? `First boot: finished ${done.trim()}` : `First boot: NOT FINISHED. See \`journalctl -u ${UNITS.firstboot.replace(/\.service$/, '')}\` for what it is doing or what went wrong.`);
   const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
   const listening = listeningPorts(...tables);
   lines.push('', 'Services:');
-  const units: Array<[string, number | undefined]> = [
-    ['tor@default.service', undefined],
-    ...plan.smp.instances.map((i): [string, number] => [i.unit, i.localPort]),
-    ...(plan.xftp ? [[plan.xftp.unit, plan.xftp.localPort] as [string, number]] : []),
-    ['nftables.service', undefined],
-    ...(plan.ssh.enabled ? [['ssh.service', 22] as [string, number]] : []),
-  ];
-  for (const [unit, port] of units) {
+  for (const { unit, port } of plan.reportedUnits) {
     const state = await unitState(unit);
     const ok = state === 'active' ? 'ok ' : '!! ';
     lines.push(`  ${ok} ${unit.replace(/\.service$/, '').padEnd(20)} ${state}${port ? (listening.has(port) ? `, listening on ${port}` : `, NOT listening on ${port}`) : ''}`);
@@ -80,7 +73,7 @@ export async function status(plan: BuildPlan): Promise<string> {
     lines.push('', `Storage: ${quota.ok ? 'ok ' : '!! '} ${quota.message}`);
   }
   lines.push('', `Tor: ${await torBootstrap()}`, '');
-  const addresses = await readFile(`${STATE_DIR}/addresses.txt`, 'utf8').catch((error: NodeJS.ErrnoException) =>
+  const addresses = await readFile(STATE.addresses, 'utf8').catch((error: NodeJS.ErrnoException) =>
     error.code === 'EACCES' ? 'Run `sudo simplex-pi status` to see the addresses.\n' : 'No addresses yet: first boot has not finished.\n',
   );
   lines.push('Addresses (paste or scan them into the SimpleX apps of your group):', ...addresses.trimEnd().split('\n').map((l) => `  ${l.replace('\t', '  ')}`));

@@ -1,14 +1,35 @@
 import type { BaseSpec, BinarySourceSpec, PiModel, Recipe } from '../recipe/schema.ts';
 import { SIMPLEXMQ_ASSET_SUFFIX, SIMPLEXMQ_RELEASE_BASE } from '../recipe/schema.ts';
 import { canonicalTimezone } from '../recipe/timezones.ts';
+import {
+  BINARY_DIR,
+  ONION_AUTH_DIR,
+  PLAN_SCHEMA_VERSION,
+  RELAY_KINDS,
+  RELAY_USER,
+  type RelayKind,
+  SOCKS_PROXY,
+  SSH_PORT,
+  SSH_SERVICE,
+  TOR_DIR,
+  TOR_SOCKS_PORT,
+  UNITS,
+  XFTP_FILES_DIR,
+  XFTP_SERVICE,
+  XFTP_UNIT,
+  relayDirs,
+  smpLocalPorts,
+  smpService,
+  smpUnit,
+} from './layout.ts';
 
 /**
  * The BuildPlan: everything the pipeline, the rendered configuration and the device program need to know,
- * derived from a recipe without any I/O. It is serialised to /etc/simplex-pi/plan.json in the image, where the
+ * derived from a recipe without any I/O. It is serialised to PLAN_PATH (plan/layout.ts) in the image, where the
  * first-boot program reads it.
  */
 
-export const PLAN_SCHEMA_VERSION = 1;
+export { PLAN_SCHEMA_VERSION };
 
 export type BinaryName = 'smp-server' | 'xftp-server';
 
@@ -30,7 +51,7 @@ export interface IniSetting {
   value: string;
 }
 
-/** A Tor onion service: its directory under /var/lib/tor (the only place Debian's tor unit may write) and ports. */
+/** A Tor onion service: its directory under TOR_DIR (the only place Debian's tor unit may write) and ports. */
 export interface OnionService {
   name: string;
   dir: string;
@@ -39,33 +60,57 @@ export interface OnionService {
   localPort: number;
 }
 
-export interface SmpInstance {
-  index: number;
-  /** Instance name, e.g. smp1: unit simplex-smp@1, directories simplex-smp1. */
+/**
+ * One relay, as its unit, the first-boot program and `status` need it: every path and name rendered from the
+ * layout (plan/layout.ts), so the unit template and the device read them instead of deriving them again.
+ */
+export interface RelayServer {
+  kind: RelayKind;
+  /** The name in the server list and on the stick: smp1, smp2, …, xftp. */
   name: string;
   unit: string;
+  /** The unit's Description=. */
+  description: string;
   localPort: number;
   onion: OnionService;
+  /** The installed program. */
+  binary: string;
+  /** The INI file name in cfgPath. */
+  iniFile: string;
+  /** Keys, certificates and the INI (simplexmq's configuration directory). */
   cfgPath: string;
+  /** Stores and logs (simplexmq's log directory): what the relay may write. */
   logPath: string;
-  /** `smp-server` arguments for init; the device adds `-n <onion address>` once the onion key exists. */
+  /** simplexmq's own variables that point the server at its directories. */
+  env: Record<string, string>;
+  /** Files the server saves at a stop and reads at start (absolute), which a power cut can leave torn. */
+  savedFiles: string[];
+  /** Everything the relay writes (its unit's ReadWritePaths). */
+  writablePaths: string[];
+  /** Arguments for init; the device adds `-n <onion address>` once the onion key exists. */
   initArgs: string[];
+  /** What the device sets in the INI after init. */
   ini: IniSetting[];
 }
 
-export interface XftpServer {
-  unit: string;
-  localPort: number;
-  onion: OnionService;
-  cfgPath: string;
-  logPath: string;
+export interface SmpInstance extends RelayServer {
+  kind: 'smp';
+  /** From 1: unit simplex-smp@N, directories simplex-smpN. */
+  index: number;
+}
+
+export interface XftpServer extends RelayServer {
+  kind: 'xftp';
   filesPath: string;
   quota: string;
   /** generate: the first boot sets a random [AUTH] create_password after init (xftp-server init has no flag for it). */
   password: 'generate' | 'none';
-  /** `xftp-server` arguments for init; the device adds `-n <onion address>`. */
-  initArgs: string[];
-  ini: IniSetting[];
+}
+
+/** A unit `simplex-pi status` reports, with the local port it must listen on. */
+export interface ReportedUnit {
+  unit: string;
+  port?: number;
 }
 
 export interface BuildPlan {
@@ -101,6 +146,7 @@ export interface BuildPlan {
   };
   ssh: {
     enabled: boolean;
+    port: number;
     overTor: boolean;
     lan: boolean;
     user: string;
@@ -112,6 +158,8 @@ export interface BuildPlan {
   simplexmq: { version: string; releaseNotesUrl: string; binaries: BinaryInput[]; memoryDenyWriteExecute: boolean };
   /** Units the configure stage enables. */
   units: string[];
+  /** Units `simplex-pi status` reports, in order. */
+  reportedUnits: ReportedUnit[];
   /** Extra directories the recipe copies into the image (host paths). */
   overlays: string[];
   /** Debian packages the `packages` stage installs from the base's own apt sources. */
@@ -126,14 +174,6 @@ export interface BuildPlan {
  */
 export const RUNTIME_PACKAGES = ['tor', 'nftables', 'nodejs', 'openssl', 'libgmp10', 'libffi8', 'libnuma1', 'zlib1g', 'mtools', 'tzdata'];
 export const SSH_PACKAGES = ['openssh-server', 'sudo'];
-
-export const BINARY_DIR = '/usr/local/bin';
-export const TOR_DIR = '/var/lib/tor';
-/** Where the Pi's Tor reads client authorization keys for onion services it connects to (its own relays). */
-export const ONION_AUTH_DIR = `${TOR_DIR}/onion-auth`;
-export const TOR_SOCKS_PORT = 9050;
-export const SOCKS_PROXY = `127.0.0.1:${TOR_SOCKS_PORT}`;
-export const RELAY_USER = 'simplex';
 
 function expand(template: string, version: string): string {
   return template.replaceAll('{version}', version);
@@ -153,7 +193,7 @@ function onion(name: string, virtualPort: number, localPort: number): OnionServi
 }
 
 /**
- * What the first-boot program sets in smp-server.ini after `init`: a single local port (init writes 5223,443),
+ * What the first-boot program sets in the SMP relay's INI after `init`: a single local port (init writes 5223,443),
  * outbound private routing only through Tor (socks_mode always, facts §3: onion would use the clearnet for relays
  * with public addresses), and onion hosts preferred.
  */
@@ -172,35 +212,57 @@ export interface PlanOverrides {
   base?: BaseSpec;
 }
 
+/** The parts of a relay that follow from its kind and its onion service's name alone (plan/layout.ts). */
+function relayLayout(kind: RelayKind, service: string) {
+  const layout = RELAY_KINDS[kind];
+  const { cfgPath, logPath } = relayDirs(service);
+  return {
+    binary: `${BINARY_DIR}/${layout.binary}`,
+    iniFile: layout.iniFile,
+    cfgPath,
+    logPath,
+    env: { [layout.cfgEnv]: cfgPath, [layout.logEnv]: logPath },
+    savedFiles: layout.savedFiles.map((name) => `${logPath}/${name}`),
+  };
+}
+
 export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): BuildPlan {
   const version = recipe.simplexmq.version;
-  const instances: SmpInstance[] = Array.from({ length: recipe.smp.instances }, (_, i) => {
+  const ports = smpLocalPorts(recipe.smp.local_port_base, recipe.smp.instances);
+  const instances: SmpInstance[] = ports.map((localPort, i) => {
     const index = i + 1;
-    const localPort = recipe.smp.local_port_base + i;
+    const service = smpService(index);
+    const paths = relayLayout('smp', service);
     return {
+      kind: 'smp',
       index,
       name: `smp${index}`,
-      unit: `simplex-smp@${index}.service`,
+      unit: smpUnit(index),
+      description: `SimpleX SMP relay ${index} (reachable only through Tor)`,
       localPort,
-      onion: onion(`simplex-smp${index}`, recipe.smp.onion_port, localPort),
-      cfgPath: `/etc/opt/simplex-smp${index}`,
-      logPath: `/var/opt/simplex-smp${index}`,
+      onion: onion(service, recipe.smp.onion_port, localPort),
+      ...paths,
+      writablePaths: [paths.logPath],
       // -y: no questions; --disable-web: no HTTPS site, which would need a certificate and is of no use over Tor.
       initArgs: ['init', '-y', '--disable-web', ...(recipe.smp.password === 'none' ? ['--no-password'] : [])],
       ini: smpIni(localPort, recipe.smp.message_expiry_days),
     };
   });
+  const xftpPaths = relayLayout('xftp', XFTP_SERVICE);
   const xftp: XftpServer | null = recipe.xftp.enabled
     ? {
-        unit: 'simplex-xftp.service',
+        kind: 'xftp',
+        name: 'xftp',
+        unit: XFTP_UNIT,
+        description: 'SimpleX XFTP file relay (reachable only through Tor)',
         localPort: recipe.xftp.local_port,
-        onion: onion('simplex-xftp', recipe.xftp.onion_port, recipe.xftp.local_port),
-        cfgPath: '/etc/opt/simplex-xftp',
-        logPath: '/var/opt/simplex-xftp',
-        filesPath: '/srv/simplex-xftp/files',
+        onion: onion(XFTP_SERVICE, recipe.xftp.onion_port, recipe.xftp.local_port),
+        ...xftpPaths,
+        writablePaths: [xftpPaths.logPath, XFTP_FILES_DIR],
+        filesPath: XFTP_FILES_DIR,
         quota: recipe.xftp.quota,
         password: recipe.xftp.password,
-        initArgs: ['init', '-p', '/srv/simplex-xftp/files', '-q', recipe.xftp.quota],
+        initArgs: ['init', '-p', XFTP_FILES_DIR, '-q', recipe.xftp.quota],
         ini: [
           { section: 'TRANSPORT', key: 'port', value: String(recipe.xftp.local_port) },
           { section: 'STORE_LOG', key: 'expire_files_hours', value: String(recipe.xftp.file_expiry_hours) },
@@ -208,7 +270,8 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
       }
     : null;
   const sshEnabled = recipe.admin.ssh.over_tor || recipe.admin.ssh.lan;
-  const sshOnion = recipe.admin.ssh.over_tor ? onion('simplex-ssh', 22, 22) : null;
+  const sshOnion = recipe.admin.ssh.over_tor ? onion(SSH_SERVICE, SSH_PORT, SSH_PORT) : null;
+  const relays: Array<SmpInstance | XftpServer> = [...instances, ...(xftp ? [xftp] : [])]; // relaysOf (plan/relays.ts), before the plan exists
   const binaries = [binaryInput('smp-server', recipe.simplexmq.smp_server, version)];
   if (xftp) binaries.push(binaryInput('xftp-server', recipe.simplexmq.xftp_server, version));
   return {
@@ -231,7 +294,7 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
       clientOnionAuthDir: recipe.tor.client_auth.keys.length || recipe.tor.client_auth.generate ? ONION_AUTH_DIR : null,
       services: [...instances.map((i) => i.onion), ...(xftp ? [xftp.onion] : []), ...(sshOnion ? [sshOnion] : [])],
     },
-    ssh: { enabled: sshEnabled, overTor: recipe.admin.ssh.over_tor, lan: recipe.admin.ssh.lan, user: recipe.admin.user, authorizedKeys: recipe.admin.ssh.authorized_keys, onion: sshOnion },
+    ssh: { enabled: sshEnabled, port: SSH_PORT, overTor: recipe.admin.ssh.over_tor, lan: recipe.admin.ssh.lan, user: recipe.admin.user, authorizedKeys: recipe.admin.ssh.authorized_keys, onion: sshOnion },
     network: { outbound: recipe.network.outbound, allowPing: recipe.network.allow_ping },
     export: { usbLabel: recipe.export.usb_label, formats: recipe.export.formats },
     simplexmq: {
@@ -240,7 +303,14 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
       binaries,
       memoryDenyWriteExecute: recipe.simplexmq.memory_deny_write_execute,
     },
-    units: ['simplex-pi-firstboot.service', ...instances.map((i) => i.unit), ...(xftp ? [xftp.unit] : []), 'nftables.service', ...(sshEnabled ? ['ssh.service'] : [])],
+    units: [UNITS.firstboot, ...relays.map((r) => r.unit), UNITS.nftables, ...(sshEnabled ? [UNITS.ssh] : [])],
+    // Tor is not enabled by us (Debian's package enables it) but is what everything else depends on.
+    reportedUnits: [
+      { unit: UNITS.tor },
+      ...relays.map((r) => ({ unit: r.unit, port: r.localPort })),
+      { unit: UNITS.nftables },
+      ...(sshEnabled ? [{ unit: UNITS.ssh, port: SSH_PORT }] : []),
+    ],
     overlays: recipe.overlays,
     packages: [...RUNTIME_PACKAGES, ...(sshEnabled ? SSH_PACKAGES : [])],
   };

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { INIT_FORMATS } from '../base/init-format.ts';
+import { RELAY_USER, RESERVED_LOCAL_PORTS, TOR_USER, smpLocalPorts } from '../plan/layout.ts';
 import { NOT_ZONES, TIMEZONE_NAME } from './timezones.ts';
 
 /**
@@ -126,7 +127,7 @@ const sshPublicKey = z
 export const SMP_LOCAL_PORT_BASE = 5301;
 export const XFTP_LOCAL_PORT = 5443;
 /** Ports taken by other services on the Pi: Tor's SOCKS and control ports, SSH, DNS. */
-export const RESERVED_LOCAL_PORTS: Record<number, string> = { 22: 'SSH', 53: 'DNS', 9050: "Tor's SOCKS port", 9051: "Tor's control port" };
+export { RESERVED_LOCAL_PORTS };
 
 const smpSchema = z.strictObject({
   instances: z
@@ -198,7 +199,7 @@ const adminSchema = z.strictObject({
   user: z
     .string()
     .regex(/^[a-z_][a-z0-9_-]{0,30}$/, { error: 'must be a Linux user name: lower-case letters, digits, - or _, starting with a letter' })
-    .refine((u) => !['root', 'simplex', 'debian-tor'].includes(u), { error: 'must not be root or a service account' })
+    .refine((u) => !['root', RELAY_USER, TOR_USER].includes(u), { error: 'must not be root or a service account' })
     .default('admin'),
   ssh: z
     .strictObject({
@@ -294,10 +295,11 @@ export const recipeSchema = z
       if (holder) ctx.addIssue({ code: 'custom', path, message: `port ${portNumber} for ${what} collides with ${holder}; choose another` });
       else taken.set(portNumber, what);
     };
-    const last = recipe.smp.local_port_base + recipe.smp.instances - 1;
-    if (last > 65535) ctx.addIssue({ code: 'custom', path: ['smp', 'local_port_base'], message: `${recipe.smp.instances} instances from port ${recipe.smp.local_port_base} would go past 65535` });
-    for (let i = 0; i < recipe.smp.instances && recipe.smp.local_port_base + i <= 65535; i++) {
-      claim(recipe.smp.local_port_base + i, `SMP relay ${i + 1}`, ['smp', 'local_port_base']);
+    const ports = smpLocalPorts(recipe.smp.local_port_base, recipe.smp.instances);
+    if (ports.at(-1)! > 65535) ctx.addIssue({ code: 'custom', path: ['smp', 'local_port_base'], message: `${recipe.smp.instances} instances from port ${recipe.smp.local_port_base} would go past 65535` });
+    for (const [i, port] of ports.entries()) {
+      if (port > 65535) break;
+      claim(port, `SMP relay ${i + 1}`, ['smp', 'local_port_base']);
     }
     if (recipe.xftp.enabled) claim(recipe.xftp.local_port, 'the XFTP relay', ['xftp', 'local_port']);
     const ssh = recipe.admin.ssh;

@@ -1,15 +1,20 @@
 import { lstat, mkdir, readFile, readdir, writeFile, chmod, chown, rename, rm, symlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
 import { UserError } from '../errors.ts';
 import { ZONEINFO } from '../image/zoneinfo.ts';
-import { authorizedClient } from '../device/client-auth.ts';
-import type { BuildPlan } from '../plan/plan.ts';
+import * as layout from '../plan/layout.ts';
+import { AUTHORIZED_CLIENTS, PLAN_PATH, SSH_AUTHORIZED_KEYS_DIR, TOR_USER, authorizedClientLine } from '../plan/layout.ts';
+import type { BuildPlan, RelayServer } from '../plan/plan.ts';
+import { relaysOf } from '../plan/relays.ts';
 import { walkTree } from './tree.ts';
 
 export const OVERLAYS = join(dirname(fileURLToPath(import.meta.url)), '../../overlays');
-export const PLAN_PATH = '/etc/simplex-pi/plan.json';
+export { PLAN_PATH };
+
+/** A template named `[relay.unit].hbs` is rendered once per relay, into a file named after that relay's unit. */
+const PER_RELAY = '[relay.unit].hbs';
 
 /** One thing the configure stage puts into the image: a file, a directory or a symlink, with its owner and mode. */
 export interface ImageEntry {
@@ -66,15 +71,21 @@ export async function renderOverlay(overlayDir: string, plan: BuildPlan, overlay
       entries.push(file(`/${entry.path}`, source, mode));
       continue;
     }
-    let text: string;
-    try {
-      text = hb.compile(source.toString('utf8'), { noEscape: true, strict: true })({ plan });
-    } catch (error) {
-      throw new UserError(`cannot render ${join(overlayDir, entry.path)}: ${(error as Error).message}`);
+    const render = (context: { relay?: RelayServer }): string => {
+      try {
+        return hb.compile(source.toString('utf8'), { noEscape: true, strict: true })({ plan, layout, ...context });
+      } catch (error) {
+        throw new UserError(`cannot render ${join(overlayDir, entry.path)}: ${(error as Error).message}`);
+      }
+    };
+    const outputs = basename(entry.path) === PER_RELAY
+      ? relaysOf(plan).map((relay) => ({ path: join(dirname(entry.path), relay.unit), text: render({ relay }) }))
+      : [{ path: entry.path.slice(0, -'.hbs'.length), text: render({}) }];
+    for (const { path, text } of outputs) {
+      if (!text.trim()) continue;
+      // Blank lines left by {{#if}} blocks are squeezed so the files read as if written by hand.
+      entries.push(file(`/${path}`, text.replace(/\n{3,}/g, '\n\n').replace(/^\n+/, ''), mode));
     }
-    if (!text.trim()) continue;
-    // Blank lines left by {{#if}} blocks are squeezed so the files read as if written by hand.
-    entries.push(file(`/${entry.path.slice(0, -'.hbs'.length)}`, text.replace(/\n{3,}/g, '\n\n').replace(/^\n+/, ''), mode));
   }
   return entries;
 }
@@ -85,31 +96,32 @@ function planEntries(plan: BuildPlan): ImageEntry[] {
   entries.push(file('/etc/timezone', `${plan.timezone}\n`));
   entries.push({ path: '/etc/localtime', kind: 'symlink', target: `${ZONEINFO}/${plan.timezone}`, mode: 0o777, owner: 'root', group: 'root' });
   // State and configuration of each relay: simplexmq's init empties these and fills them as the relay user, but
-  // cannot create them under root-owned /etc/opt and /var/opt.
-  for (const instance of plan.smp.instances) {
-    entries.push(dir(instance.cfgPath, 0o700, plan.relayUser), dir(instance.logPath, 0o700, plan.relayUser));
+  // cannot create them under their root-owned parents.
+  for (const relay of relaysOf(plan)) {
+    entries.push(dir(relay.cfgPath, 0o700, plan.relayUser), dir(relay.logPath, 0o700, plan.relayUser));
   }
   if (plan.xftp) {
-    entries.push(dir(plan.xftp.cfgPath, 0o700, plan.relayUser), dir(plan.xftp.logPath, 0o700, plan.relayUser));
-    // The XFTP server does not create its files directory (facts §1).
+    // The XFTP server creates neither its files directory nor its parent (docs/simplexmq-and-tor.md). First boot
+    // makes it again should it be gone.
     entries.push(dir(dirname(plan.xftp.filesPath), 0o755), dir(plan.xftp.filesPath, 0o700, plan.relayUser));
   }
   // The Pi's own keys for its relays are made at first boot; Tor refuses a ClientOnionAuthDir it does not own.
-  if (plan.tor.clientOnionAuthDir) entries.push(dir(plan.tor.clientOnionAuthDir, 0o700, 'debian-tor'));
+  if (plan.tor.clientOnionAuthDir) entries.push(dir(plan.tor.clientOnionAuthDir, 0o700, TOR_USER));
   // Client authorization: public keys only. Tor demands its directories be its own and 0700.
   if (plan.tor.clientAuth.keys.length) {
     for (const service of plan.tor.services) {
-      entries.push(dir(service.dir, 0o700, 'debian-tor'), dir(`${service.dir}/authorized_clients`, 0o700, 'debian-tor'));
+      const clients = `${service.dir}/${AUTHORIZED_CLIENTS}`;
+      entries.push(dir(service.dir, 0o700, TOR_USER), dir(clients, 0o700, TOR_USER));
       for (const key of plan.tor.clientAuth.keys) {
-        entries.push(file(`${service.dir}/authorized_clients/${key.name}.auth`, authorizedClient(key.publicKey), 0o600, 'debian-tor'));
+        entries.push(file(`${clients}/${key.name}.auth`, authorizedClientLine(key.publicKey), 0o600, TOR_USER));
       }
     }
   }
   // Keys from the recipe go to the admin user; without any, keys come from Raspberry Pi Imager's settings for
   // the user it creates, and no admin user is made.
   if (plan.ssh.enabled && plan.ssh.authorizedKeys.length) {
-    entries.push(dir('/etc/ssh/authorized_keys', 0o755));
-    entries.push(file(`/etc/ssh/authorized_keys/${plan.ssh.user}`, plan.ssh.authorizedKeys.map((k) => `${k}\n`).join(''), 0o644));
+    entries.push(dir(SSH_AUTHORIZED_KEYS_DIR, 0o755));
+    entries.push(file(`${SSH_AUTHORIZED_KEYS_DIR}/${plan.ssh.user}`, plan.ssh.authorizedKeys.map((k) => `${k}\n`).join(''), 0o644));
     // The admin logs in with a key only and has no password, so sudo must not ask for one.
     entries.push(file(`/etc/sudoers.d/simplex-pi-${plan.ssh.user}`, `${plan.ssh.user} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440));
   }

@@ -1,14 +1,13 @@
 import { bundleDeviceProgram } from '../device/bundle.ts';
 import type { MountedImage } from '../image/mount-image.ts';
+import { DEVICE_COMMAND, DEVICE_PROGRAM } from '../plan/layout.ts';
 import { writeEntries } from '../render/render.ts';
 import type { StageContext } from './context.ts';
 
-export const DEVICE_PROGRAM = '/usr/lib/simplex-pi/simplex-pi.mjs';
-export const DEVICE_COMMAND = '/usr/local/bin/simplex-pi';
 
 /**
  * firstboot: the device program (builder/device, bundled to one .mjs) and the `simplex-pi` command that runs it
- * with the image's own Node. Its unit, simplex-pi-firstboot.service, is part of the rendered configuration and
+ * with the image's own Node. Its unit (UNITS.firstboot) is part of the rendered configuration and
  * enabled by configure.
  */
 export async function firstbootStage(ctx: StageContext, mounted: MountedImage): Promise<void> {

@@ -90,12 +90,12 @@ describe('INI settings and addresses, on what simplexmq init writes (the stand-i
     const base = await scratch('identity');
     const spec: ServerSpec = {
       binary: smp,
-      ini: 'smp-server.ini',
+      iniFile: 'smp-server.ini',
       cfgPath: join(base, 'cfg'),
       logPath: join(base, 'log'),
       env: { SMP_SERVER_CFG_PATH: join(base, 'cfg'), SMP_SERVER_LOG_PATH: join(base, 'log') },
       initArgs: ['init', '-y', '--disable-web'],
-      settings: [],
+      ini: [],
     };
     const me = { uid: process.getuid!(), gid: process.getgid!() };
     const fingerprint = () => readFile(join(base, 'cfg/fingerprint'), 'utf8');

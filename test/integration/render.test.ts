@@ -95,11 +95,24 @@ describe('team: the published guide\'s topology without its mistakes', () => {
   });
 
   it('mistake avoided: no symlink or BindPaths trick; each instance is chosen with SMP_SERVER_CFG_PATH and SMP_SERVER_LOG_PATH', async () => {
-    const unit = await readFile(join(rendered.rootfs, 'etc/systemd/system/simplex-smp@.service'), 'utf8');
-    expect(unit).toContain('Environment=SMP_SERVER_CFG_PATH=/etc/opt/simplex-smp%i');
-    expect(unit).toContain('Environment=SMP_SERVER_LOG_PATH=/var/opt/simplex-smp%i');
-    expect(unit).not.toMatch(/BindPaths|ln -s/);
-    expect(unit).toMatch(/^User=simplex$/m);
+    // One unit file per instance (named like the instance, so systemd uses it as it is), every path written out.
+    expect(existsSync(join(rendered.rootfs, 'etc/systemd/system/simplex-smp@.service'))).toBe(false);
+    for (const n of [1, 7, 10]) {
+      const unit = await readFile(join(rendered.rootfs, `etc/systemd/system/simplex-smp@${n}.service`), 'utf8');
+      expect(unit).toContain(`Environment=SMP_SERVER_CFG_PATH=/etc/opt/simplex-smp${n}\n`);
+      expect(unit).toContain(`Environment=SMP_SERVER_LOG_PATH=/var/opt/simplex-smp${n}\n`);
+      expect(unit).toContain(`ConditionPathExists=/etc/opt/simplex-smp${n}/smp-server.ini\n`);
+      expect(unit).toContain(`ReadWritePaths=/var/opt/simplex-smp${n}\n`);
+      expect(unit).toContain(`ExecStartPre=/usr/local/lib/simplex-pi/set-aside-torn-record /var/opt/simplex-smp${n}/smp-server-messages.log /var/opt/simplex-smp${n}/smp-server-ntfs.log\n`);
+      expect(unit).toContain('ExecStart=/usr/local/bin/smp-server start +RTS -N -RTS\n');
+      expect(unit).not.toMatch(/BindPaths|ln -s|%i/);
+      expect(unit).toMatch(/^User=simplex$/m);
+    }
+    expect(existsSync(join(rendered.rootfs, 'etc/systemd/system/simplex-smp@11.service'))).toBe(false);
+    const xftp = await readFile(join(rendered.rootfs, 'etc/systemd/system/simplex-xftp.service'), 'utf8');
+    expect(xftp).toContain('Environment=XFTP_SERVER_CFG_PATH=/etc/opt/simplex-xftp\n');
+    expect(xftp).toContain('ReadWritePaths=/var/opt/simplex-xftp /srv/simplex-xftp/files\n');
+    expect(xftp).not.toContain('set-aside-torn-record');
   });
 
   it('mistake avoided: no relay port and no SSH port open to the network (input policy drop)', async () => {

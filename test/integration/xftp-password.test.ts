@@ -54,7 +54,7 @@ describe('XFTP upload password', () => {
   });
 
   it('with the password first boot sets, an upload without it or with another is refused, and one with the address\'s password works', async () => {
-    expect(await ensurePassword({ cfgPath: relay.cfgPath, ini: 'file-server.ini' }, owner)).toEqual({ created: true });
+    expect(await ensurePassword({ cfgPath: relay.cfgPath, iniFile: 'file-server.ini' }, owner)).toEqual({ created: true });
     const password = readIni(await readFile(relay.iniPath, 'utf8'), 'AUTH', 'create_password');
     expect(password).toMatch(/^[A-Za-z0-9_-]{43}=$/);
     const fingerprint = fingerprintOf(await readFile(join(relay.cfgPath, 'ca.crt'), 'utf8'));
@@ -68,7 +68,7 @@ describe('XFTP upload password', () => {
 
   it('a second first-boot run keeps the password it made', async () => {
     const before = await readFile(relay.iniPath, 'utf8');
-    expect(await ensurePassword({ cfgPath: relay.cfgPath, ini: 'file-server.ini' }, owner)).toEqual({ created: false });
+    expect(await ensurePassword({ cfgPath: relay.cfgPath, iniFile: 'file-server.ini' }, owner)).toEqual({ created: false });
     expect(await readFile(relay.iniPath, 'utf8')).toBe(before);
   });
 });

@@ -1,0 +1,152 @@
+/**
+ * The image's layout: every path, file name, environment variable, port, user and unit name that the build, the
+ * rendered configuration (templates get it as `layout`), the device program, `status` and the tests rely on.
+ * Defined here once and read everywhere else; test/unit/layout.test.ts fails when one of these literals is typed
+ * anywhere else in builder/, overlays/ or ci/. No imports: the device bundle includes this module as it is.
+ */
+
+/** What the device program reads: the build's plan, serialised (plan/plan.ts). */
+export const PLAN_PATH = '/etc/simplex-pi/plan.json';
+export const PLAN_SCHEMA_VERSION = 1;
+
+// Programs.
+export const BINARY_DIR = '/usr/local/bin';
+/** The device program, bundled to one file (builder/device/bundle.ts), and the command that runs it with Node. */
+export const DEVICE_PROGRAM = '/usr/lib/simplex-pi/simplex-pi.mjs';
+export const DEVICE_COMMAND = `${BINARY_DIR}/simplex-pi`;
+/** Helper scripts the units run (overlays/rootfs/usr/local/lib/simplex-pi/). */
+export const DEVICE_LIB_DIR = '/usr/local/lib/simplex-pi';
+export const SET_ASIDE_TORN_RECORD = `${DEVICE_LIB_DIR}/set-aside-torn-record`;
+
+/** What the device program keeps: root only (0700), never in the image (first boot makes all of it). */
+export const STATE_DIR = '/var/lib/simplex-pi';
+export const STATE = {
+  /** Written last by a finished first boot; its unit's condition skips later boots, the export unit waits for it. */
+  firstbootDone: `${STATE_DIR}/firstboot.done`,
+  /** Every server and its address, as JSON: the USB export reads it. */
+  servers: `${STATE_DIR}/servers.json`,
+  /** One `name<TAB>address` line per server: `simplex-pi addresses` and `status` show it. */
+  addresses: `${STATE_DIR}/addresses.txt`,
+  /** Client authorization keys made on the Pi (tor.client_auth.generate), private halves included. */
+  clientKeys: `${STATE_DIR}/client-auth.json`,
+  /** The Pi's own client key for its SMP relays (they route messages for each other); never exported. */
+  selfClientKey: `${STATE_DIR}/client-auth-self.json`,
+  /** The Debian base's one-time root filesystem growth (overlays/debian-base). */
+  growrootDone: `${STATE_DIR}/growroot.done`,
+} as const;
+
+// Users.
+/** The unprivileged user every relay runs as. */
+export const RELAY_USER = 'simplex';
+/** Debian's tor runs as this user; its onion service directories must be its own. */
+export const TOR_USER = 'debian-tor';
+
+// Units.
+export const UNITS = {
+  firstboot: 'simplex-pi-firstboot.service',
+  /** A template: the udev rule starts one instance per stick (`simplex-pi-export@sda1.service`). */
+  exportTemplate: 'simplex-pi-export@.service',
+  exportInstancePrefix: 'simplex-pi-export@',
+  /** Debian's tor: tor.service is a wrapper; the daemon is the tor@default instance. */
+  torWrapper: 'tor.service',
+  tor: 'tor@default.service',
+  nftables: 'nftables.service',
+  ssh: 'ssh.service',
+  growroot: 'simplex-pi-growroot.service',
+} as const;
+
+// Tor.
+/** The only directory Debian's tor unit may write: every onion service's keys live under it. */
+export const TOR_DIR = '/var/lib/tor';
+/** Where the Pi's Tor reads client authorization keys for onion services it connects to (its own relays). */
+export const ONION_AUTH_DIR = `${TOR_DIR}/onion-auth`;
+/** In each onion service's directory: one `<client>.auth` file per client allowed in (Tor's format). */
+export const AUTHORIZED_CLIENTS = 'authorized_clients';
+export const TOR_SOCKS_PORT = 9050;
+export const TOR_CONTROL_PORT = 9051;
+export const SOCKS_PROXY = `127.0.0.1:${TOR_SOCKS_PORT}`;
+/** Debian's tor@default: the control socket and its cookie (CookieAuthentication), which `status` uses. */
+export const TOR_CONTROL_SOCKET = '/run/tor/control';
+export const TOR_CONTROL_COOKIE = '/run/tor/control.authcookie';
+
+/** A client's line in an onion service's authorized_clients/<name>.auth (Tor's format). */
+export function authorizedClientLine(publicKey: string): string {
+  return `descriptor:x25519:${publicKey}\n`;
+}
+
+/** A client's `<service>.auth_private` line (Tor's ClientOnionAuthDir format: the onion without ".onion"). */
+export function authPrivateLine(onion: string, privateKey: string): string {
+  return `${onion.replace(/\.onion$/, '')}:descriptor:x25519:${privateKey}\n`;
+}
+
+// SSH.
+export const SSH_PORT = 22;
+/** sshd_config's AuthorizedKeysFile names this directory: the recipe's keys, root-owned, one file per user. */
+export const SSH_AUTHORIZED_KEYS_DIR = '/etc/ssh/authorized_keys';
+
+/** Local ports a relay may not take: the services that listen on the Pi themselves. */
+export const RESERVED_LOCAL_PORTS: Readonly<Record<number, string>> = {
+  [SSH_PORT]: 'SSH',
+  53: 'DNS',
+  [TOR_SOCKS_PORT]: "Tor's SOCKS port",
+  [TOR_CONTROL_PORT]: "Tor's control port",
+};
+
+// The relays. simplexmq's servers take their directories from environment variables (upstream's
+// Simplex.Messaging.Server.Main: SMP_SERVER_CFG_PATH, SMP_SERVER_LOG_PATH; XFTP likewise); each relay has its own.
+export type RelayKind = 'smp' | 'xftp';
+
+export interface RelayKindLayout {
+  /** The program, installed in BINARY_DIR. */
+  binary: string;
+  /** The INI file `init` writes into the configuration directory. */
+  iniFile: string;
+  cfgEnv: string;
+  logEnv: string;
+  /**
+   * Files in the state directory the server saves at a stop and reads at start (upstream's Server/Main.hs
+   * storeMsgsFilePath, storeNtfsFilePath): a power cut during the save leaves a torn last record.
+   */
+  savedFiles: readonly string[];
+}
+
+export const RELAY_KINDS: Readonly<Record<RelayKind, RelayKindLayout>> = {
+  smp: {
+    binary: 'smp-server',
+    iniFile: 'smp-server.ini',
+    cfgEnv: 'SMP_SERVER_CFG_PATH',
+    logEnv: 'SMP_SERVER_LOG_PATH',
+    savedFiles: ['smp-server-messages.log', 'smp-server-ntfs.log'],
+  },
+  xftp: {
+    binary: 'xftp-server',
+    iniFile: 'file-server.ini',
+    cfgEnv: 'XFTP_SERVER_CFG_PATH',
+    logEnv: 'XFTP_SERVER_LOG_PATH',
+    savedFiles: [],
+  },
+};
+
+/** Each relay's directories, named after its onion service: configuration (keys, INI) and state (stores, logs). */
+export function relayDirs(service: string): { cfgPath: string; logPath: string } {
+  return { cfgPath: `/etc/opt/${service}`, logPath: `/var/opt/${service}` };
+}
+
+/** SMP relay N (from 1): its onion service and directories are simplex-smpN, its unit simplex-smp@N.service. */
+export function smpService(index: number): string {
+  return `simplex-smp${index}`;
+}
+export function smpUnit(index: number): string {
+  return `simplex-smp@${index}.service`;
+}
+
+/** The local ports of `count` SMP relays: one after another from the recipe's smp.local_port_base. */
+export function smpLocalPorts(base: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => base + i);
+}
+
+export const XFTP_SERVICE = 'simplex-xftp';
+export const XFTP_UNIT = 'simplex-xftp.service';
+/** Where the XFTP relay keeps files in transit; xftp-server creates neither it nor its parent. */
+export const XFTP_FILES_DIR = '/srv/simplex-xftp/files';
+export const SSH_SERVICE = 'simplex-ssh';

@@ -1,0 +1,125 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as layout from '../../builder/plan/layout.ts';
+import { resolvePlan } from '../../builder/plan/plan.ts';
+import { relaysOf } from '../../builder/plan/relays.ts';
+import { parseRecipe } from '../../builder/recipe/load.ts';
+
+const repo = join(import.meta.dirname, '../..');
+
+/** Every string in the layout module that names something in the image: a path, a file, a variable, a unit. */
+function layoutLiterals(): string[] {
+  const found = new Set<string>();
+  const visit = (value: unknown): void => {
+    if (typeof value === 'string') found.add(value);
+    else if (Array.isArray(value)) value.forEach(visit);
+    else if (value && typeof value === 'object') Object.values(value).forEach(visit);
+  };
+  visit(Object.values(layout).filter((v) => typeof v !== 'function'));
+  // Bare words ("simplex", "smp-server") also name other things (the asset, the project); what only the image
+  // layout means has a path separator, a dot or an underscore in it (paths, file and unit names, variables).
+  return [...found].filter((s) => /[/._]/.test(s) && s.length >= 8);
+}
+
+/** What the functions of the layout make: the per-relay directory patterns and Tor's key-file line. */
+const PATTERNS = ['/etc/opt/', '/var/opt/', 'simplex-smp${', 'simplex-smp@${', 'descriptor:x25519:', 'debian-tor'];
+
+/**
+ * Where a layout literal may appear all the same, each for a reason that is not a second definition.
+ */
+const ALLOWED: Array<{ file: string; literal: string; why: string }> = [
+  { file: 'builder/image/chroot.ts', literal: '/usr/local/bin', why: 'PATH for commands in the chroot, a Debian convention' },
+  { file: 'builder/host-check.mjs', literal: '/usr/local/bin', why: "PATH on the build host, not the image's" },
+  { file: 'ci/setup-host.sh', literal: '/usr/local/bin', why: 'the build host, where the pinned Node.js is linked' },
+  { file: 'ci/node-pins.txt', literal: '/usr/local/bin', why: 'the build host' },
+  { file: 'overlays/rootfs/etc/tor/torrc', literal: '/var/lib/tor', why: "quotes Debian's own defaults file" },
+  { file: 'overlays/rootfs/etc/tor/torrc', literal: 'debian-tor', why: "quotes Debian's own defaults file" },
+  { file: 'builder/stages/seal.ts', literal: 'debian-tor', why: "a comment on Debian's log directory owner" },
+  // The Debian base's growroot runs before any of simplex-pi's own programs, from a static overlay.
+  // The Debian base's own files: static (the base is built once and cached for every recipe); a test below pins
+  // them to the layout.
+  { file: 'overlays/debian-base/rootfs/usr/lib/simplex-pi/growroot', literal: '/var/lib/simplex-pi', why: 'a shell script of the Debian base' },
+  { file: 'overlays/debian-base/rootfs/usr/lib/simplex-pi/growroot', literal: '/var/lib/simplex-pi/growroot.done', why: 'a shell script of the Debian base' },
+  { file: 'overlays/debian-base/rootfs/etc/systemd/system/simplex-pi-growroot.service', literal: '/var/lib/simplex-pi', why: 'a static unit of the Debian base' },
+  { file: 'overlays/debian-base/rootfs/etc/systemd/system/simplex-pi-growroot.service', literal: '/var/lib/simplex-pi/growroot.done', why: 'a static unit of the Debian base' },
+  { file: 'overlays/debian-base/rootfs/etc/systemd/system/simplex-pi-growroot.service', literal: 'simplex-pi-firstboot.service', why: 'a static unit of the Debian base' },
+  { file: 'builder/base/debian/customize-hook.sh', literal: 'simplex-pi-growroot.service', why: "the Debian base's mmdebstrap hook enables its own unit" },
+  { file: 'builder/image/machine-id.ts', literal: 'simplex-pi-growroot.service', why: 'a comment on why the Debian base needs no systemd first boot' },
+  { file: 'builder/inspect/inspect-base.ts', literal: 'ssh.service', why: "the units inspect-base looks for in a base, by the base's own names" },
+];
+
+async function files(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(join(repo, dir), { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) out.push(relative(repo, join(entry.parentPath, entry.name)));
+  }
+  return out;
+}
+
+/** Each layout literal in `text` (a file of the repository) that no exception allows, as `file:line: literal`. */
+function copiesIn(file: string, text: string): string[] {
+  const found: string[] = [];
+  for (const literal of [...layoutLiterals(), ...PATTERNS]) {
+    // As a whole name: "tor.service" is not in "plan.tor.services", "/var/lib/tor" is in "/var/lib/tor/x".
+    const at = new RegExp(`(?<![\\w-])${literal.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}${/\w$/.test(literal) ? '(?![\\w])' : ''}`).exec(text);
+    if (!at || ALLOWED.some((a) => a.file === file && a.literal === literal)) continue;
+    found.push(`${file}:${text.slice(0, at.index).split('\n').length}: ${literal}`);
+  }
+  return found;
+}
+
+describe('one source for the image layout (builder/plan/layout.ts)', () => {
+  it('no path, file, variable or unit name of the layout is typed anywhere else in builder/, overlays/ or ci/', async () => {
+    const sources = [...(await files('builder')), ...(await files('overlays')), ...(await files('ci'))].filter((f) => f !== 'builder/plan/layout.ts');
+    const found: string[] = [];
+    for (const file of sources) found.push(...copiesIn(file, await readFile(join(repo, file), 'utf8')));
+    expect(found).toEqual([]);
+  });
+
+  it('the check can fail: it finds the copies the layout replaced (as the review found them)', () => {
+    const unit = 'Environment=SMP_SERVER_CFG_PATH=/etc/opt/simplex-smp%i\nExecStart=/usr/local/bin/smp-server start\n';
+    expect(copiesIn('overlays/x.service.hbs', unit)).toEqual(expect.arrayContaining(['overlays/x.service.hbs:1: SMP_SERVER_CFG_PATH', 'overlays/x.service.hbs:1: /etc/opt/', 'overlays/x.service.hbs:2: /usr/local/bin']));
+    expect(copiesIn('builder/x.ts', 'for (const s of plan.tor.services) {}')).toEqual([]);
+    const device = "export const DONE = '/var/lib/simplex-pi/firstboot.done';\nconst unit = 'tor@default.service';\n";
+    expect(copiesIn('builder/device/x.ts', device)).toEqual(expect.arrayContaining(['builder/device/x.ts:1: /var/lib/simplex-pi/firstboot.done', 'builder/device/x.ts:2: tor@default.service']));
+    // An exception holds only for its own file.
+    expect(copiesIn('builder/image/other.ts', "PATH: '/usr/local/bin:/usr/bin'")).toEqual(['builder/image/other.ts:1: /usr/local/bin']);
+  });
+
+  it('every exception is still needed (an unused one would hide a new copy)', async () => {
+    for (const { file, literal } of ALLOWED) expect(await readFile(join(repo, file), 'utf8'), `${file} ${literal}`).toContain(literal);
+  });
+
+  it('what the overlay tree holds is where the layout says: the torn-record helper, the Debian base growroot marker', async () => {
+    expect(existsSync(join(repo, 'overlays/rootfs', layout.SET_ASIDE_TORN_RECORD))).toBe(true);
+    expect(await readFile(join(repo, 'overlays/debian-base/rootfs/usr/lib/simplex-pi/growroot'), 'utf8')).toContain(layout.STATE.growrootDone);
+    expect(await readFile(join(repo, 'overlays/debian-base/rootfs/etc/systemd/system', layout.UNITS.growroot), 'utf8')).toContain(`ConditionPathExists=!${layout.STATE.growrootDone}`);
+  });
+
+  it('the plan renders every relay from the layout: the paths the units, first boot and status use', () => {
+    const plan = resolvePlan(parseRecipe('name: t\nsmp: { instances: 3, local_port_base: 7000 }\nadmin: { ssh: { over_tor: true } }\n', 'test'));
+    const relays = relaysOf(plan);
+    expect(relays.map((r) => [r.unit, r.cfgPath, r.logPath, r.localPort])).toEqual([
+      ['simplex-smp@1.service', '/etc/opt/simplex-smp1', '/var/opt/simplex-smp1', 7000],
+      ['simplex-smp@2.service', '/etc/opt/simplex-smp2', '/var/opt/simplex-smp2', 7001],
+      ['simplex-smp@3.service', '/etc/opt/simplex-smp3', '/var/opt/simplex-smp3', 7002],
+      ['simplex-xftp.service', '/etc/opt/simplex-xftp', '/var/opt/simplex-xftp', 5443],
+    ]);
+    expect(relays[1]!.env).toEqual({ SMP_SERVER_CFG_PATH: '/etc/opt/simplex-smp2', SMP_SERVER_LOG_PATH: '/var/opt/simplex-smp2' });
+    expect(relays[3]!.env).toEqual({ XFTP_SERVER_CFG_PATH: '/etc/opt/simplex-xftp', XFTP_SERVER_LOG_PATH: '/var/opt/simplex-xftp' });
+    expect(relays[0]!.binary).toBe('/usr/local/bin/smp-server');
+    expect(relays[0]!.savedFiles).toEqual(['/var/opt/simplex-smp1/smp-server-messages.log', '/var/opt/simplex-smp1/smp-server-ntfs.log']);
+    expect(plan.reportedUnits.map((u) => [u.unit, u.port])).toEqual([
+      ['tor@default.service', undefined],
+      ['simplex-smp@1.service', 7000],
+      ['simplex-smp@2.service', 7001],
+      ['simplex-smp@3.service', 7002],
+      ['simplex-xftp.service', 5443],
+      ['nftables.service', undefined],
+      ['ssh.service', 22],
+    ]);
+    expect(plan.units).toEqual(['simplex-pi-firstboot.service', 'simplex-smp@1.service', 'simplex-smp@2.service', 'simplex-smp@3.service', 'simplex-xftp.service', 'nftables.service', 'ssh.service']);
+  });
+});
