@@ -10,7 +10,8 @@ import type { MountedImage } from '../image/mount-image.ts';
 import { disarmRenameWizard } from '../image/userconf.ts';
 import { checkTimezone } from '../image/zoneinfo.ts';
 import type { BuildPlan } from '../plan/plan.ts';
-import { imageIds, renderImageFiles, writeEntries } from '../render/render.ts';
+import { imageIds, writeEntries } from '../image/install.ts';
+import { renderImageFiles } from '../render/render.ts';
 import type { StageContext } from './context.ts';
 
 async function userExists(root: string, name: string): Promise<boolean> {

@@ -1,6 +1,6 @@
 import { bundleDeviceProgram } from '../device/bundle.ts';
 import type { MountedImage } from '../image/mount-image.ts';
-import { writeEntries } from '../render/render.ts';
+import { writeEntries } from '../image/install.ts';
 import type { StageContext } from './context.ts';
 
 export const DEVICE_PROGRAM = '/usr/lib/simplex-pi/simplex-pi.mjs';
