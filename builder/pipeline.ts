@@ -20,7 +20,7 @@ import { baseStage } from './stages/base.ts';
 import { type InstalledBinary, binariesStage } from './stages/binaries.ts';
 import { type ConfigureResult, configureStage } from './stages/configure.ts';
 import { firstbootStage } from './stages/firstboot.ts';
-import type { BuildOptions, StageContext } from './stages/context.ts';
+import type { BuildOptions, StageContext } from './pipeline/context.ts';
 import { type EmitResult, emitStage } from './stages/emit.ts';
 import { packagesStage } from './stages/packages.ts';
 import { type WorkImage, prepareStage } from './stages/prepare.ts';

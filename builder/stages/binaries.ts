@@ -8,7 +8,7 @@ import { EM_AARCH64, readElf } from '../image/elf.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import type { BinaryInput } from '../plan/plan.ts';
 import { parseReleaseNoteHashes, releaseBody } from '../release/release-notes.ts';
-import type { StageContext } from './context.ts';
+import type { StageContext } from '../pipeline/context.ts';
 
 export interface InstalledBinary {
   name: string;

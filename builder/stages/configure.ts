@@ -12,7 +12,7 @@ import { checkTimezone } from '../image/zoneinfo.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { imageIds, writeEntries } from '../image/install.ts';
 import { renderImageFiles } from '../render/render.ts';
-import type { StageContext } from './context.ts';
+import type { StageContext } from '../pipeline/context.ts';
 
 async function userExists(root: string, name: string): Promise<boolean> {
   const passwd = await readFile(join(root, 'etc/passwd'), 'utf8');

@@ -8,7 +8,7 @@ import type { BaseImage } from '../base/types.ts';
 import { imagerJsonName, imagerJsonText, imagerManifestName, imagerOsEntry, imagerRepository, publishedUrl, releaseDate } from '../release/imager-json.ts';
 import { type Manifest, type OutputFile, sha256sums } from '../release/manifest.ts';
 import type { InstalledBinary } from './binaries.ts';
-import type { StageContext } from './context.ts';
+import type { StageContext } from '../pipeline/context.ts';
 import type { SealResult } from './seal.ts';
 import type { WorkImage } from './prepare.ts';
 

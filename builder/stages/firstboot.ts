@@ -1,7 +1,7 @@
 import { bundleDeviceProgram } from '../device/bundle.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { writeEntries } from '../image/install.ts';
-import type { StageContext } from './context.ts';
+import type { StageContext } from '../pipeline/context.ts';
 
 export const DEVICE_PROGRAM = '/usr/lib/simplex-pi/simplex-pi.mjs';
 export const DEVICE_COMMAND = '/usr/local/bin/simplex-pi';

@@ -4,7 +4,7 @@ import { partialPath } from '../cache.ts';
 import { chrootRun } from '../image/chroot.ts';
 import { withInitramfsUpdatesOff } from '../image/initramfs.ts';
 import { mountImage } from '../image/mount-image.ts';
-import type { StageContext } from './context.ts';
+import type { StageContext } from '../pipeline/context.ts';
 import { type WorkImage, sparseCopy } from './prepare.ts';
 
 /**

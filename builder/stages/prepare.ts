@@ -7,7 +7,7 @@ import { checkHostHandlesRoot, ext4Target } from '../image/ext4.ts';
 import { type BaseMachineId, readBaseMachineId } from '../image/machine-id.ts';
 import { raspberryPiLayout, readPartitionTable } from '../image/partitions.ts';
 import { growRoot } from '../image/resize.ts';
-import type { StageContext } from './context.ts';
+import type { StageContext } from '../pipeline/context.ts';
 
 /** Room for the packages, the binaries and apt's downloads while building; given back by seal. */
 export const BUILD_GROWTH_MIB = 1536;

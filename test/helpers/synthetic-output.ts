@@ -9,7 +9,7 @@ import { resolvePlan } from '../../builder/plan/plan.ts';
 import { parseRecipe } from '../../builder/recipe/load.ts';
 import { Resources } from '../../builder/resources.ts';
 import type { InstalledBinary } from '../../builder/stages/binaries.ts';
-import type { StageContext } from '../../builder/stages/context.ts';
+import type { StageContext } from '../../builder/pipeline/context.ts';
 import { type EmitResult, emitStage } from '../../builder/stages/emit.ts';
 import type { InstalledPackage } from '../../builder/stages/seal.ts';
 import { scratch } from './env.ts';
