@@ -1,30 +1,23 @@
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Listr, PRESET_TIMER } from 'listr2';
 import { formatProgress } from './base/download.ts';
-import type { BaseImage } from './base/types.ts';
 import { Cache } from './cache.ts';
 import { BuildFailed, UserError } from './errors.ts';
 import { run } from './exec.ts';
 import { sha256Text } from './hash.ts';
 import { OWNER_FILE, releaseLeftovers } from './image/leftovers.ts';
-import { type MountedImage, mountImage } from './image/mount-image.ts';
 import { mountsUnder } from './image/mounts.ts';
 import { BuildLog } from './log.ts';
 import { type BuildPlan, resolvePlan } from './plan/plan.ts';
 import { loadRecipe } from './recipe/load.ts';
 import type { BaseSpec } from './recipe/schema.ts';
 import { Resources } from './resources.ts';
-import { baseStage } from './stages/base.ts';
-import { type InstalledBinary, binariesStage } from './stages/binaries.ts';
-import { type ConfigureResult, configureStage } from './stages/configure.ts';
-import { firstbootStage } from './stages/firstboot.ts';
 import type { BuildOptions, StageContext } from './pipeline/context.ts';
-import { type EmitResult, emitStage } from './stages/emit.ts';
-import { packagesStage } from './stages/packages.ts';
-import { type WorkImage, prepareStage } from './stages/prepare.ts';
-import { type SealResult, sealStage } from './stages/seal.ts';
+import { toolVersion } from './pipeline/tool-version.ts';
+import type { EmitResult } from './stages/emit.ts';
+import { STAGES } from './stages/index.ts';
 
 export interface BuildRequest {
   recipePath: string;
@@ -51,22 +44,6 @@ export interface BuildOutcome {
 }
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-
-export async function toolVersion(): Promise<{ version: string; commit?: string }> {
-  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-  const commit = await run('git', ['-C', ROOT, 'rev-parse', '--short=12', 'HEAD'], { allowFailure: true }).catch(() => undefined);
-  return { version: pkg.version, commit: commit?.exitCode === 0 ? commit.stdout.trim() : undefined };
-}
-
-interface PipelineState {
-  base?: BaseImage;
-  work?: WorkImage;
-  mounted?: MountedImage;
-  binaries?: InstalledBinary[];
-  configure?: ConfigureResult;
-  seal?: SealResult;
-  result?: EmitResult;
-}
 
 /**
  * The build: recipe -> plan (no side effects, so a bad recipe writes nothing), then the stages in order. Whatever
@@ -119,12 +96,13 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
     },
   };
   for (const warning of loaded.warnings) ctx.warn(warning);
-  const state: PipelineState = {};
   const stageSeconds: Record<string, number> = {};
-  const stage = (title: string, fn: () => Promise<unknown>, skip?: () => string | false) => ({
-    title,
-    skip,
+  const done: object = { recipe: { path: loaded.path, sha256: sha256Text(loaded.source) }, tool: await toolVersion(), stageSeconds };
+  const stage = (entry: (typeof STAGES.entries)[number]) => ({
+    title: entry.name,
+    skip: entry.skip && (() => entry.skip!(done)),
     task: async (_: unknown, task: { output: string }) => {
+      const title = entry.name;
       status = (text: string) => {
         task.output = text;
         log.info(`[${title}] ${text}`);
@@ -132,7 +110,7 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
       log.info(`== stage ${title}`);
       const started = performance.now();
       try {
-        await fn();
+        Object.assign(done, await entry.run(ctx, done));
       } finally {
         stageSeconds[title] = Math.round((performance.now() - started) / 100) / 10;
         log.info(`== stage ${title} took ${stageSeconds[title]} s`);
@@ -141,28 +119,7 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
   });
 
   const tasks = new Listr(
-    [
-      stage('base', async () => (state.base = await baseStage(ctx))),
-      stage('prepare', async () => (state.work = await prepareStage(ctx, state.base!))),
-      stage('packages', () => packagesStage(ctx, state.work!), () => (state.work?.fromLayer ? `packages (cached layer ${state.work.packagesKey})` : false)),
-      stage('mount', async () => (state.mounted = await mountImage(state.work!.path, join(workDir, 'root'), resources, log))),
-      stage('binaries', async () => (state.binaries = await binariesStage(ctx, state.mounted!))),
-      stage('configure', async () => (state.configure = await configureStage(ctx, state.base!, state.mounted!))),
-      stage('firstboot', () => firstbootStage(ctx, state.mounted!)),
-      stage('seal', async () => (state.seal = await sealStage(ctx, state.mounted!, state.work!))),
-      stage('emit', async () => {
-        state.result = await emitStage(ctx, {
-          work: state.work!,
-          base: state.base!,
-          initFormat: state.configure!.initFormat,
-          binaries: state.binaries!,
-          seal: state.seal!,
-          recipe: { path: loaded.path, sha256: sha256Text(loaded.source) },
-          tool: await toolVersion(),
-          stageSeconds,
-        });
-      }),
-    ],
+    STAGES.entries.map(stage),
     {
       concurrent: false,
       exitOnError: true,
@@ -189,5 +146,5 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
   // Never delete through a mount that could not be released: it may be a bind mount of the host's /dev.
   if ((await mountsUnder(workDir)).length === 0) await run('rm', ['-rf', '--one-file-system', workDir], { allowFailure: true });
   if (failure) throw new BuildFailed(failure, finalLog);
-  return { result: state.result!, logPath: finalLog, stageSeconds, warnings };
+  return { result: (done as { outputs: EmitResult }).outputs, logPath: finalLog, stageSeconds, warnings };
 }

@@ -5,7 +5,11 @@ import type { BaseImage } from '../base/types.ts';
 import type { StageContext } from '../pipeline/context.ts';
 
 /** base: a verified base image in the cache, whichever provider the plan names. */
-export async function baseStage(ctx: StageContext): Promise<BaseImage> {
+export async function baseStage(ctx: StageContext): Promise<{ base: BaseImage }> {
+  return { base: await providerBase(ctx) };
+}
+
+function providerBase(ctx: StageContext): Promise<BaseImage> {
   const spec = ctx.plan.base;
   switch (spec.provider) {
     case 'raspios':

@@ -2,16 +2,17 @@ import { bundleDeviceProgram } from '../device/bundle.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { writeEntries } from '../image/install.ts';
 import type { StageContext } from '../pipeline/context.ts';
+import type { NoOutput } from '../pipeline/stage-list.ts';
 
 export const DEVICE_PROGRAM = '/usr/lib/simplex-pi/simplex-pi.mjs';
 export const DEVICE_COMMAND = '/usr/local/bin/simplex-pi';
 
 /**
- * firstboot: the device program (builder/device, bundled to one .mjs) and the `simplex-pi` command that runs it
- * with the image's own Node. Its unit, simplex-pi-firstboot.service, is part of the rendered configuration and
- * enabled by configure.
+ * install-device: the device program (builder/device, bundled to one .mjs) and the `simplex-pi` command that runs
+ * it with the image's own Node. It runs on the Pi; its first-boot unit, simplex-pi-firstboot.service, is part of
+ * the rendered configuration and enabled by configure.
  */
-export async function firstbootStage(ctx: StageContext, mounted: MountedImage): Promise<void> {
+export async function installDeviceStage(ctx: StageContext, { mounted }: { mounted: MountedImage }): Promise<NoOutput> {
   ctx.status('bundling the device program');
   const program = await bundleDeviceProgram();
   await writeEntries(mounted.root, [
@@ -19,4 +20,5 @@ export async function firstbootStage(ctx: StageContext, mounted: MountedImage): 
     { path: DEVICE_COMMAND, kind: 'file', content: Buffer.from(`#!/bin/sh\nexec /usr/bin/node ${DEVICE_PROGRAM} "$@"\n`), mode: 0o755, owner: 'root', group: 'root' },
   ], { uid: () => 0, gid: () => 0 });
   ctx.log.info(`installed ${DEVICE_PROGRAM} (${program.length} bytes) and ${DEVICE_COMMAND}`);
+  return {};
 }
