@@ -22,6 +22,9 @@ export interface StageEntry {
  * stages before it returned, so a stage cannot ask for something only a later one makes.
  */
 export class StageList<Start extends object, Done extends object = Start> {
+  /** Types only: what the build has once every stage has run. */
+  declare readonly done?: Done;
+
   private constructor(readonly entries: readonly StageEntry[]) {}
 
   static startingWith<Start extends object>(): StageList<Start> {
