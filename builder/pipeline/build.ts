@@ -12,7 +12,7 @@ import type { LoadedRecipe } from '../recipe/load.ts';
 import type { BaseSpec } from '../recipe/schema.ts';
 import { Resources } from '../resources.ts';
 import type { EmitResult } from '../stages/emit.ts';
-import { STAGES } from '../stages/index.ts';
+import { STAGES, type StageOutputs } from '../stages/index.ts';
 import type { BuildOptions, StageContext } from './context.ts';
 import { loadPlan } from './load-plan.ts';
 import { BuildProgress } from './progress.ts';
@@ -56,11 +56,11 @@ export async function build(request: BuildRequest): Promise<BuildOutcome> {
   }
   const { ctx, progress, logPath, warnings } = await prepareBuild(request, loaded, plan);
   const stageSeconds: Record<string, number> = {};
-  let done: typeof STAGES.done;
+  let done: StageOutputs | undefined;
   let failure: unknown;
   try {
     const recipe = { path: loaded.path, sha256: sha256Text(loaded.source) };
-    done = await runStages(STAGES, ctx, progress, { recipe, tool: await toolVersion(), stageSeconds }, stageSeconds);
+    done = await runStages(STAGES, ctx, progress, { recipe, tool: await toolVersion(), stageSeconds });
   } catch (error) {
     failure = error;
   }
@@ -118,28 +118,28 @@ async function prepareBuild(request: BuildRequest, loaded: LoadedRecipe, plan: B
 
 /**
  * The stages in order, each given what the ones before it returned; `== stage NAME` and its time in the build log,
- * the time also in `seconds`. The first failure stops the build and is thrown.
+ * the time also in `start.stageSeconds`. The first failure stops the build and is thrown.
  */
-async function runStages<Start extends object, Done extends object>(
+async function runStages<Start extends { stageSeconds: Record<string, number> }, Done extends object>(
   stages: StageList<Start, Done>,
   ctx: StageContext,
   progress: BuildProgress,
   start: Start,
-  seconds: Record<string, number>,
 ): Promise<Done> {
+  const seconds = start.stageSeconds;
   const done: object = { ...start };
   await progress.run(
-    stages.entries.map((stage) => ({
-      title: stage.name,
-      skip: stage.skip && (() => stage.skip!(done)),
+    stages.entries.map(({ name, run: runStage, skip }) => ({
+      title: name,
+      skip: skip && (() => skip(done)),
       run: async () => {
-        ctx.log.info(`== stage ${stage.name}`);
+        ctx.log.info(`== stage ${name}`);
         const started = performance.now();
         try {
-          Object.assign(done, await stage.run(ctx, done));
+          Object.assign(done, await runStage(ctx, done));
         } finally {
-          seconds[stage.name] = Math.round((performance.now() - started) / 100) / 10;
-          ctx.log.info(`== stage ${stage.name} took ${seconds[stage.name]} s`);
+          seconds[name] = Math.round((performance.now() - started) / 100) / 10;
+          ctx.log.info(`== stage ${name} took ${seconds[name]} s`);
         }
       },
     })),

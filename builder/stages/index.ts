@@ -33,3 +33,6 @@ export const STAGES = StageList.startingWith<BuildFacts>()
   .add('install-device', installDeviceStage)
   .add('seal', sealStage)
   .add('emit', emitStage);
+
+/** Everything the stages returned, once all have run. */
+export type StageOutputs = NonNullable<typeof STAGES.done>;
