@@ -1,7 +1,4 @@
-import type { Cache } from '../cache.ts';
-import type { BuildLog } from '../log.ts';
-import type { Resources } from '../resources.ts';
-import type { ProgressReporter } from './download.ts';
+import type { StageContext } from '../pipeline/context.ts';
 
 /** A verified base image in the cache, and where it came from (recorded in the manifest). */
 export interface BaseImage {
@@ -27,12 +24,8 @@ export interface BaseImage {
   builtAt?: string;
 }
 
-export interface BaseContext {
-  cache: Cache;
-  log: BuildLog;
-  resources: Resources;
-  workDir: string;
-  onProgress?: ProgressReporter;
-  /** Shown in the progress line while a long step runs. */
-  status?: (text: string) => void;
-}
+/**
+ * What a base provider gets of the stage context: the base stage passes its own. Tests give only the first four;
+ * without `status` and `onProgress` a provider reports nothing.
+ */
+export type BaseContext = Pick<StageContext, 'cache' | 'log' | 'resources' | 'workDir'> & Partial<Pick<StageContext, 'onProgress' | 'status'>>;

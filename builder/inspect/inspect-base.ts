@@ -14,7 +14,7 @@ import { DBUS_MACHINE_ID, firstBootOf, readBaseMachineId } from '../image/machin
 import { mount, unmount } from '../image/mounts.ts';
 import { type Partition, parsePartitionTable, raspberryPiLayout } from '../image/partitions.ts';
 import type { BuildLog } from '../log.ts';
-import { toolVersion } from '../pipeline.ts';
+import { toolVersion } from '../pipeline/tool-version.ts';
 import { Resources } from '../resources.ts';
 import { findingsOf } from './findings.ts';
 import { listInitramfs, resizeFiles } from './initramfs.ts';

@@ -2,7 +2,8 @@ import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { UserError } from '../errors.ts';
 import type { BuildPlan } from '../plan/plan.ts';
-import { type ImageEntry, listing, renderImageFiles, writeEntries } from './render.ts';
+import { writeEntries } from '../image/install.ts';
+import { type ImageEntry, listing, renderImageFiles } from './render.ts';
 
 const MARKER = 'files.txt';
 

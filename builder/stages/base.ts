@@ -1,26 +1,22 @@
 import { debianBase } from '../base/debian.ts';
 import { fileBase } from '../base/file.ts';
 import { raspiosBase } from '../base/raspios.ts';
-import type { BaseContext, BaseImage } from '../base/types.ts';
-import type { StageContext } from './context.ts';
+import type { BaseImage } from '../base/types.ts';
+import type { StageContext } from '../pipeline/context.ts';
 
 /** base: a verified base image in the cache, whichever provider the plan names. */
-export async function baseStage(ctx: StageContext): Promise<BaseImage> {
-  const baseCtx: BaseContext = {
-    cache: ctx.cache,
-    log: ctx.log,
-    resources: ctx.resources,
-    workDir: ctx.workDir,
-    onProgress: ctx.onProgress,
-    status: ctx.status,
-  };
+export async function baseStage(ctx: StageContext): Promise<{ base: BaseImage }> {
+  return { base: await providerBase(ctx) };
+}
+
+function providerBase(ctx: StageContext): Promise<BaseImage> {
   const spec = ctx.plan.base;
   switch (spec.provider) {
     case 'raspios':
-      return raspiosBase(spec, baseCtx);
+      return raspiosBase(spec, ctx);
     case 'debian':
-      return debianBase(spec, baseCtx);
+      return debianBase(spec, ctx);
     case 'file':
-      return fileBase(spec, baseCtx);
+      return fileBase(spec, ctx);
   }
 }

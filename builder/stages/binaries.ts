@@ -8,7 +8,7 @@ import { EM_AARCH64, readElf } from '../image/elf.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import type { BinaryInput } from '../plan/plan.ts';
 import { parseReleaseNoteHashes, releaseBody } from '../release/release-notes.ts';
-import type { StageContext } from './context.ts';
+import type { StageContext } from '../pipeline/context.ts';
 
 export interface InstalledBinary {
   name: string;
@@ -106,7 +106,7 @@ async function verifyInImage(ctx: StageContext, mounted: MountedImage, binary: B
  * binaries: smp-server and xftp-server, each verified before it is installed (sha256, ELF machine aarch64), then
  * run inside the image to check its version and that every shared library resolves.
  */
-export async function binariesStage(ctx: StageContext, mounted: MountedImage): Promise<InstalledBinary[]> {
+export async function binariesStage(ctx: StageContext, { mounted }: { mounted: MountedImage }): Promise<{ binaries: InstalledBinary[] }> {
   const hashes = await expectedHashes(ctx);
   const installed: InstalledBinary[] = [];
   for (const binary of ctx.plan.simplexmq.binaries) {
@@ -136,5 +136,5 @@ export async function binariesStage(ctx: StageContext, mounted: MountedImage): P
       installPath: binary.installPath,
     });
   }
-  return installed;
+  return { binaries: installed };
 }

@@ -10,8 +10,9 @@ import type { MountedImage } from '../image/mount-image.ts';
 import { disarmRenameWizard } from '../image/userconf.ts';
 import { checkTimezone } from '../image/zoneinfo.ts';
 import type { BuildPlan } from '../plan/plan.ts';
-import { imageIds, renderImageFiles, writeEntries } from '../render/render.ts';
-import type { StageContext } from './context.ts';
+import { imageIds, writeEntries } from '../image/install.ts';
+import { renderImageFiles } from '../render/render.ts';
+import type { StageContext } from '../pipeline/context.ts';
 
 async function userExists(root: string, name: string): Promise<boolean> {
   const passwd = await readFile(join(root, 'etc/passwd'), 'utf8');
@@ -55,19 +56,6 @@ async function copyRecipeOverlays(ctx: StageContext, root: string): Promise<void
   }
 }
 
-/**
- * configure: the time zone checked against the image's tzdata, the relay user, the rendered configuration (the
- * same files `simplex-pi render` writes), the recipe's own overlays, the host name, cloud-init's package step left
- * out (cloud-init.ts says why), Raspberry Pi OS's first-user wizard disarmed (userconf.ts), and the relay units
- * enabled.
- */
-export interface ConfigureResult {
-  /** Paths of the rendered files written into the image. */
-  files: string[];
-  /** Raspberry Pi Imager's init_format for this image, decided with the image in hand. */
-  initFormat: InitFormatChoice;
-}
-
 /** The init_format to publish: what the image's consumers support, Imager's list and the recipe (base/init-format.ts). */
 async function imageInitFormat(ctx: StageContext, base: BaseImage, mounted: MountedImage): Promise<InitFormatChoice> {
   const detected = await detectInitFormat(mounted.root, mounted.bootPath);
@@ -78,7 +66,13 @@ async function imageInitFormat(ctx: StageContext, base: BaseImage, mounted: Moun
   return choice;
 }
 
-export async function configureStage(ctx: StageContext, base: BaseImage, mounted: MountedImage): Promise<ConfigureResult> {
+/**
+ * configure: Raspberry Pi Imager's init_format for this image (decided with the image in hand, handed on to emit),
+ * the time zone checked against the image's tzdata, the relay user, the rendered configuration (the same files
+ * `simplex-pi render` writes), the recipe's own overlays, the host name, cloud-init's package step left out
+ * (cloud-init.ts says why), Raspberry Pi OS's first-user wizard disarmed (userconf.ts), and the relay units enabled.
+ */
+export async function configureStage(ctx: StageContext, { base, mounted }: { base: BaseImage; mounted: MountedImage }): Promise<{ initFormat: InitFormatChoice }> {
   const { plan } = ctx;
   const root = mounted.root;
   // Decided first: a base whose Imager list entry names a consumer it lacks is refused before anything is written.
@@ -95,5 +89,5 @@ export async function configureStage(ctx: StageContext, base: BaseImage, mounted
   const systemctl = (args: string[]) => chrootRun(root, ['systemctl', ...args], { log: ctx.log, what: `systemctl ${args.join(' ')} in the image` });
   if (await disarmRenameWizard(root, systemctl)) ctx.log.info("disarmed Raspberry Pi OS's first-user wizard (userconfig.service off, getty@tty1 on)");
   await chrootRun(root, ['systemctl', 'enable', ...plan.units], { log: ctx.log, what: 'enable the relay units' });
-  return { files: entries.map((e) => e.path), initFormat };
+  return { initFormat };
 }

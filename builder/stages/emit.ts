@@ -8,7 +8,7 @@ import type { BaseImage } from '../base/types.ts';
 import { imagerJsonName, imagerJsonText, imagerManifestName, imagerOsEntry, imagerRepository, publishedUrl, releaseDate } from '../release/imager-json.ts';
 import { type Manifest, type OutputFile, sha256sums } from '../release/manifest.ts';
 import type { InstalledBinary } from './binaries.ts';
-import type { StageContext } from './context.ts';
+import type { StageContext } from '../pipeline/context.ts';
 import type { SealResult } from './seal.ts';
 import type { WorkImage } from './prepare.ts';
 
@@ -91,7 +91,7 @@ async function writeImagerFiles(
  * SHA256SUMS is removed first and the new one written last, so a SHA256SUMS that is present always describes
  * complete files of one build.
  */
-export async function emitStage(ctx: StageContext, input: EmitInput): Promise<EmitResult> {
+export async function emitStage(ctx: StageContext, input: EmitInput): Promise<{ outputs: EmitResult }> {
   const { outDir } = ctx.options;
   const name = ctx.plan.name;
   await mkdir(outDir, { recursive: true });
@@ -151,7 +151,7 @@ export async function emitStage(ctx: StageContext, input: EmitInput): Promise<Em
     for (const file of imagerFiles) await rename(file.path, join(outDir, file.name));
     await rename(manifestTemp, join(outDir, 'manifest.json'));
     await rename(sumsTemp, sums);
-    return { outDir, files, manifest };
+    return { outputs: { outDir, files, manifest } };
   } finally {
     for (const path of temporaries) await rm(path, { force: true });
   }

@@ -1,10 +1,10 @@
 import { rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { partialPath } from '../cache.ts';
 import { chrootRun } from '../image/chroot.ts';
 import { withInitramfsUpdatesOff } from '../image/initramfs.ts';
-import { mountImage } from '../image/mount-image.ts';
-import type { StageContext } from './context.ts';
+import type { StageContext } from '../pipeline/context.ts';
+import type { NoOutput } from '../pipeline/stage-list.ts';
+import { mountWork } from './mount.ts';
 import { type WorkImage, sparseCopy } from './prepare.ts';
 
 /**
@@ -12,8 +12,8 @@ import { type WorkImage, sparseCopy } from './prepare.ts';
  * match the base release and get its security updates. The initramfs is not rebuilt meanwhile (initramfs.ts says
  * why). The result is cached as an image layer.
  */
-export async function packagesStage(ctx: StageContext, work: WorkImage): Promise<void> {
-  const mounted = await mountImage(work.path, join(ctx.workDir, 'root'), ctx.resources, ctx.log);
+export async function packagesStage(ctx: StageContext, { work }: { work: WorkImage }): Promise<NoOutput> {
+  const mounted = await mountWork(ctx, work);
   try {
     await withInitramfsUpdatesOff(mounted.root, async () => {
       ctx.status('apt-get update');
@@ -39,4 +39,5 @@ export async function packagesStage(ctx: StageContext, work: WorkImage): Promise
   } finally {
     await rm(temporary, { force: true });
   }
+  return {};
 }

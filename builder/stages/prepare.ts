@@ -7,7 +7,7 @@ import { checkHostHandlesRoot, ext4Target } from '../image/ext4.ts';
 import { type BaseMachineId, readBaseMachineId } from '../image/machine-id.ts';
 import { raspberryPiLayout, readPartitionTable } from '../image/partitions.ts';
 import { growRoot } from '../image/resize.ts';
-import type { StageContext } from './context.ts';
+import type { StageContext } from '../pipeline/context.ts';
 
 /** Room for the packages, the binaries and apt's downloads while building; given back by seal. */
 export const BUILD_GROWTH_MIB = 1536;
@@ -39,7 +39,7 @@ export async function sparseCopy(from: string, to: string, ctx: StageContext): P
  * base (both read from the cached base image in place), then the work image: from the cached packages layer when
  * there is one, else the base grown for the build.
  */
-export async function prepareStage(ctx: StageContext, base: BaseImage): Promise<WorkImage> {
+export async function prepareStage(ctx: StageContext, { base }: { base: BaseImage }): Promise<{ work: WorkImage }> {
   const root = ext4Target(base.path, raspberryPiLayout(await readPartitionTable(base.path, ctx.log), base.path).root);
   ctx.status('checking the root filesystem against this host\'s e2fsprogs');
   await checkHostHandlesRoot(root, { log: ctx.log });
@@ -51,10 +51,10 @@ export async function prepareStage(ctx: StageContext, base: BaseImage): Promise<
   if (await exists(layer)) {
     ctx.status(`from cached layer packages-${packagesKey}`);
     await sparseCopy(layer, path, ctx);
-    return { path, packagesKey, fromLayer: true, baseMachineId };
+    return { work: { path, packagesKey, fromLayer: true, baseMachineId } };
   }
   await sparseCopy(base.path, path, ctx);
   ctx.status(`growing the root filesystem by ${BUILD_GROWTH_MIB} MiB`);
   await growRoot(path, BUILD_GROWTH_MIB, ctx.log);
-  return { path, packagesKey, fromLayer: false, baseMachineId };
+  return { work: { path, packagesKey, fromLayer: false, baseMachineId } };
 }

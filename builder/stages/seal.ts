@@ -6,7 +6,7 @@ import { type BaseMachineId, restoreMachineId } from '../image/machine-id.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { shrinkRoot } from '../image/resize.ts';
 import { findSecrets } from '../image/secrets.ts';
-import type { StageContext } from './context.ts';
+import type { StageContext } from '../pipeline/context.ts';
 import type { WorkImage } from './prepare.ts';
 
 export interface InstalledPackage {
@@ -89,7 +89,7 @@ export async function cleanTree(root: string, baseMachineId: BaseMachineId): Pro
  * seal: clean, then refuse to go on if any private key or secret is in the tree, record the installed
  * packages, unmount, check, shrink and zero the root filesystem.
  */
-export async function sealStage(ctx: StageContext, mounted: MountedImage, work: WorkImage): Promise<SealResult> {
+export async function sealStage(ctx: StageContext, { mounted, work }: { mounted: MountedImage; work: WorkImage }): Promise<{ seal: SealResult }> {
   // Restores resolv.conf and removes policy-rc.d before anything is checked.
   await mounted.releaseChroot();
   ctx.status('cleaning');
@@ -114,5 +114,5 @@ export async function sealStage(ctx: StageContext, mounted: MountedImage, work: 
   await mounted.release();
   ctx.status('checking and shrinking the root filesystem');
   const { rootMiB } = await shrinkRoot(work.path, SEAL_MARGIN_MIB, ctx.log);
-  return { packages, rootMiB };
+  return { seal: { packages, rootMiB } };
 }

@@ -9,7 +9,7 @@ import { resolvePlan } from '../../builder/plan/plan.ts';
 import { parseRecipe } from '../../builder/recipe/load.ts';
 import { Resources } from '../../builder/resources.ts';
 import type { InstalledBinary } from '../../builder/stages/binaries.ts';
-import type { StageContext } from '../../builder/stages/context.ts';
+import type { StageContext } from '../../builder/pipeline/context.ts';
 import { type EmitResult, emitStage } from '../../builder/stages/emit.ts';
 import type { InstalledPackage } from '../../builder/stages/seal.ts';
 import { scratch } from './env.ts';
@@ -81,7 +81,7 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
     installPath: b.installPath,
   }));
   try {
-    return await emitStage(ctx, {
+    const { outputs } = await emitStage(ctx, {
       work: { path: image, packagesKey: 'synthetic', fromLayer: false, baseMachineId: { kind: 'uninitialized', mode: 0o444 } },
       base: options.base ?? RASPIOS_BASE,
       initFormat: { format: (options.initFormat ?? (options.base ?? RASPIOS_BASE).listedInitFormat ?? 'none') as InitFormat, reason: 'synthetic build' },
@@ -91,6 +91,7 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
       tool: { version: '0.1.0' },
       stageSeconds: {},
     });
+    return outputs;
   } finally {
     // emit moved the image out; what is left is scratch.
     await rm(work, { recursive: true, force: true });
