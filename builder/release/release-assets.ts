@@ -5,7 +5,7 @@ import { sha256File } from '../hash.ts';
 import { type ImagerRepository, combineRepositories, imagerJsonName, imagerJsonText, parseImagerRepository, publishedUrl } from './imager-json.ts';
 import { type OutputFile, sha256sums } from './manifest.ts';
 import { type ReleaseManifest, readReleaseManifest } from './read-manifest.ts';
-import { SUMS_FILE, parseSha256Sums } from './signed-files.ts';
+import { SUMS_FILE, parseSha256Sums } from '../signing/signed-files.ts';
 
 /**
  * A release's files, assembled from the output directories of several builds (one per preset). GitHub keeps a
