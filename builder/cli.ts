@@ -11,7 +11,7 @@ import { BuildFailed, UserError, isUserError } from './errors.ts';
 import { killRunning } from './exec.ts';
 import { build, toolVersion } from './pipeline.ts';
 import { baseOverride } from './recipe/base-override.ts';
-import { checkPublishUrl } from './release/imager-json.ts';
+import { checkPublishUrl } from './outputs/imager-repository.ts';
 import { keygen } from './signing/keygen-command.ts';
 import { signRelease } from './signing/sign-command.ts';
 import { verifyRelease } from './signing/verify-command.ts';
