@@ -7,7 +7,7 @@ import { chrootRun } from '../image/chroot.ts';
 import { EM_AARCH64, readElf } from '../image/elf.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import type { BinaryInput } from '../plan/plan.ts';
-import { parseReleaseNoteHashes, releaseBody } from '../release/release-notes.ts';
+import { parseReleaseNoteHashes, releaseBody } from './simplexmq-hashes.ts';
 import type { InstalledBinary } from '../outputs/manifest.ts';
 import type { StageContext } from './context.ts';
 
