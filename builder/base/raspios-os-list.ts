@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
 import type { BuildLog } from '../log.ts';
+import { parseJsonAs } from '../parse-json.ts';
 import { fetchText } from './download.ts';
 
 /**
@@ -50,18 +51,10 @@ export interface ResolvedOs {
 }
 
 export function parseOsList(text: string, source: string): OsEntry[] {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
-    throw new UserError(`${source} is not JSON; is base.imager_json the URL of a Raspberry Pi Imager repository?`);
-  }
-  const parsed = osList.safeParse(data);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new UserError(`${source} is not a Raspberry Pi Imager repository: ${issue.path.join('.')}: ${issue.message}`);
-  }
-  return parsed.data.os_list;
+  return parseJsonAs(osList, text, source, {
+    notJson: 'is not JSON; is base.imager_json the URL of a Raspberry Pi Imager repository?',
+    invalid: 'is not a Raspberry Pi Imager repository',
+  }).os_list;
 }
 
 /**
