@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { formatBytes } from './base/download.ts';
+import { formatBytes } from './format-bytes.ts';
 import { Cache } from './cache.ts';
 import { doctor } from './doctor.ts';
 import { inspectBase } from './inspect/inspect-base.ts';

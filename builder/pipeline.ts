@@ -2,7 +2,7 @@ import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Listr, PRESET_TIMER } from 'listr2';
-import { formatProgress } from './base/download.ts';
+import { formatProgress } from './progress.ts';
 import type { BaseImage } from './base/types.ts';
 import { Cache } from './cache.ts';
 import { BuildFailed, UserError } from './errors.ts';

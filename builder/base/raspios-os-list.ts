@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
+import { fetchText } from '../fetch-text.ts';
 import type { BuildLog } from '../log.ts';
 import { parseJsonAs } from '../parse-json.ts';
-import { fetchText } from './download.ts';
 
 /**
  * Raspberry Pi Imager's repository JSON (os_list), as far as we read it. Entries nest through `subitems` or

@@ -1,7 +1,7 @@
 import type { Cache } from '../cache.ts';
 import type { BuildLog } from '../log.ts';
+import type { ProgressReporter } from '../progress.ts';
 import type { Resources } from '../resources.ts';
-import type { ProgressReporter } from './download.ts';
 
 /** A verified base image in the cache, and where it came from (recorded in the manifest). */
 export interface BaseImage {

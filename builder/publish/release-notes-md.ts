@@ -1,4 +1,4 @@
-import { formatBytes } from '../base/download.ts';
+import { formatBytes } from '../format-bytes.ts';
 import type { PiModel } from '../recipe/schema.ts';
 import type { ReleaseManifest } from './read-manifest.ts';
 

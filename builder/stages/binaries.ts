@@ -1,7 +1,9 @@
 import { chmod, chown, copyFile, mkdir, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { downloadVerified, exists, fetchText } from '../base/download.ts';
+import { downloadVerified } from '../base/download.ts';
 import { UserError } from '../errors.ts';
+import { exists } from '../exists.ts';
+import { fetchText } from '../fetch-text.ts';
 import { sha256File } from '../hash.ts';
 import { chrootRun } from '../image/chroot.ts';
 import { EM_AARCH64, readElf } from '../image/elf.ts';
