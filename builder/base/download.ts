@@ -86,6 +86,14 @@ async function attempt(request: DownloadRequest, partial: string): Promise<strin
 }
 
 /**
+ * Where the download of `url` collects its bytes until they are verified: named after the URL, not the expected
+ * sha256 (which may be unknown), so that a later run finds the partial file and resumes it.
+ */
+export function partialDownloadPath(cache: Cache, url: string): string {
+  return cache.partialDownload(sha256Text(url).slice(0, 32));
+}
+
+/**
  * Download `url` into the cache as `downloads/<sha256>`, verifying the sha256 while the bytes stream in. An
  * interrupted download is resumed (also by a later run); a wrong sha256 deletes the bytes and stops the build.
  * A cached file is re-hashed before it is trusted.
@@ -102,7 +110,7 @@ export async function downloadVerified(cache: Cache, request: DownloadRequest): 
     log.info(`cached ${request.what} at ${final} has sha256 ${actual}; downloading it again`);
     await rm(final, { force: true });
   }
-  const partial = cache.partialDownload(sha256Text(request.url).slice(0, 32));
+  const partial = partialDownloadPath(cache, request.url);
   await mkdir(dirname(partial), { recursive: true });
   const attempts = request.attempts ?? 4;
   let lastError: unknown;
