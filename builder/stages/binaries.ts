@@ -8,10 +8,10 @@ import { sha256File } from '../hash.ts';
 import { chrootRun } from '../image/chroot.ts';
 import { EM_AARCH64, readElf } from '../image/elf.ts';
 import type { MountedImage } from '../image/mount-image.ts';
-import type { BinaryInput } from '../plan/plan.ts';
-import { parseReleaseNoteHashes, releaseBody } from './simplexmq-hashes.ts';
 import type { InstalledBinary } from '../outputs/manifest.ts';
+import type { BinaryInput } from '../plan/plan.ts';
 import type { StageContext } from './context.ts';
+import { parseReleaseNoteHashes, releaseBody } from './simplexmq-hashes.ts';
 
 export type { InstalledBinary };
 

@@ -6,8 +6,8 @@ import { type BaseMachineId, restoreMachineId } from '../image/machine-id.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { shrinkRoot } from '../image/resize.ts';
 import { findSecrets } from '../image/secrets.ts';
-import type { StageContext } from './context.ts';
 import type { InstalledPackage } from '../outputs/manifest.ts';
+import type { StageContext } from './context.ts';
 import type { WorkImage } from './prepare.ts';
 
 export type { InstalledPackage };
