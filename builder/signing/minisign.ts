@@ -4,8 +4,9 @@ import { UserError } from '../errors.ts';
 import { SCRYPT_SENSITIVE, type ScryptLimits, pwhashScryptSalsa208Sha256 } from './libsodium-scrypt.ts';
 
 /**
- * The minisign formats (https://jedisct1.github.io/minisign/), written and read with Node's own crypto so that
- * signing and verifying need no external program, yet everything stays usable by the real `minisign`:
+ * The minisign formats (https://jedisct1.github.io/minisign/), written and read with Node's crypto (and
+ * @noble/hashes for the one BLAKE2b Node lacks) so that signing and verifying need no external program, yet
+ * everything stays usable by the real `minisign`:
  *
  *   public key   "Ed" | key id (8) | ed25519 public key (32)
  *   secret key   "Ed" | kdf "Sc" or 0,0 | "B2" | salt (32) | opslimit u64le | memlimit u64le |
