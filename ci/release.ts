@@ -12,10 +12,11 @@ import { UserError, isUserError } from '../builder/errors.ts';
 import { displayCommand, run } from '../builder/exec.ts';
 import { BuildLog } from '../builder/log.ts';
 import { listPresets } from '../builder/recipe/presets.ts';
-import { type ReleaseManifest, readReleaseManifest } from '../builder/release/read-manifest.ts';
-import { OS_LIST, assembleRelease, ghReleaseCreateArgs, presetAssets, releaseDownloadUrl, releaseFiles } from '../builder/release/release-assets.ts';
-import { releaseNotesMarkdown } from '../builder/release/release-notes-md.ts';
-import { SIGNATURE_SUFFIX, SUMS_FILE } from '../builder/release/signed-files.ts';
+import { type ReleaseManifest, readReleaseManifest } from '../builder/publish/read-manifest.ts';
+import { OS_LIST, assembleRelease, ghReleaseCreateArgs, presetAssets, releaseDownloadUrl, releaseFiles } from '../builder/publish/release-assets.ts';
+import { releaseNotesMarkdown } from '../builder/publish/release-notes-md.ts';
+import { SUMS_FILE } from '../builder/outputs/sha256sums.ts';
+import { SIGNATURE_SUFFIX } from '../builder/signing/signed-files.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(REPO, 'bin/simplex-pi.mjs');

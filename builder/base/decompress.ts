@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import { partialPath } from '../cache.ts';
 import { UserError } from '../errors.ts';
 import type { BuildLog } from '../log.ts';
-import type { ProgressReporter } from './download.ts';
+import type { ProgressReporter } from '../progress.ts';
 
 /** How a base image file is compressed, as found from its content. */
 export type ImageCompression = 'xz' | 'none';

@@ -1,33 +1,14 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import fetch from 'node-fetch';
 import type { Cache } from '../cache.ts';
 import { UserError, messageOf } from '../errors.ts';
+import { exists } from '../exists.ts';
 import { sha256File, sha256Text } from '../hash.ts';
 import { type BuildLog, silentLog } from '../log.ts';
-
-export interface Progress {
-  bytes: number;
-  total?: number;
-  bytesPerSecond: number;
-}
-
-export type ProgressReporter = (progress: Progress) => void;
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) [value, unit] = [value / 1024, unit + 1];
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
-
-export function formatProgress({ bytes, total, bytesPerSecond }: Progress): string {
-  const size = total ? `${formatBytes(bytes)} / ${formatBytes(total)}` : formatBytes(bytes);
-  return `${size} at ${formatBytes(bytesPerSecond)}/s`;
-}
+import type { ProgressReporter } from '../progress.ts';
 
 export interface DownloadRequest {
   url: string;
@@ -105,6 +86,14 @@ async function attempt(request: DownloadRequest, partial: string): Promise<strin
 }
 
 /**
+ * Where the download of `url` collects its bytes until they are verified: named after the URL, not the expected
+ * sha256 (which may be unknown), so that a later run finds the partial file and resumes it.
+ */
+export function partialDownloadPath(cache: Cache, url: string): string {
+  return cache.partialDownload(sha256Text(url).slice(0, 32));
+}
+
+/**
  * Download `url` into the cache as `downloads/<sha256>`, verifying the sha256 while the bytes stream in. An
  * interrupted download is resumed (also by a later run); a wrong sha256 deletes the bytes and stops the build.
  * A cached file is re-hashed before it is trusted.
@@ -121,7 +110,7 @@ export async function downloadVerified(cache: Cache, request: DownloadRequest): 
     log.info(`cached ${request.what} at ${final} has sha256 ${actual}; downloading it again`);
     await rm(final, { force: true });
   }
-  const partial = cache.partialDownload(sha256Text(request.url).slice(0, 32));
+  const partial = partialDownloadPath(cache, request.url);
   await mkdir(dirname(partial), { recursive: true });
   const attempts = request.attempts ?? 4;
   let lastError: unknown;
@@ -150,26 +139,4 @@ export async function downloadVerified(cache: Cache, request: DownloadRequest): 
     `download of ${request.what} from ${request.url} failed ${attempts} times (${messageOf(lastError)}); ` +
       'the partial file is kept and the next build resumes it. Check the network, then run the build again.',
   );
-}
-
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Fetch a small JSON or text document (Imager repository JSON, release notes). */
-export async function fetchText(url: string, what: string, log: BuildLog = silentLog): Promise<string> {
-  log.info(`GET ${url}`);
-  let response;
-  try {
-    response = await fetch(url, { headers: { 'user-agent': 'simplex-pi', accept: 'application/json' }, redirect: 'follow' });
-  } catch (error) {
-    throw new UserError(`cannot fetch ${what} from ${url}: ${messageOf(error)}`);
-  }
-  if (!response.ok) throw new UserError(`cannot fetch ${what} from ${url}: HTTP ${response.status}`);
-  return response.text();
 }

@@ -1,7 +1,7 @@
 import { UserError } from '../errors.ts';
+import { exists } from '../exists.ts';
 import { sha256File } from '../hash.ts';
 import { decompressVerified } from './decompress.ts';
-import { exists } from './download.ts';
 import { loadStoredBase, saveStoredBaseRecord } from './store.ts';
 import type { BaseContext, BaseImage } from './types.ts';
 

@@ -3,7 +3,7 @@ import { UserError } from '../errors.ts';
 import type { BaseSpec } from '../recipe/schema.ts';
 import { decompressVerified } from './decompress.ts';
 import { downloadVerified } from './download.ts';
-import { type ResolvedOs, resolveOs } from './imager-json.ts';
+import { type ResolvedOs, resolveOs } from './raspios-os-list.ts';
 import { loadStoredBase, saveStoredBaseRecord } from './store.ts';
 import type { BaseContext, BaseImage } from './types.ts';
 

@@ -1,7 +1,7 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
+import { exists } from '../exists.ts';
 import { sha256File } from '../hash.ts';
 import type { BuildLog } from '../log.ts';
-import { exists } from './download.ts';
 
 /**
  * Base images in the cache sit beside a small JSON record of their sha256 and origin. An entry is used only if

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
 import type { BuildLog } from '../log.ts';
+import { parseJsonAs } from '../parse-json.ts';
 
 export interface Partition {
   number: number;
@@ -29,15 +30,10 @@ const sfdiskJson = z.object({
 
 /** Parse `sfdisk --json` output. Partition numbers come from the node names (img1, img2, …). */
 export function parsePartitionTable(json: string, source = 'image'): PartitionTable {
-  let data: unknown;
-  try {
-    data = JSON.parse(json);
-  } catch {
-    throw new UserError(`${source} has no readable partition table (sfdisk printed no JSON)`);
-  }
-  const parsed = sfdiskJson.safeParse(data);
-  if (!parsed.success) throw new UserError(`${source} has an unexpected partition table: ${parsed.error.issues[0]?.message}`);
-  const table = parsed.data.partitiontable;
+  const table = parseJsonAs(sfdiskJson, json, source, {
+    notJson: 'has no readable partition table (sfdisk printed no JSON)',
+    invalid: 'has an unexpected partition table',
+  }).partitiontable;
   return {
     label: table.label,
     sectorSize: table.sectorsize ?? 512,

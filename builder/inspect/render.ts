@@ -1,4 +1,4 @@
-import { formatBytes } from '../base/download.ts';
+import { formatBytes } from '../format-bytes.ts';
 import type { BaseReport, UnitState } from './schema.ts';
 
 /** The human report of `simplex-pi inspect-base`: one section per thing the pipeline relies on, findings last. */

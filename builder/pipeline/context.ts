@@ -1,7 +1,7 @@
-import type { ProgressReporter } from '../base/download.ts';
 import type { Cache } from '../cache.ts';
 import type { BuildLog } from '../log.ts';
 import type { BuildPlan } from '../plan/plan.ts';
+import type { ProgressReporter } from '../progress.ts';
 import type { Resources } from '../resources.ts';
 
 export type Compression = 'xz' | 'none';

@@ -1,5 +1,5 @@
 import { Listr, PRESET_TIMER } from 'listr2';
-import { type ProgressReporter, formatProgress } from '../base/download.ts';
+import { type ProgressReporter, formatProgress } from '../progress.ts';
 import type { BuildLog } from '../log.ts';
 
 export interface ProgressStep {

@@ -1,25 +1,19 @@
 import { chmod, chown, copyFile, mkdir, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { downloadVerified, exists, fetchText } from '../base/download.ts';
+import { downloadVerified } from '../base/download.ts';
 import { UserError } from '../errors.ts';
+import { exists } from '../exists.ts';
+import { fetchText } from '../fetch-text.ts';
 import { sha256File } from '../hash.ts';
 import { chrootRun } from '../image/chroot.ts';
 import { EM_AARCH64, readElf } from '../image/elf.ts';
 import type { MountedImage } from '../image/mount-image.ts';
+import type { InstalledBinary } from '../outputs/manifest.ts';
 import type { BinaryInput } from '../plan/plan.ts';
-import { parseReleaseNoteHashes, releaseBody } from '../release/release-notes.ts';
 import type { StageContext } from '../pipeline/context.ts';
+import { parseReleaseNoteHashes, releaseBody } from './simplexmq-hashes.ts';
 
-export interface InstalledBinary {
-  name: string;
-  source: string;
-  sha256: string;
-  /** Where the sha256 came from: the recipe, or the release notes of the simplexmq release. */
-  sha256Source: 'recipe' | 'release-notes';
-  /** What `<binary> -v` printed inside the image. */
-  reportedVersion: string;
-  installPath: string;
-}
+export type { InstalledBinary };
 
 /** The sha256 each binary must have: from the recipe, or read once from the release notes. */
 async function expectedHashes(ctx: StageContext): Promise<Map<string, string>> {

@@ -5,8 +5,9 @@ import { run } from '../exec.ts';
 import { sha256File } from '../hash.ts';
 import type { InitFormatChoice } from '../base/init-format.ts';
 import type { BaseImage } from '../base/types.ts';
-import { imagerJsonName, imagerJsonText, imagerManifestName, imagerOsEntry, imagerRepository, publishedUrl, releaseDate } from '../release/imager-json.ts';
-import { type Manifest, type OutputFile, sha256sums } from '../release/manifest.ts';
+import { imagerJsonName, imagerJsonText, imagerManifestName, imagerOsEntry, imagerRepository, publishedUrl, releaseDate } from '../outputs/imager-repository.ts';
+import type { Manifest, OutputFile } from '../outputs/manifest.ts';
+import { SUMS_FILE, sha256sums } from '../outputs/sha256sums.ts';
 import type { InstalledBinary } from './binaries.ts';
 import type { StageContext } from '../pipeline/context.ts';
 import type { SealResult } from './seal.ts';
@@ -95,7 +96,7 @@ export async function emitStage(ctx: StageContext, input: EmitInput): Promise<{ 
   const { outDir } = ctx.options;
   const name = ctx.plan.name;
   await mkdir(outDir, { recursive: true });
-  const sums = join(outDir, 'SHA256SUMS');
+  const sums = join(outDir, SUMS_FILE);
   await rm(sums, { force: true });
   const temporaries: string[] = [];
   const temp = (file: string) => {
@@ -142,7 +143,7 @@ export async function emitStage(ctx: StageContext, input: EmitInput): Promise<{ 
     const manifestTemp = temp('manifest.json');
     await writeFile(manifestTemp, `${JSON.stringify(manifest, null, 2)}\n`);
     files.push(await describe(manifestTemp, 'manifest.json'));
-    const sumsTemp = temp('SHA256SUMS');
+    const sumsTemp = temp(SUMS_FILE);
     await writeFile(sumsTemp, sha256sums(files));
 
     await rename(imgTemp, join(outDir, imgName));

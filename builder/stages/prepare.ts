@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { BaseImage } from '../base/types.ts';
-import { exists } from '../base/download.ts';
+import { exists } from '../exists.ts';
 import { run } from '../exec.ts';
 import { hashOf } from '../hash.ts';
 import { checkHostHandlesRoot, ext4Target } from '../image/ext4.ts';

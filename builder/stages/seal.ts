@@ -6,14 +6,11 @@ import { type BaseMachineId, restoreMachineId } from '../image/machine-id.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { shrinkRoot } from '../image/resize.ts';
 import { findSecrets } from '../image/secrets.ts';
+import type { InstalledPackage } from '../outputs/manifest.ts';
 import type { StageContext } from '../pipeline/context.ts';
 import type { WorkImage } from './prepare.ts';
 
-export interface InstalledPackage {
-  name: string;
-  version: string;
-  architecture: string;
-}
+export type { InstalledPackage };
 
 export interface SealResult {
   packages: InstalledPackage[];

@@ -6,12 +6,11 @@ import type { BaseImage } from '../../builder/base/types.ts';
 import { Cache } from '../../builder/cache.ts';
 import { silentLog } from '../../builder/log.ts';
 import { resolvePlan } from '../../builder/plan/plan.ts';
+import type { InstalledBinary, InstalledPackage } from '../../builder/outputs/manifest.ts';
 import { parseRecipe } from '../../builder/recipe/load.ts';
 import { Resources } from '../../builder/resources.ts';
-import type { InstalledBinary } from '../../builder/stages/binaries.ts';
 import type { StageContext } from '../../builder/pipeline/context.ts';
 import { type EmitResult, emitStage } from '../../builder/stages/emit.ts';
-import type { InstalledPackage } from '../../builder/stages/seal.ts';
 import { scratch } from './env.ts';
 
 /** A Raspberry Pi OS base as the raspios provider describes one (not downloaded: emit only records it). */

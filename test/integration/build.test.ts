@@ -21,7 +21,7 @@ import { silentLog } from '../../builder/log.ts';
 import { Resources } from '../../builder/resources.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { imagerSchemaErrors } from '../helpers/imager-schema.ts';
-import { parseSha256Sums } from '../../builder/release/signed-files.ts';
+import { parseSha256Sums } from '../../builder/outputs/sha256sums.ts';
 import { heldUnder, inspectImage } from '../helpers/inspect.ts';
 import { systemdExposure, systemdVerify, torOnionAuthView } from '../helpers/real-tools.ts';
 import { TEST_CACHE, cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';

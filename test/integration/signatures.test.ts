@@ -4,7 +4,7 @@ import { copyFile, cp, readFile, readdir, rm, stat, writeFile } from 'node:fs/pr
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSecretKey, parseSecretKeyFile } from '../../builder/release/minisign.ts';
+import { openSecretKey, parseSecretKeyFile } from '../../builder/signing/minisign.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { REPO, cli, scratch } from '../helpers/env.ts';
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EM_AARCH64, parseElf, readElf } from '../../builder/image/elf.ts';
-import { parseReleaseNoteHashes, releaseBody } from '../../builder/release/release-notes.ts';
+import { parseReleaseNoteHashes, releaseBody } from '../../builder/stages/simplexmq-hashes.ts';
 import { missingLibraries, parseReportedVersion, versionMatches } from '../../builder/stages/binaries.ts';
 import { buildStandin } from '../fixtures/standin/build.ts';
 import { scratch } from '../helpers/env.ts';

@@ -1,10 +1,8 @@
 import { randomBytes, createHash } from 'node:crypto';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downloadVerified } from '../../builder/base/download.ts';
+import { downloadVerified, partialDownloadPath } from '../../builder/base/download.ts';
 import { Cache } from '../../builder/cache.ts';
-import { sha256Text } from '../../builder/hash.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { scratch } from '../helpers/env.ts';
 
@@ -49,7 +47,7 @@ describe('downloadVerified', () => {
     const url = `${server.url}/c.bin`;
     server.serve('/c.bin', other);
     await mkdir(cache.downloadsDir, { recursive: true });
-    await writeFile(cache.partialDownload(sha256Text(url).slice(0, 32)), other.subarray(0, 123_456));
+    await writeFile(partialDownloadPath(cache, url), other.subarray(0, 123_456));
     const path = await downloadVerified(cache, { url, what: 'c', sha256: sha(other) });
     expect((await readFile(path)).equals(other)).toBe(true);
     expect(server.requestsFor('/c.bin').map((r) => r.range)).toEqual(['bytes=123456-']);
@@ -59,8 +57,13 @@ describe('downloadVerified', () => {
     const other = randomBytes(100_000);
     const url = `${server.url}/d.bin`;
     server.serve('/d.bin', { body: other, ignoreRange: true });
-    await writeFile(cache.partialDownload(sha256Text(url).slice(0, 32)), Buffer.from('garbage'));
+    const stale = Buffer.from('not the start of d.bin');
+    await mkdir(cache.downloadsDir, { recursive: true });
+    await writeFile(partialDownloadPath(cache, url), stale);
     const path = await downloadVerified(cache, { url, what: 'd', sha256: sha(other) });
+    // The partial file was found (a Range for its size was sent); the server answered with the whole file, so the
+    // client dropped the partial and asked again from the start. Had it appended, the sha256 would not match.
+    expect(server.requestsFor('/d.bin').map((r) => r.range)).toEqual([`bytes=${stale.length}-`, undefined]);
     expect((await readFile(path)).equals(other)).toBe(true);
   });
 

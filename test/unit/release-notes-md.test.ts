@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { type ReleaseManifest, parseReleaseManifest } from '../../builder/release/read-manifest.ts';
-import { packageChanges, presetChanges, releaseNotesMarkdown } from '../../builder/release/release-notes-md.ts';
+import { type ReleaseManifest, parseReleaseManifest } from '../../builder/publish/read-manifest.ts';
+import { packageChanges, presetChanges, releaseNotesMarkdown } from '../../builder/publish/release-notes-md.ts';
 
 const hex = (c: string) => c.repeat(64);
 

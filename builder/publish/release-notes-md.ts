@@ -1,11 +1,10 @@
-import { formatBytes } from '../base/download.ts';
+import { formatBytes } from '../format-bytes.ts';
 import type { PiModel } from '../recipe/schema.ts';
 import type { ReleaseManifest } from './read-manifest.ts';
 
 /**
  * The notes of one of our releases (Markdown, the GitHub release's body), made from the builds' manifests: what
- * each image is built from and, against an earlier release's manifests, what changed. Not to be confused with
- * release-notes.ts, which reads simplexmq's upstream notes. Pure.
+ * each image is built from and, against an earlier release's manifests, what changed. Pure.
  */
 
 export interface PackageChange {

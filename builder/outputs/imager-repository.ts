@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { INIT_FORMATS } from '../base/init-format.ts';
 import { UserError } from '../errors.ts';
+import { parseJsonAs } from '../parse-json.ts';
 import type { PiModel } from '../recipe/schema.ts';
 import type { OutputFile } from './manifest.ts';
 
@@ -193,16 +194,8 @@ export function imagerJsonText(repository: ImagerRepository): string {
 
 /** Read a repository JSON we wrote (a per-build one, or a combined one), with a message naming the file. */
 export function parseImagerRepository(text: string, source: string): ImagerRepository {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
-    throw new UserError(`${source} is not JSON; was it written by simplex-pi build?`);
-  }
-  const parsed = imagerRepositorySchema.safeParse(data);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new UserError(`${source} is not a Raspberry Pi Imager repository written by simplex-pi: ${issue.path.join('.')}: ${issue.message}`);
-  }
-  return parsed.data;
+  return parseJsonAs(imagerRepositorySchema, text, source, {
+    notJson: 'is not JSON; was it written by simplex-pi build?',
+    invalid: 'is not a Raspberry Pi Imager repository written by simplex-pi',
+  });
 }

@@ -2,7 +2,8 @@ import { UserError } from '../errors.ts';
 import { loadPublicKey } from './key-files.ts';
 import { MinisignError, type PublicKey, keyIdHex, parseSignature, verifySignature } from './minisign.ts';
 import { type ReleaseSource, openReleaseSource } from './release-source.ts';
-import { SIGNATURE_SUFFIX, SUMS_FILE, type SumsEntry, parseSha256Sums, signedFiles } from './signed-files.ts';
+import { SUMS_FILE, type SumsEntry, parseSha256Sums } from '../outputs/sha256sums.ts';
+import { SIGNATURE_SUFFIX, signedFiles } from './signed-files.ts';
 
 export interface VerifyOptions {
   /** A release directory, or the http(s) URL of one. */

@@ -1,25 +1,17 @@
 import { UserError } from '../errors.ts';
-
-export const SUMS_FILE = 'SHA256SUMS';
-export const SIGNATURE_SUFFIX = '.minisig';
+import type { OutputFile } from './manifest.ts';
 
 /**
- * Which files of an output directory carry a minisign signature: SHA256SUMS (which vouches for every file it
- * lists), and the Raspberry Pi Imager repository files, because Imager reads them before any checksum is checked.
- * manifest.json is listed in SHA256SUMS and so already covered.
+ * SHA256SUMS, the list of every output file with its sha256 in `sha256sum` format: the build writes it last (so a
+ * present one describes complete files), the release writes one of its own, sign signs it and verify checks against
+ * it. This is the one place that knows its name and its format.
  */
-export function isSignedFile(name: string): boolean {
-  // Hidden files are other tools' temporaries (emit writes `.<name>.partial`), never release files.
-  if (name.startsWith('.')) return false;
-  if (name === SUMS_FILE) return true;
-  if (name.endsWith('.rpi-imager-manifest')) return true;
-  return name.endsWith('.json') && name !== 'manifest.json';
-}
 
-/** The signed files among `names`, SHA256SUMS first, the rest sorted, so output and messages are stable. */
-export function signedFiles(names: readonly string[]): string[] {
-  const chosen = [...new Set(names.filter(isSignedFile))].sort();
-  return chosen.includes(SUMS_FILE) ? [SUMS_FILE, ...chosen.filter((n) => n !== SUMS_FILE)] : chosen;
+export const SUMS_FILE = 'SHA256SUMS';
+
+/** `sha256sum -c` format: two spaces between hash and name. */
+export function sha256sums(files: readonly OutputFile[]): string {
+  return files.map((f) => `${f.sha256}  ${f.name}\n`).join('');
 }
 
 export interface SumsEntry {

@@ -14,7 +14,8 @@ import {
   signMessage,
   verifySignature,
 } from './minisign.ts';
-import { SIGNATURE_SUFFIX, SUMS_FILE, parseSha256Sums, signedFiles } from './signed-files.ts';
+import { SUMS_FILE, parseSha256Sums } from '../outputs/sha256sums.ts';
+import { SIGNATURE_SUFFIX, signedFiles } from './signed-files.ts';
 
 export interface SignOptions {
   dir: string;

@@ -1,9 +1,12 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, scrypt, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
+import { blake2b as nobleBlake2b } from '@noble/hashes/blake2.js';
 import { UserError } from '../errors.ts';
+import { SCRYPT_SENSITIVE, type ScryptLimits, pwhashScryptSalsa208Sha256 } from './libsodium-scrypt.ts';
 
 /**
- * The minisign formats (https://jedisct1.github.io/minisign/), written and read with Node's own crypto so that
- * signing and verifying need no external program, yet everything stays usable by the real `minisign`:
+ * The minisign formats (https://jedisct1.github.io/minisign/), written and read with Node's crypto (and
+ * @noble/hashes for the one BLAKE2b Node lacks) so that signing and verifying need no external program, yet
+ * everything stays usable by the real `minisign`:
  *
  *   public key   "Ed" | key id (8) | ed25519 public key (32)
  *   secret key   "Ed" | kdf "Sc" or 0,0 | "B2" | salt (32) | opslimit u64le | memlimit u64le |
@@ -36,21 +39,9 @@ const KEYNUM_SK_BYTES = KEYID_BYTES + 64 + 32;
 const SECRET_KEY_BYTES = 2 + 2 + 2 + SALT_BYTES + 8 + 8 + KEYNUM_SK_BYTES;
 const SIGNATURE_BYTES = 2 + KEYID_BYTES + 64;
 
-/** libsodium's crypto_pwhash_scryptsalsa208sha256_*_SENSITIVE, which `minisign -G` uses: N = 2^20, r = 8, 1 GiB. */
-export const SCRYPT_SENSITIVE: ScryptLimits = { opslimit: 33554432n, memlimit: 1073741824n };
-
-/** Larger scrypt memory than this in a key file is refused rather than allocated: minisign's own keys use 1 GiB. */
-const SCRYPT_MAX_MEMORY = 4 * 1024 ** 3;
-const SCRYPT_MAX_WORK = 4 * 2 ** 20 * 8;
-
 // DER wrappers of a raw ed25519 seed (PKCS#8) and public key (SPKI), the forms Node imports.
 const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
 const SPKI_ED25519 = Buffer.from('302a300506032b6570032100', 'hex');
-
-export interface ScryptLimits {
-  opslimit: bigint;
-  memlimit: bigint;
-}
 
 export interface PublicKey {
   keyId: Buffer;
@@ -94,130 +85,20 @@ export interface Signature {
 /** What was signed: the file's bytes, or only its blake2b-512 (enough for prehashed signatures). */
 export type Message = { bytes: Uint8Array } | { blake2b512: Uint8Array };
 
-// ---------------------------------------------------------------------------------------------------------------
-// BLAKE2b (RFC 7693). Node offers BLAKE2b only with a 64-byte output, but the secret key checksum is BLAKE2b with
-// a 32-byte output, which is a different function (the length is part of the parameter block), not a truncation.
-
-const MASK64 = (1n << 64n) - 1n;
-const BLAKE2B_IV = [
-  0x6a09e667f3bcc908n, 0xbb67ae8584caa73bn, 0x3c6ef372fe94f82bn, 0xa54ff53a5f1d36f1n,
-  0x510e527fade682d1n, 0x9b05688c2b3e6c1fn, 0x1f83d9abfb41bd6bn, 0x5be0cd19137e2179n,
-];
-const SIGMA = [
-  [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
-  [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
-  [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4],
-  [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8],
-  [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13],
-  [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9],
-  [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11],
-  [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10],
-  [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5],
-  [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0],
-] as const;
-
-const rotr64 = (x: bigint, n: bigint): bigint => ((x >> n) | (x << (64n - n))) & MASK64;
-
-function blake2bCompress(h: bigint[], block: Buffer, counter: bigint, last: boolean): void {
-  const v = [...h, ...BLAKE2B_IV];
-  const m = Array.from({ length: 16 }, (_, i) => block.readBigUInt64LE(i * 8));
-  v[12]! ^= counter & MASK64;
-  v[13]! ^= counter >> 64n;
-  if (last) v[14]! ^= MASK64;
-  const g = (a: number, b: number, c: number, d: number, x: bigint, y: bigint) => {
-    v[a] = (v[a]! + v[b]! + x) & MASK64;
-    v[d] = rotr64(v[d]! ^ v[a]!, 32n);
-    v[c] = (v[c]! + v[d]!) & MASK64;
-    v[b] = rotr64(v[b]! ^ v[c]!, 24n);
-    v[a] = (v[a]! + v[b]! + y) & MASK64;
-    v[d] = rotr64(v[d]! ^ v[a]!, 16n);
-    v[c] = (v[c]! + v[d]!) & MASK64;
-    v[b] = rotr64(v[b]! ^ v[c]!, 63n);
-  };
-  for (let round = 0; round < 12; round++) {
-    const s = SIGMA[round % 10]!;
-    g(0, 4, 8, 12, m[s[0]]!, m[s[1]]!);
-    g(1, 5, 9, 13, m[s[2]]!, m[s[3]]!);
-    g(2, 6, 10, 14, m[s[4]]!, m[s[5]]!);
-    g(3, 7, 11, 15, m[s[6]]!, m[s[7]]!);
-    g(0, 5, 10, 15, m[s[8]]!, m[s[9]]!);
-    g(1, 6, 11, 12, m[s[10]]!, m[s[11]]!);
-    g(2, 7, 8, 13, m[s[12]]!, m[s[13]]!);
-    g(3, 4, 9, 14, m[s[14]]!, m[s[15]]!);
-  }
-  for (let i = 0; i < 8; i++) h[i] = h[i]! ^ v[i]! ^ v[i + 8]!;
-}
-
-/** Unkeyed BLAKE2b with an output of 1–64 bytes; meant for short inputs (key checksums), not files. */
-export function blake2b(data: Uint8Array, outputBytes: number): Buffer {
-  if (!Number.isInteger(outputBytes) || outputBytes < 1 || outputBytes > 64) throw new RangeError(`BLAKE2b output must be 1–64 bytes (got ${outputBytes})`);
-  const h = [...BLAKE2B_IV];
-  h[0]! ^= 0x01010000n ^ BigInt(outputBytes);
-  const input = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  let offset = 0;
-  while (input.length - offset > 128) {
-    blake2bCompress(h, input.subarray(offset, offset + 128), BigInt(offset + 128), false);
-    offset += 128;
-  }
-  const lastBlock = Buffer.alloc(128);
-  input.copy(lastBlock, 0, offset);
-  blake2bCompress(h, lastBlock, BigInt(input.length), true);
-  const out = Buffer.alloc(64);
-  h.forEach((word, i) => out.writeBigUInt64LE(word, i * 8));
-  return out.subarray(0, outputBytes);
-}
-
-/** BLAKE2b-512 of a whole message: what a prehashed ("ED") signature signs. Node's native one, for speed. */
+/**
+ * BLAKE2b-512 of a whole message: what a prehashed ("ED") signature signs. Node's native one, for speed on large
+ * files.
+ */
 export function blake2b512(data: Uint8Array): Buffer {
   return createHash('blake2b512').update(data).digest();
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// scrypt as libsodium's crypto_pwhash_scryptsalsa208sha256, which derives N, r and p from opslimit and memlimit.
-
-export interface ScryptParams {
-  N: number;
-  r: number;
-  p: number;
-}
-
-/** libsodium's pickparams(), line for line, so that keys made by minisign decrypt here and the other way. */
-export function scryptParams({ opslimit, memlimit }: ScryptLimits): ScryptParams {
-  const ops = opslimit < 32768n ? 32768n : opslimit;
-  const r = 8n;
-  let nLog2 = 1n;
-  let p: bigint;
-  if (ops < memlimit / 32n) {
-    p = 1n;
-    const maxN = ops / (r * 4n);
-    for (nLog2 = 1n; nLog2 < 63n; nLog2++) if (1n << nLog2 > maxN / 2n) break;
-  } else {
-    const maxN = memlimit / (r * 128n);
-    for (nLog2 = 1n; nLog2 < 63n; nLog2++) if (1n << nLog2 > maxN / 2n) break;
-    let maxrp = ops / 4n / (1n << nLog2);
-    if (maxrp > 0x3fffffffn) maxrp = 0x3fffffffn;
-    p = maxrp / r;
-  }
-  return { N: Number(1n << nLog2), r: Number(r), p: Number(p) };
-}
-
-/** crypto_pwhash_scryptsalsa208sha256(out, outputBytes, password, salt, opslimit, memlimit). */
-export async function pwhashScryptSalsa208Sha256(password: Uint8Array, salt: Uint8Array, outputBytes: number, limits: ScryptLimits, source = 'the key'): Promise<Buffer> {
-  const { N, r, p } = scryptParams(limits);
-  const memory = 128 * r * (N + p + 2);
-  if (p < 1 || N < 2 || r * p >= 2 ** 30 || !Number.isSafeInteger(memory)) {
-    throw new MinisignError(`${source} asks for scrypt parameters that cannot work (opslimit ${limits.opslimit}, memlimit ${limits.memlimit} give N=${N}, r=${r}, p=${p}); the file is damaged or was not made by minisign`);
-  }
-  if (memory > SCRYPT_MAX_MEMORY) {
-    throw new MinisignError(`${source} asks for ${Math.ceil(memory / 1024 ** 2)} MiB of memory to derive its key from the password; simplex-pi refuses more than ${SCRYPT_MAX_MEMORY / 1024 ** 2} MiB (minisign's own keys use 1024 MiB): the file is damaged or was not made by minisign`);
-  }
-  // A damaged opslimit can ask for a huge p with little memory: hours of work instead of a message.
-  if (N * r * p > SCRYPT_MAX_WORK) {
-    throw new MinisignError(`${source} asks for scrypt work N·r·p = ${N * r * p}, more than 4 times what minisign's own keys use (${2 ** 23}): the file is damaged or was not made by minisign`);
-  }
-  return new Promise((resolve, reject) =>
-    scrypt(password, salt, outputBytes, { N, r, p, maxmem: memory + 1024 * 1024 }, (error, key) => (error ? reject(error) : resolve(key))),
-  );
+/**
+ * BLAKE2b-256, the secret key checksum ("B2"). Node offers BLAKE2b only with a 64-byte output, and this is not its
+ * truncation: the output length is part of BLAKE2b's parameter block, so it is a different function.
+ */
+export function blake2b256(data: Uint8Array): Buffer {
+  return Buffer.from(nobleBlake2b(data, { dkLen: 32 }));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -317,7 +198,7 @@ export function parsePublicKey(text: string, source: string): PublicKey {
 }
 
 function secretKeyChecksum(keyId: Uint8Array, key: Uint8Array): Buffer {
-  return blake2b(Buffer.concat([SIGALG, keyId, key]), 32);
+  return blake2b256(Buffer.concat([SIGALG, keyId, key]));
 }
 
 export interface SecretKeyOptions {

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
+import { fetchText } from '../fetch-text.ts';
 import type { BuildLog } from '../log.ts';
-import { fetchText } from './download.ts';
+import { parseJsonAs } from '../parse-json.ts';
 
 /**
  * Raspberry Pi Imager's repository JSON (os_list), as far as we read it. Entries nest through `subitems` or
@@ -50,18 +51,10 @@ export interface ResolvedOs {
 }
 
 export function parseOsList(text: string, source: string): OsEntry[] {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
-    throw new UserError(`${source} is not JSON; is base.imager_json the URL of a Raspberry Pi Imager repository?`);
-  }
-  const parsed = osList.safeParse(data);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new UserError(`${source} is not a Raspberry Pi Imager repository: ${issue.path.join('.')}: ${issue.message}`);
-  }
-  return parsed.data.os_list;
+  return parseJsonAs(osList, text, source, {
+    notJson: 'is not JSON; is base.imager_json the URL of a Raspberry Pi Imager repository?',
+    invalid: 'is not a Raspberry Pi Imager repository',
+  }).os_list;
 }
 
 /**

@@ -1,19 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, link, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, link, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.ts';
+import { exists } from '../exists.ts';
 import { type PublicKey, type SecretKey, openSecretKey, parsePublicKey, parseSecretKeyFile } from './minisign.ts';
 import { obtainPassword } from './password.ts';
-
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-}
 
 function temporaryNameFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);

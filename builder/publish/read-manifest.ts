@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { UserError } from '../errors.ts';
+import { parseJsonAs } from '../parse-json.ts';
 import { PI_MODELS } from '../recipe/schema.ts';
 
 /**
@@ -39,18 +39,10 @@ export const releaseManifestSchema = z.object({
 export type ReleaseManifest = z.infer<typeof releaseManifestSchema>;
 
 export function parseReleaseManifest(text: string, source: string): ReleaseManifest {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
-    throw new UserError(`${source} is not JSON; is it a manifest.json written by simplex-pi build?`);
-  }
-  const parsed = releaseManifestSchema.safeParse(data);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new UserError(`${source} is not a simplex-pi build manifest: ${issue.path.join('.')}: ${issue.message}`);
-  }
-  return parsed.data;
+  return parseJsonAs(releaseManifestSchema, text, source, {
+    notJson: 'is not JSON; is it a manifest.json written by simplex-pi build?',
+    invalid: 'is not a simplex-pi build manifest',
+  });
 }
 
 export async function readReleaseManifest(path: string): Promise<ReleaseManifest> {

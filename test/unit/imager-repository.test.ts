@@ -10,7 +10,7 @@ import {
   parseImagerRepository,
   publishedUrl,
   releaseDate,
-} from '../../builder/release/imager-json.ts';
+} from '../../builder/outputs/imager-repository.ts';
 import type { PiModel } from '../../builder/recipe/schema.ts';
 import { imagerSchemaErrors } from '../helpers/imager-schema.ts';
 

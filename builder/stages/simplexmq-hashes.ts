@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
+import { parseJsonAs } from '../parse-json.ts';
 
 /**
  * simplexmq publishes no SHA256SUMS file: its release workflow appends `SHA2-256(<asset>)= <hex>` lines
@@ -22,13 +23,9 @@ const githubRelease = z.object({ tag_name: z.string().optional(), body: z.string
 
 /** The `body` of a GitHub release API document. */
 export function releaseBody(json: string, source: string): string {
-  let data: unknown;
-  try {
-    data = JSON.parse(json);
-  } catch {
-    throw new UserError(`${source} is not JSON; simplexmq.release_notes_url must point at a GitHub release API document`);
-  }
-  const parsed = githubRelease.safeParse(data);
-  if (!parsed.success) throw new UserError(`${source} is not a GitHub release document (no "body")`);
-  return parsed.data.body ?? '';
+  const release = parseJsonAs(githubRelease, json, source, {
+    notJson: 'is not JSON; simplexmq.release_notes_url must point at a GitHub release API document',
+    invalid: 'is not a GitHub release document',
+  });
+  return release.body ?? '';
 }

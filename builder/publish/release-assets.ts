@@ -2,10 +2,10 @@ import { copyFile, link, mkdir, readFile, readdir, rm, stat, writeFile } from 'n
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { sha256File } from '../hash.ts';
-import { type ImagerRepository, combineRepositories, imagerJsonName, imagerJsonText, parseImagerRepository, publishedUrl } from './imager-json.ts';
-import { type OutputFile, sha256sums } from './manifest.ts';
+import { type ImagerRepository, combineRepositories, imagerJsonName, imagerJsonText, parseImagerRepository, publishedUrl } from '../outputs/imager-repository.ts';
+import type { OutputFile } from '../outputs/manifest.ts';
+import { SUMS_FILE, parseSha256Sums, sha256sums } from '../outputs/sha256sums.ts';
 import { type ReleaseManifest, readReleaseManifest } from './read-manifest.ts';
-import { SUMS_FILE, parseSha256Sums } from './signed-files.ts';
 
 /**
  * A release's files, assembled from the output directories of several builds (one per preset). GitHub keeps a

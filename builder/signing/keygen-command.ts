@@ -1,7 +1,8 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
-import { exists, writeNewFile } from './key-files.ts';
+import { exists } from '../exists.ts';
+import { writeNewFile } from './key-files.ts';
 import { formatPublicKeyFile, formatSecretKeyFile, generateKeyPair, keyIdHex, publicKeyBase64 } from './minisign.ts';
 import { PASSWORD_ENV, obtainPassword } from './password.ts';
 
