@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { scratch } from '../helpers/env.ts';
 import { StandinRelay, countOn, freePort, relaySession } from '../helpers/standin-relay.ts';
 
 /**
@@ -22,12 +22,9 @@ describe('the simplexmq stand-in keeps the real CLI and server contract', () => 
   const messages = () => relay.messagesFile;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'standin-contract-'));
+    dir = await scratch('standin-contract');
     relay = await StandinRelay.create(dir);
     port = await freePort();
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('prints the version line alone for -v, as optparse infoOption does', async () => {
