@@ -46,6 +46,34 @@ function tail(text: string, lines = 15): string {
 }
 
 /**
+ * A program that failed. It is a UserError, printed without a stack, because the reason is nearly always the
+ * host or the input (a missing tool, a full disk, a damaged image) and the message names the command and shows
+ * its output. A bug (wrong arguments from our code) fails the same way, so `run` also writes where the command
+ * was called from into the build log, which every failed build keeps and the CLI names. Arguments or options
+ * execa refuses outright (a NUL byte, a negative timeout) are bugs only; execa throws a TypeError for them, which
+ * `run` lets through, so the CLI prints it as a bug, with its stack.
+ */
+export class CommandFailed extends UserError {
+  constructor(
+    message: string,
+    readonly command: string,
+    /** The program's exit code; undefined when it did not start or was killed. (`exitCode` is the CLI's own.) */
+    readonly programExitCode: number | undefined,
+  ) {
+    super(message);
+    this.name = 'CommandFailed';
+  }
+}
+
+/** The `at …` lines of an error's stack: the call chain that ran the command, for the build log. */
+function callers(error: Error): string {
+  return (error.stack ?? '')
+    .split('\n')
+    .filter((line) => /^\s+at /.test(line))
+    .join('\n');
+}
+
+/**
  * Run a program with an argument array (never a shell string), record it and its output in the build log,
  * and turn a failure into a message that names the command and shows the end of its output.
  */
@@ -79,7 +107,9 @@ export async function run(file: string, args: readonly string[], options: RunOpt
           ? `could not be started (${result.originalMessage ?? 'unknown error'}); is it installed? \`simplex-pi doctor\` checks`
           : `exited with code ${exitCode}`;
     const what = options.what ? `Could not ${options.what}: ` : '';
-    throw new UserError(`${what}\`${shown}\` ${why}${all.trim() ? `:\n${tail(all)}` : ''}`);
+    const error = new CommandFailed(`${what}\`${shown}\` ${why}${all.trim() ? `:\n${tail(all)}` : ''}`, shown, result.exitCode);
+    log.info(`failed: ${shown} (${why}), run from:\n${callers(error)}`);
+    throw error;
   }
   return { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode };
 }

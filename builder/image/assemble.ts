@@ -1,6 +1,7 @@
 import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec.ts';
+import { fatTarget } from './bootfs.ts';
 import type { BuildLog } from '../log.ts';
 
 export const BOOT_LABEL = 'RASPIFIRM';
@@ -80,7 +81,7 @@ export async function assembleImage(request: AssembleRequest): Promise<void> {
   });
   const entries = await readdir(request.bootDir);
   if (entries.length) {
-    await run('mcopy', ['-s', '-p', '-m', '-i', `${request.output}@@${firstSector * SECTOR}`, ...entries.map((e) => join(request.bootDir, e)), '::/'], {
+    await run('mcopy', ['-s', '-p', '-m', '-i', fatTarget(request.output, { start: firstSector }), ...entries.map((e) => join(request.bootDir, e)), '::/'], {
       log,
       env: { MTOOLS_SKIP_CHECK: '1' },
       what: 'copy the boot files',

@@ -23,8 +23,12 @@ export interface FatInfo {
   serial: string;
 }
 
-/** How mtools names a partition of an image file: the file and the partition's byte offset. */
-export function fatTarget(image: string, partition: Partition): string {
+/**
+ * How mtools names a partition of an image file: the file and the partition's byte offset. The one place that
+ * writes `image@@offset`; everything that reads or writes a FAT partition with mtools (assemble, inspect-base, the
+ * tests' helpers) calls it.
+ */
+export function fatTarget(image: string, partition: Pick<Partition, 'start'>): string {
   return `${image}@@${partition.start * 512}`;
 }
 

@@ -1,5 +1,5 @@
-import { open, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open } from 'node:fs/promises';
+import { type WalkEntry, walk } from '../fs-walk.ts';
 
 /**
  * Finds private keys and secrets in an image tree. The image is the same for every card flashed from it, so any
@@ -69,35 +69,24 @@ export function contentFinding(content: Buffer): string | undefined {
  */
 export async function findSecrets(root: string, allow: ReadonlyMap<string, string> = new Map()): Promise<SecretFinding[]> {
   const findings: SecretFinding[] = [];
-  const visit = async (dir: string, imageDir: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await readdir(dir, { withFileTypes: true });
-    } catch {
+  const visit = async ({ full, path: relative, dirent: entry }: WalkEntry): Promise<boolean | void> => {
+    const path = `/${relative}`;
+    if (entry.isDirectory()) return !SKIP.has(path);
+    if (!entry.isFile() || allow.has(path)) return;
+    const byName = SECRET_NAMES.find((rule) => rule.test(path, entry.name));
+    if (byName) {
+      findings.push({ path, reason: byName.reason });
       return;
     }
-    for (const entry of entries) {
-      const path = imageDir === '/' ? `/${entry.name}` : `${imageDir}/${entry.name}`;
-      const full = join(dir, entry.name);
-      if (entry.isDirectory()) {
-        if (!SKIP.has(path)) await visit(full, path);
-        continue;
-      }
-      if (!entry.isFile() || allow.has(path)) continue;
-      const byName = SECRET_NAMES.find((rule) => rule.test(path, entry.name));
-      if (byName) {
-        findings.push({ path, reason: byName.reason });
-        continue;
-      }
-      const head = await readHead(full, CONTENT_LIMIT).catch(() => Buffer.alloc(0));
-      if (MACHINE_ID_FILES.has(path) && MACHINE_ID.test(head.toString('latin1'))) {
-        findings.push({ path, reason: 'machine ID (systemd and dbus would use the same one on every card)' });
-        continue;
-      }
-      const reason = contentFinding(head);
-      if (reason) findings.push({ path, reason });
+    const head = await readHead(full, CONTENT_LIMIT).catch(() => Buffer.alloc(0));
+    if (MACHINE_ID_FILES.has(path) && MACHINE_ID.test(head.toString('latin1'))) {
+      findings.push({ path, reason: 'machine ID (systemd and dbus would use the same one on every card)' });
+      return;
     }
+    const reason = contentFinding(head);
+    if (reason) findings.push({ path, reason });
   };
-  await visit(root, '/');
+  // A directory that cannot be read is passed over: one unreadable corner of the image must not stop the scan.
+  await walk(root, visit, { skipUnreadable: true });
   return findings.sort((a, b) => a.path.localeCompare(b.path));
 }

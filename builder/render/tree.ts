@@ -1,5 +1,6 @@
-import { readdir, readFile, lstat, readlink } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { readFile, lstat, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { walk } from '../fs-walk.ts';
 import { sha256Text } from '../hash.ts';
 
 export interface TreeFile {
@@ -12,23 +13,17 @@ export interface TreeFile {
 /** Every entry of a directory tree, sorted, so the order (and any digest of it) is stable. */
 export async function walkTree(root: string): Promise<TreeFile[]> {
   const out: TreeFile[] = [];
-  const visit = async (dir: string): Promise<void> => {
-    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name));
-    for (const entry of entries) {
-      const full = join(dir, entry.name);
+  // Strict (an unreadable directory fails): a digest of a tree the walk could not fully read would be wrong.
+  await walk(
+    root,
+    async ({ full, path, dirent: entry }) => {
       const info = await lstat(full);
-      const path = relative(root, full);
-      if (entry.isDirectory()) {
-        out.push({ path, mode: info.mode & 0o7777, kind: 'dir' });
-        await visit(full);
-      } else if (entry.isSymbolicLink()) {
-        out.push({ path, mode: 0o777, kind: 'symlink' });
-      } else if (entry.isFile()) {
-        out.push({ path, mode: info.mode & 0o7777, kind: 'file' });
-      }
-    }
-  };
-  await visit(root);
+      if (entry.isDirectory()) out.push({ path, mode: info.mode & 0o7777, kind: 'dir' });
+      else if (entry.isSymbolicLink()) out.push({ path, mode: 0o777, kind: 'symlink' });
+      else if (entry.isFile()) out.push({ path, mode: info.mode & 0o7777, kind: 'file' });
+    },
+    { sorted: true },
+  );
   return out;
 }
 

@@ -2,6 +2,7 @@ import { readdir, rm, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
+import { walk } from '../fs-walk.ts';
 import { type BaseMachineId, restoreMachineId } from '../image/machine-id.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { shrinkRoot } from '../image/resize.ts';
@@ -36,17 +37,16 @@ const REMOVE = [
 ];
 
 async function emptyDir(dir: string, keepDirs: boolean): Promise<void> {
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch {
-    return;
-  }
-  for (const entry of entries) {
-    const full = join(dir, entry.name);
-    if (entry.isDirectory() && keepDirs) await emptyDir(full, true);
-    else await rm(full, { recursive: true, force: true });
-  }
+  // A directory the base does not have is nothing to empty.
+  await walk(
+    dir,
+    async ({ full, dirent }) => {
+      if (dirent.isDirectory() && keepDirs) return true;
+      await rm(full, { recursive: true, force: true });
+      return false;
+    },
+    { skipUnreadable: true },
+  );
 }
 
 export function parseDpkgQuery(text: string): InstalledPackage[] {

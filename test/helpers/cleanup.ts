@@ -2,10 +2,10 @@
 // scratch directories it made, unless something is still mounted below one (then it is left, and said).
 import { readFile, rm } from 'node:fs/promises';
 import { afterAll } from 'vitest';
-import { scratchDirs } from './env.ts';
+import { keepScratch, scratchDirs } from './env.ts';
 
 afterAll(async () => {
-  if (process.env.SIMPLEX_PI_KEEP_SCRATCH === '1') return;
+  if (keepScratch()) return;
   const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((line) => line.split(' ')[4] ?? '');
   for (const dir of scratchDirs.splice(0)) {
     if (mounts.some((m) => m === dir || m.startsWith(`${dir}/`))) {

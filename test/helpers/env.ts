@@ -15,6 +15,11 @@ export const isRoot = process.getuid?.() === 0;
 /** Scratch directories made by this test file; test/helpers/cleanup.ts removes them after the file's tests. */
 export const scratchDirs: string[] = [];
 
+/** SIMPLEX_PI_KEEP_SCRATCH=1 (README, "Tests"): every scratch directory is kept for debugging. */
+export function keepScratch(): boolean {
+  return process.env.SIMPLEX_PI_KEEP_SCRATCH === '1';
+}
+
 /**
  * A scratch directory under the system's temporary directory, removed after the test file (images in them are
  * gigabytes: a suite that left them behind filled a disk). SIMPLEX_PI_KEEP_SCRATCH=1 keeps them for debugging.

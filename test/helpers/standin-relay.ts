@@ -49,6 +49,16 @@ export class StandinRelay {
     return execa('node', ['-e', this.script, '--', ...args], { env: this.env, reject: false, all: true });
   }
 
+  /**
+   * The INI at `iniPath` as the real server's parser (ini-0.4.1, ported in the stand-in) reads it:
+   * { SECTION: { key: value } }. A stand-in-only switch makes `start` print it and stop.
+   */
+  async parsedIni(): Promise<Record<string, Record<string, string>>> {
+    const result = await execa('node', ['-e', this.script, '--', 'start'], { env: { ...this.env, SIMPLEX_STANDIN_PRINT_INI: '1' }, reject: false, all: true });
+    if (result.exitCode !== 0) throw new Error(`the stand-in could not read ${this.iniPath}:\n${result.all}`);
+    return JSON.parse(result.stdout);
+  }
+
   /** `start`, resolved once the relay listens; fails with its output if it exits first. */
   async start(...extra: string[]): Promise<RunningRelay> {
     const child = execa('node', ['-e', this.script, '--', 'start', ...extra], { env: this.env, reject: false, all: true });

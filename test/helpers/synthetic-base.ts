@@ -1,6 +1,7 @@
 import { mkdir, open, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
+import { fatTarget } from '../../builder/image/bootfs.ts';
 import { REPO } from './env.ts';
 
 /**
@@ -181,7 +182,7 @@ export async function makeSyntheticBase(dir: string, variant: 'trixie' | 'debian
     input: `label: dos\nlabel-id: ${diskId}\nunit: sectors\nstart=${BOOT_START / 512}, size=${bootSectors}, type=c\nstart=${rootStart}, type=83\n`,
   });
   await execa('mkfs.fat', ['-F', '32', '-s', '1', '-n', variant === 'trixie' ? 'bootfs' : 'RASPIFIRM', '-i', serial, '--offset', String(BOOT_START / 512), image, String(BOOT_SIZE / 1024)]);
-  await execa('mcopy', ['-s', '-p', '-m', '-i', `${image}@@${BOOT_START}`, ...(await readdirNames(boot)), '::/'], { env: { MTOOLS_SKIP_CHECK: '1' } });
+  await execa('mcopy', ['-s', '-p', '-m', '-i', fatTarget(image, { start: BOOT_START / 512 }), ...(await readdirNames(boot)), '::/'], { env: { MTOOLS_SKIP_CHECK: '1' } });
   const features = variant === 'trixie' ? ['-O', '^huge_file,^64bit,metadata_csum_seed,orphan_file'] : [];
   await execa('mke2fs', ['-q', '-t', 'ext4', '-L', variant === 'trixie' ? 'rootfs' : 'RASPIROOT', ...features, '-d', root, '-E', `offset=${rootStart * 512}`, image, `${ROOT_SIZE / 1024}k`]);
   return { image, diskId, serial };

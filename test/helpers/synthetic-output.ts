@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InitFormat } from '../../builder/base/init-format.ts';
 import type { BaseImage } from '../../builder/base/types.ts';
@@ -79,20 +79,17 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
     reportedVersion: `${b.name === 'smp-server' ? 'SMP' : 'XFTP'} server v${version}.0`,
     installPath: b.installPath,
   }));
-  try {
-    const { outputs } = await emitStage(ctx, {
-      work: { path: image, packagesKey: 'synthetic', fromLayer: false, baseMachineId: { kind: 'uninitialized', mode: 0o444 } },
-      base: options.base ?? RASPIOS_BASE,
-      initFormat: { format: (options.initFormat ?? (options.base ?? RASPIOS_BASE).listedInitFormat ?? 'none') as InitFormat, reason: 'synthetic build' },
-      binaries,
-      seal: { packages: options.packages ?? PACKAGES, rootMiB: 1 },
-      recipe: { path: join(work, `${options.name}.yaml`), sha256: '3'.repeat(64) },
-      tool: { version: '0.1.0' },
-      stageSeconds: {},
-    });
-    return outputs;
-  } finally {
-    // emit moved the image out; what is left is scratch.
-    await rm(work, { recursive: true, force: true });
-  }
+  // `work` is a scratch() directory: test/helpers/cleanup.ts removes it after the test file (unless
+  // SIMPLEX_PI_KEEP_SCRATCH=1), so it is not removed here.
+  const { outputs } = await emitStage(ctx, {
+    work: { path: image, packagesKey: 'synthetic', fromLayer: false, baseMachineId: { kind: 'uninitialized', mode: 0o444 } },
+    base: options.base ?? RASPIOS_BASE,
+    initFormat: { format: (options.initFormat ?? (options.base ?? RASPIOS_BASE).listedInitFormat ?? 'none') as InitFormat, reason: 'synthetic build' },
+    binaries,
+    seal: { packages: options.packages ?? PACKAGES, rootMiB: 1 },
+    recipe: { path: join(work, `${options.name}.yaml`), sha256: '3'.repeat(64) },
+    tool: { version: '0.1.0' },
+    stageSeconds: {},
+  });
+  return outputs;
 }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { fatTarget } from '../../builder/image/bootfs.ts';
 import { raspberryPiLayout, readPartitionTable } from '../../builder/image/partitions.ts';
+import { keepScratch } from './env.ts';
 
 /**
  * A built image booted in qemu-system-aarch64 (-M virt), the way the end-to-end tests see it: its own kernel
@@ -359,6 +360,7 @@ export class VmTestRun {
     for (const vm of this.vms) await vm.dispose();
     console.log(`${this.label} figures (s): ${JSON.stringify(Object.fromEntries(Object.entries(this.timings).map(([k, v]) => [k, Math.round(v * 10) / 10])))}`);
     if (this.failed) console.log(`${this.label}: VM console logs and disks kept in ${this.dir}`);
+    else if (this.dir && keepScratch()) console.log(`${this.label}: VM console logs and disks kept in ${this.dir} (SIMPLEX_PI_KEEP_SCRATCH=1)`);
     else if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
 }

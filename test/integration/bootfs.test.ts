@@ -7,6 +7,8 @@ import { raspberryPiLayout, readPartitionTable } from '../../builder/image/parti
 import { scratch } from '../helpers/env.ts';
 
 const MTOOLS = { MTOOLS_SKIP_CHECK: '1' };
+// The mtools target `image@@offset` is written out here rather than taken from bootfs.ts's fatTarget: this test
+// checks bootfs.ts against mtools, so it names the partition the way mtools documents it.
 const BOOT_START = 16384;
 
 /** `minfo` of partition 1, as the real mtools prints it. */

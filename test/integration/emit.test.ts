@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cli, scratch } from '../helpers/env.ts';
 import { imagerSchemaErrors } from '../helpers/imager-schema.ts';
 import { RASPIOS_BASE, syntheticBuild } from '../helpers/synthetic-output.ts';
@@ -19,15 +19,10 @@ async function readJson(path: string) {
   return JSON.parse(await readFile(path, 'utf8'));
 }
 
-const dirs: string[] = [];
+// scratch() dirs are removed after the file by test/helpers/cleanup.ts, which honours SIMPLEX_PI_KEEP_SCRATCH=1.
 async function outDir(): Promise<string> {
-  const dir = await scratch('emit');
-  dirs.push(dir);
-  return join(dir, 'out');
+  return join(await scratch('emit'), 'out');
 }
-afterAll(async () => {
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-});
 
 describe('emit writes Raspberry Pi Imager files with every build', () => {
   it('a repository JSON and a double-click manifest whose sizes and hashes are those of the files, all in SHA256SUMS and the manifest', async () => {

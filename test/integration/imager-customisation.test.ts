@@ -1,7 +1,7 @@
-import { cp, mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { REPO, scratch } from '../helpers/env.ts';
 import { debianPackage } from '../helpers/debian-packages.ts';
 import { orderedAfter, readUnitOrder } from '../helpers/unit-order.ts';
@@ -35,10 +35,6 @@ beforeAll(async () => {
   cloudInitVersion = pkg.version;
 }, 120_000);
 
-const roots: string[] = [];
-afterAll(async () => {
-  for (const root of roots) await rm(root, { recursive: true, force: true });
-});
 
 const afterOf = (unitText: string) => [...unitText.matchAll(/^After=(.*)$/gm)].flatMap((m) => m[1]!.split(/\s+/));
 
@@ -47,8 +43,8 @@ const afterOf = (unitText: string) => [...unitText.matchAll(/^After=(.*)$/gm)].f
  * (cloud-init.target in multi-user.target, every stage in cloud-init.target), rpi-preseed, and our unit as given.
  */
 async function rootWith(unitText: string): Promise<string> {
+  // Removed after the file by test/helpers/cleanup.ts (kept with SIMPLEX_PI_KEEP_SCRATCH=1).
   const root = await scratch('imager-units');
-  roots.push(root);
   const units = join(root, 'etc/systemd/system');
   await mkdir(join(root, 'usr/lib'), { recursive: true });
   await cp('/usr/lib/systemd', join(root, 'usr/lib/systemd'), { recursive: true });

@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { appendFile, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { REPO, scratch } from '../helpers/env.ts';
 import { imagerSchemaErrors } from '../helpers/imager-schema.ts';
@@ -94,7 +94,6 @@ describe('ci/release.ts', () => {
     await mkdir(previous);
     await copyFile(join(old.outDir, 'manifest.json'), join(previous, 'solo.manifest.json'));
   }, 60_000);
-  afterAll(() => rm(dir, { recursive: true, force: true }));
 
   it('a dry run of every step: the release files, a combined os-list.json for Imager, signatures, notes and the gh command', { timeout: 120_000 }, async () => {
     const work = join(dir, 'work');

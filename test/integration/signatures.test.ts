@@ -4,7 +4,7 @@ import { copyFile, cp, readFile, readdir, rm, stat, writeFile } from 'node:fs/pr
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSecretKey, parseSecretKeyFile } from '../../builder/signing/minisign.ts';
+import { openSecretKey, parseSecretKeyFile, publicKeyBase64, publicKeyOf } from '../../builder/signing/minisign.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { REPO, cli, scratch } from '../helpers/env.ts';
 
@@ -165,7 +165,9 @@ describe('simplex-pi keygen', () => {
     expect(screen).not.toContain(password);
     const file = parseSecretKeyFile(await readFile(join(dir, 'minisign.key'), 'utf8'), 'typed key');
     expect(file.encrypted).toBe(true);
-    await expect(openSecretKey(file, password)).resolves.toBeDefined();
+    // The typed password opens the key, and it is the key whose public half keygen published next to it.
+    const opened = await openSecretKey(file, password);
+    expect(publicKeyBase64(publicKeyOf(opened))).toBe((await readKeys(dir)).base64);
   });
 });
 

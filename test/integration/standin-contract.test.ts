@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { applyIni } from '../../builder/device/ini.ts';
+import { type IniSetting, resolvePlan } from '../../builder/plan/plan.ts';
+import { parseRecipe } from '../../builder/recipe/load.ts';
+import { scratch } from '../helpers/env.ts';
 import { StandinRelay, countOn, freePort, relaySession } from '../helpers/standin-relay.ts';
 
 /**
@@ -22,12 +25,9 @@ describe('the simplexmq stand-in keeps the real CLI and server contract', () => 
   const messages = () => relay.messagesFile;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'standin-contract-'));
+    dir = await scratch('standin-contract');
     relay = await StandinRelay.create(dir);
     port = await freePort();
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('prints the version line alone for -v, as optparse infoOption does', async () => {
@@ -112,5 +112,65 @@ describe('the simplexmq stand-in keeps the real CLI and server contract', () => 
     const damaged = await run('start', '--skip-warnings');
     expect(damaged.exitCode).toBe(1);
     expect(damaged.stdout).toContain('error restoring messages');
+  });
+});
+
+describe("the stand-in reads its INI with simplexmq's parser (ini-0.4.1), not with ours", () => {
+  // The stand-in's parser is a port of the `ini` package simplexmq pins, so these pin where that parser differs
+  // from a line-by-line reader such as builder/device/ini.ts: the ways an INI can be read other than as written.
+  let relay: StandinRelay;
+  beforeAll(async () => {
+    relay = await StandinRelay.create(await scratch('standin-ini'));
+    const init = await relay.run('init', '-y', '--disable-web', '-n', 'example.onion');
+    expect(init.exitCode, init.all).toBe(0);
+  });
+  const read = async (text: string) => {
+    await writeFile(relay.iniPath, text);
+    return relay.parsedIni();
+  };
+
+  it('takes either separator, strips spaces, drops one character after a colon, and keeps inline "comments" as values', async () => {
+    expect(await read('[S]\na=1\nb: 2\n  c  =  3  \nd:45\ne = 5 # not a comment\n  # f = 6\n; g = 7\n')).toEqual({
+      S: { a: '1', b: '2', c: '3', d: '5', e: '5 # not a comment' },
+    });
+  });
+
+  it('reads the first copy of a key, and only the last copy of a section', async () => {
+    expect(await read('[TRANSPORT]\nport = 1\nport = 2\n')).toEqual({ TRANSPORT: { port: '1' } });
+    expect(await read('[TRANSPORT]\nport = 1\nwebsockets = off\n[PROXY]\nsocks_mode = always\n[TRANSPORT]\nhost = h\n')).toEqual({ TRANSPORT: { host: 'h' }, PROXY: { socks_mode: 'always' } });
+  });
+
+  it('joins a line without a separator to the next key, and silently stops at what it cannot parse', async () => {
+    expect(await read('[TRANSPORT]\nwebsockets\nport = 1\n')).toEqual({ TRANSPORT: { 'websockets\nport': '1' } });
+    expect(await read('[TRANSPORT]\nport = 1\nhost[0] = h\n[PROXY]\nsocks_mode = always\n')).toEqual({ TRANSPORT: { port: '1' } });
+    // And the real server then refuses to start for want of a key it needs.
+    await writeFile(relay.iniPath, '[TRANSPORT]\nwebsockets\nport = 1\n');
+    const start = await relay.run('start');
+    expect(start.exitCode).not.toBe(0);
+    expect(start.all).toContain('no key port in section TRANSPORT');
+  });
+
+  it("reads every setting the device applies to init's INI as the plan set it (SMP and XFTP)", async () => {
+    const plan = resolvePlan(parseRecipe('name: t\nsmp: { instances: 2, message_expiry_days: 7 }\n', 'r'));
+    const cases: Array<[StandinRelay, IniSetting[], string[]]> = [
+      [relay, plan.smp.instances[1]!.ini, ['init', '-y', '--disable-web', '-n', 'example.onion']],
+      [await StandinRelay.create(await scratch('standin-ini-xftp'), 'xftp'), plan.xftp!.ini, ['init', '-p', '/srv/files', '-q', '1gb', '-n', 'example.onion']],
+    ];
+    for (const [server, settings, init] of cases) {
+      await rm(server.iniPath, { force: true });
+      const initialised = await server.run(...init);
+      expect(initialised.exitCode, initialised.all).toBe(0);
+      const initText = await readFile(server.iniPath, 'utf8');
+      // Control: init's own INI reads back whole, so a lost setting below is the device's doing.
+      const before = await server.parsedIni();
+      expect(Object.keys(before)).toEqual(expect.arrayContaining(['STORE_LOG', 'AUTH', 'TRANSPORT', 'INACTIVE_CLIENTS']));
+      await writeFile(server.iniPath, applyIni(initText, settings));
+      const read = await server.parsedIni();
+      for (const { section, key, value } of settings) expect(read[section]?.[key], `${server.kind} [${section}] ${key}`).toBe(value);
+      // Nothing init wrote was lost on the way (a duplicated section would drop the earlier copy's keys).
+      for (const [section, keys] of Object.entries(before)) {
+        for (const key of Object.keys(keys)) expect(read[section], `${server.kind} [${section}] ${key}`).toHaveProperty([key]);
+      }
+    }
   });
 });

@@ -1,9 +1,8 @@
-import { mkdtemp, readFile, readdir, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO } from '../helpers/env.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { REPO, scratch } from '../helpers/env.ts';
 import { StandinRelay, countOn, freePort, relaySession } from '../helpers/standin-relay.ts';
 
 /**
@@ -20,16 +19,13 @@ describe('set-aside-torn-record: a relay whose saved messages were cut off by a 
   let port: number;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'torn-record-'));
+    dir = await scratch('torn-record');
     relay = await StandinRelay.create(dir);
     port = await freePort();
     const init = await relay.run('init', '-y', '--disable-web', '-n', 'example.onion');
     expect(init.exitCode, init.all).toBe(0);
     const ini = join(relay.cfgPath, 'smp-server.ini');
     await writeFile(ini, (await readFile(ini, 'utf8')).replace(/^port = .*$/m, `port = ${port}`));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('keeps every complete record, sets the torn one aside, and the relay restores the rest', async () => {

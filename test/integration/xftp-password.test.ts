@@ -1,10 +1,10 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { fingerprintOf, serverAddress } from '../../builder/device/address.ts';
 import { readIni } from '../../builder/device/ini.ts';
 import { ensurePassword } from '../../builder/device/servers.ts';
+import { scratch } from '../helpers/env.ts';
 import { StandinRelay, freePort, relaySession } from '../helpers/standin-relay.ts';
 
 /**
@@ -37,16 +37,13 @@ describe('XFTP upload password', () => {
   };
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'xftp-password-'));
+    dir = await scratch('xftp-password');
     relay = await StandinRelay.create(dir, 'xftp');
     port = await freePort();
     await mkdir(join(dir, 'files'));
     const init = await relay.run('init', '-p', join(dir, 'files'), '-q', '1gb', '-n', `${ONION}.onion`);
     expect(init.exitCode, init.all).toBe(0);
     await writeFile(relay.iniPath, (await readFile(relay.iniPath, 'utf8')).replace(/^port = .*$/m, `port = ${port}`));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('as init leaves it, anyone may upload (the control)', async () => {

@@ -1,8 +1,8 @@
-import { mkdtemp, rm, statfs, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { STORAGE_RESERVE_BYTES, checkQuota, checkXftpQuota, quotaBytes } from '../../builder/device/storage.ts';
+import { scratch } from '../helpers/env.ts';
 
 const GiB = 1024 ** 3;
 
@@ -25,17 +25,13 @@ describe('the XFTP quota against the card', () => {
   });
 
   it('measures the real files directory and file system', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'quota-'));
-    try {
-      await writeFile(join(dir, 'chunk'), Buffer.alloc(4096));
-      const fs = await statfs(dir);
-      const free = fs.bavail * fs.bsize;
-      const check = await checkXftpQuota('1kb', dir);
-      expect(check.storedBytes).toBe(4096);
-      expect(Math.abs(check.freeBytes - free)).toBeLessThan(64 * 1024 ** 2);
-      expect((await checkXftpQuota(`${Math.ceil(free / 1024) + 1}kb`, dir)).ok).toBe(false);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const dir = await scratch('quota');
+    await writeFile(join(dir, 'chunk'), Buffer.alloc(4096));
+    const fs = await statfs(dir);
+    const free = fs.bavail * fs.bsize;
+    const check = await checkXftpQuota('1kb', dir);
+    expect(check.storedBytes).toBe(4096);
+    expect(Math.abs(check.freeBytes - free)).toBeLessThan(64 * 1024 ** 2);
+    expect((await checkXftpQuota(`${Math.ceil(free / 1024) + 1}kb`, dir)).ok).toBe(false);
   });
 });
