@@ -128,13 +128,11 @@ export const XFTP_LOCAL_PORT = 5443;
 /** Ports taken by other services on the Pi: Tor's SOCKS and control ports, SSH, DNS. */
 export const RESERVED_LOCAL_PORTS: Record<number, string> = { 22: 'SSH', 53: 'DNS', 9050: "Tor's SOCKS port", 9051: "Tor's control port" };
 
+/** The most SMP relays one Pi runs; `recipes new` scales up to it too (presets.ts). */
+export const MAX_SMP_INSTANCES = 32;
+
 const smpSchema = z.strictObject({
-  instances: z
-    .number({ error: 'must be a whole number from 1 to 32' })
-    .int({ error: 'must be a whole number from 1 to 32' })
-    .min(1, { error: 'must be 1–32' })
-    .max(32, { error: 'must be 1–32' })
-    .default(1),
+  instances: int(1, MAX_SMP_INSTANCES).default(1),
   /** generate: each relay gets a random password, needed to create queues on it; none: anyone who knows the address may. */
   password: z.enum(['generate', 'none'], { error: 'must be generate or none' }).default('generate'),
   local_port_base: localPort().default(SMP_LOCAL_PORT_BASE),

@@ -15,7 +15,7 @@ describe('simplex-pi command line', () => {
   });
 
   it.each([
-    ['an invalid recipe', 'name: x\nsmp:\n  instances: 99\n', [], 'recipe.smp.instances: must be 1–32 (got 99)'],
+    ['an invalid recipe', 'name: x\nsmp:\n  instances: 99\n', [], 'recipe.smp.instances: must be a whole number from 1 to 32 (got 99)'],
     ['an unknown option', 'name: x\n', ['--fast'], "Unknown option '--fast'"],
     ['a bad --compress', 'name: x\n', ['--compress', 'zstd'], '--compress must be xz or none (got "zstd")'],
     ['a bad --base', 'name: x\n', ['--base', 'ubuntu'], '--base must be raspios, debian or file:PATH (got "ubuntu")'],
