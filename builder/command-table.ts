@@ -154,13 +154,26 @@ export function programHelp(program: string, commands: Command[], text: { title:
 /** A markdown table cell: one line, `|` escaped. */
 const cell = (text: string) => text.replace(/\s*\n\s*/g, ' ').replace(/\|/g, '\\|');
 
-/** The README's usage block: every usage line, then one table of every flag. */
-export function usageMarkdown(program: string, commands: Command[]): string {
+/** Every usage line, as a markdown code block. */
+export function synopsisBlock(program: string, commands: Command[]): string {
+  return ['```', ...commands.map((c) => synopsis(program, c)), '```'].join('\n');
+}
+
+/** A markdown table of the commands: each usage line and what the command does. */
+export function commandTable(program: string, commands: Command[]): string {
+  const rows = commands.map((c) => `| \`${cell(synopsis(program, c, Infinity))}\` | ${cell(c.summary)} |`);
+  return ['| command | what it does |', '|---|---|', ...rows].join('\n');
+}
+
+/** A markdown table of every flag of the commands, with its default. */
+export function flagTable(commands: Command[]): string {
   const rows = commands.flatMap((command) =>
     command.flags.map((flag) => {
-      const fallback = defaultOf(flag);
-      return `| \`${command.name}\` | \`${cell(flagText(flag))}\`${flag.short ? ` (\`-${flag.short}\`)` : ''} | ${fallback === undefined ? '' : `\`${cell(fallback)}\``} | ${cell(flag.help)} |`;
+      // A default in words is prose; a fixed value is code.
+      const fallback = flag.defaultText ?? (typeof flag.default === 'string' ? `\`${flag.default}\`` : '');
+      const name = `\`${cell(flagText(flag))}\`${flag.short ? ` (\`-${flag.short}\`)` : ''}`;
+      return `| \`${command.name}\` | ${name} | ${cell(fallback)} | ${cell(flag.help)} |`;
     }),
   );
-  return ['```', ...commands.map((c) => synopsis(program, c)), '```', '', '| command | option | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
+  return ['| command | option | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
 }

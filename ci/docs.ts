@@ -3,7 +3,11 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { COMMANDS, PROGRAM } from '../builder/cli-commands.ts';
+import { commandTable, flagTable, synopsisBlock } from '../builder/command-table.ts';
+import { DEVICE_COMMANDS, DEVICE_PROGRAM } from '../builder/device/commands.ts';
 import { fillBlocks } from '../builder/docs/blocks.ts';
+import { hostRequirementsTable } from '../builder/docs/host-requirements-table.ts';
 import { recipeFieldBlocks } from '../builder/recipe/field-docs.ts';
 import { recipeJsonSchemaText } from '../builder/recipe/json-schema.ts';
 
@@ -25,5 +29,10 @@ export async function generatedDocs(): Promise<GeneratedDoc[]> {
   return [
     { path: 'recipes/recipe.schema.json', text: recipeJsonSchemaText() },
     await withBlocks('recipes/README.md', recipeFieldBlocks()),
+    await withBlocks('README.md', {
+      cli: `${synopsisBlock(PROGRAM, COMMANDS)}\n\n${flagTable(COMMANDS)}`,
+      device: `${commandTable(DEVICE_PROGRAM, DEVICE_COMMANDS)}\n\n${flagTable(DEVICE_COMMANDS)}`,
+      'host-requirements': hostRequirementsTable(),
+    }),
   ];
 }
