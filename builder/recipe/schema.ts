@@ -4,7 +4,9 @@ import { NOT_ZONES, TIMEZONE_NAME } from './timezones.ts';
 
 /**
  * The recipe schema. Field names are snake_case because recipes are YAML written by people; every object is
- * strict so a typo is an error rather than a silently ignored setting.
+ * strict so a typo is an error rather than a silently ignored setting. Each field's `.meta({ description })` is
+ * its documentation, kept here next to its rules: editors show it (recipes/recipe.schema.json) and recipes/README.md's
+ * field tables are made from it (field-docs.ts, `npm run docs`).
  */
 
 const sha256Hex = z
@@ -170,8 +172,6 @@ const smpSchema = z.strictObject({
         "SSH, DNS or Tor's 9050/9051). The firewall keeps them off the network.",
     }),
   onion_port: port().default(5223).meta({ description: "The port in the relays' addresses (SimpleX's default for SMP)." }),
-  // Only `always`: with `onion`, simplexmq's proxy connects to relays that have a public address directly over the
-  // clearnet, from the Pi's own IP address (facts §3).
   socks_mode: z
     .literal('always', {
       error: 'must be always: with onion, the relays would connect to public SimpleX relays over the clearnet from the Pi\'s own address',
@@ -187,7 +187,6 @@ const smpSchema = z.strictObject({
 
 const xftpSchema = z.strictObject({
   enabled: bool().default(true).meta({ description: 'Whether to run the XFTP relay.' }),
-  // simplexmq's own format: a number and gb, mb or kb, lower-case.
   quota: z
     .string({ error: 'must be a size like 10gb, 500mb' })
     .regex(/^[1-9]\d*(gb|mb|kb)$/, { error: 'must be a whole number followed by gb, mb or kb in lower case, e.g. 10gb (simplexmq rejects other forms)' })
