@@ -1,8 +1,9 @@
-import { parseArgs } from 'node:util';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatBytes } from './format-bytes.ts';
 import { Cache } from './cache.ts';
+import { COMMANDS, PROGRAM, commandNamed, findCommand } from './cli-commands.ts';
+import { commandHelp, parseCommand, programHelp, wantsHelp } from './command-table.ts';
 import { doctor } from './doctor.ts';
 import { inspectBase } from './inspect/inspect-base.ts';
 import { renderReport } from './inspect/render.ts';
@@ -23,67 +24,29 @@ import { renderToDirectory } from './render/render-command.ts';
 import { writeFile } from 'node:fs/promises';
 import { Resources } from './resources.ts';
 
-const USAGE = `simplex-pi: build a Raspberry Pi image that runs a private, Tor-only SimpleX relay cluster
-
-Usage:
-  simplex-pi build [--recipe FILE] [--base raspios|debian|file:PATH [--base-sha256 HEX]]
-                   [--out DIR] [--compress xz|none] [--xz-level 0-9] [--publish-url URL]
-                   [--cache DIR] [--verbose]
-  simplex-pi render [--recipe FILE] --out DIR [--base raspios|debian|file:PATH]
-  simplex-pi recipes
-  simplex-pi recipes new --group-size N [--name NAME] [--out FILE]
-  simplex-pi doctor [--cache DIR]
-  simplex-pi inspect-base IMAGE [--json] [--tmp DIR]
-  simplex-pi keygen (--out DIR | --secret-key FILE --public-key FILE) [--unencrypted]
-  simplex-pi sign DIR --key FILE
-  simplex-pi verify DIR|URL --pubkey FILE|KEY
-  simplex-pi --version
-
-build    Build the image described by a recipe (default recipes/family.yaml) into output/<name>/:
-         <name>.img, <name>.img.xz, manifest.json, SHA256SUMS, the build log, and for Raspberry Pi Imager
-         <name>.rpi-imager-manifest (double-click it) and <name>.rpi-imager.json (a repository; with
-         --publish-url it points at URL/<name>.img.xz, where you will publish the image). Needs root.
-render   Write the configuration files the build would put into the image (Tor, units, firewall, sshd) and the
-         plan.json the Pi reads, into DIR, for review. No root needed.
-recipes  List the preset recipes; \`recipes new\` writes a recipe scaled for a group size.
-doctor   Check this host (Node.js, tools, binfmt, loop devices, disk space) and release the mounts and loop devices
-         a killed build left behind.
-inspect-base
-         Report what the build relies on in a base image (.img or .img.xz, e.g. Raspberry Pi OS Lite):
-         partition table, boot partition and cmdline.txt, ext4 features, fstab, machine-id, enabled first-boot
-         units, cloud-init, the Imager init_format it implies, initramfs resize scripts, packages, apt sources,
-         the first user. Reads only: the root partition is mounted read-only from a read-only loop device, an
-         .img.xz is decompressed into --tmp (default $TMPDIR or /tmp) and removed. Needs root. --json for machines.
-keygen   Make a minisign key pair for signing releases (DIR/minisign.key, mode 0600, and DIR/minisign.pub).
-         The secret key is encrypted with a password from $SIMPLEX_PI_KEY_PASSWORD or typed at the prompt;
-         --unencrypted for a key kept in a CI secret store. Never replaces an existing file.
-sign     Check every checksum in DIR/SHA256SUMS, then sign SHA256SUMS and the Raspberry Pi Imager files with a
-         minisign secret key, writing <file>.minisig next to each.
-verify   Check a release directory or URL: the signature of SHA256SUMS with the public key (a minisign.pub
-         file or the base64 key), the sha256 of every file it lists, and the signed Imager files. Exits 0
-         only if everything verified.
-
-The cache (base images, downloads, package layers) is at $XDG_CACHE_HOME/simplex-pi unless --cache or
-SIMPLEX_PI_CACHE says otherwise.`;
+const usage = () =>
+  programHelp(PROGRAM, COMMANDS, {
+    title: `${PROGRAM}: build a Raspberry Pi image that runs a private, Tor-only SimpleX relay cluster`,
+    more: [`${PROGRAM} --version`, `${PROGRAM} COMMAND --help    (each command's options, with their defaults)`],
+    footer: 'The cache (base images, downloads, package layers) is at $XDG_CACHE_HOME/simplex-pi unless --cache or SIMPLEX_PI_CACHE says otherwise.',
+  });
 
 const DEFAULT_RECIPE = resolve(dirname(fileURLToPath(import.meta.url)), '../recipes/family.yaml');
 
+interface BuildValues {
+  recipe?: string;
+  base?: string;
+  'base-sha256'?: string;
+  out?: string;
+  compress: string;
+  'xz-level': string;
+  'publish-url'?: string;
+  cache?: string;
+  verbose: boolean;
+}
+
 async function buildCommand(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      recipe: { type: 'string' },
-      base: { type: 'string' },
-      'base-sha256': { type: 'string' },
-      out: { type: 'string' },
-      compress: { type: 'string', default: 'xz' },
-      'xz-level': { type: 'string', default: '6' },
-      'publish-url': { type: 'string' },
-      cache: { type: 'string' },
-      verbose: { type: 'boolean', short: 'v', default: false },
-    },
-    strict: true,
-  });
+  const values = parseCommand<BuildValues>(commandNamed('build'), args).values;
   if (values.compress !== 'xz' && values.compress !== 'none') throw new UserError(`--compress must be xz or none (got "${values.compress}")`);
   const xzLevel = Number(values['xz-level']);
   if (!Number.isInteger(xzLevel) || xzLevel < 0 || xzLevel > 9) throw new UserError(`--xz-level must be 0–9 (got "${values['xz-level']}")`);
@@ -120,12 +83,7 @@ async function buildCommand(args: string[]): Promise<void> {
 }
 
 async function renderCommand(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: { recipe: { type: 'string' }, out: { type: 'string' }, base: { type: 'string' }, 'base-sha256': { type: 'string' } },
-    strict: true,
-  });
-  if (!values.out) throw new UserError('render needs --out DIR');
+  const values = parseCommand<{ recipe?: string; out: string; base?: string; 'base-sha256'?: string }>(commandNamed('render'), args).values;
   const override = values.base ? baseOverride(values.base, values['base-sha256']) : undefined;
   const { loaded, plan } = await loadPlan(values.recipe ?? DEFAULT_RECIPE, override);
   const out = resolve(values.out);
@@ -134,23 +92,22 @@ async function renderCommand(args: string[]): Promise<void> {
   process.stdout.write(`Rendered ${entries.length} entries for "${plan.name}" into ${out}/rootfs; owners and modes in ${out}/files.txt, the plan in ${out}/plan.json\n`);
 }
 
-async function recipesCommand(args: string[]): Promise<void> {
-  if (args[0] === 'new') {
-    const { values } = parseArgs({ args: args.slice(1), options: { 'group-size': { type: 'string' }, name: { type: 'string' }, out: { type: 'string' } }, strict: true });
-    if (!values['group-size']) throw new UserError('recipes new needs --group-size N');
-    const people = Number(values['group-size']);
-    const name = values.name ?? `group-${values['group-size']}`;
-    const text = newRecipe(people, name);
-    const out = resolve(values.out ?? `${name}.yaml`);
-    try {
-      await writeFile(out, text, { flag: 'wx' });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new UserError(`${out} already exists; choose another --out or --name`);
-      throw error;
-    }
-    process.stdout.write(`Wrote ${out}:\n\n${text}`);
-    return;
+async function newRecipeCommand(args: string[]): Promise<void> {
+  const values = parseCommand<{ 'group-size': string; name?: string; out?: string }>(commandNamed('recipes new'), args).values;
+  const people = Number(values['group-size']);
+  const name = values.name ?? `group-${values['group-size']}`;
+  const text = newRecipe(people, name);
+  const out = resolve(values.out ?? `${name}.yaml`);
+  try {
+    await writeFile(out, text, { flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new UserError(`${out} already exists; choose another --out or --name`);
+    throw error;
   }
+  process.stdout.write(`Wrote ${out}:\n\n${text}`);
+}
+
+async function recipesCommand(args: string[]): Promise<void> {
   if (args.length) throw new UserError(`unknown recipes command "${args[0]}"; use \`recipes\` or \`recipes new --group-size N\``);
   for (const preset of await listPresets()) {
     process.stdout.write(`${preset.recipe.name.padEnd(8)} ${preset.recipe.description}\n         ${preset.file}\n`);
@@ -158,7 +115,7 @@ async function recipesCommand(args: string[]): Promise<void> {
 }
 
 async function doctorCommand(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { cache: { type: 'string' } }, strict: true });
+  const values = parseCommand<{ cache?: string }>(commandNamed('doctor'), args).values;
   const cacheRoot = resolve(values.cache ?? Cache.defaultRoot());
   const { checks, released } = await doctor(cacheRoot);
   for (const check of checks) process.stdout.write(`${formatCheck(check)}\n`);
@@ -172,8 +129,8 @@ async function doctorCommand(args: string[]): Promise<void> {
 }
 
 async function inspectBaseCommand(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, options: { json: { type: 'boolean', default: false }, tmp: { type: 'string' } }, allowPositionals: true, strict: true });
-  if (positionals.length !== 1) throw new UserError('inspect-base takes one image: simplex-pi inspect-base IMAGE [--json] (a .img or .img.xz)');
+  const parsed = parseCommand<{ json: boolean; tmp?: string }>(commandNamed('inspect-base'), args);
+  const { values } = parsed;
   const resources = new Resources();
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -185,7 +142,7 @@ async function inspectBaseCommand(args: string[]): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const report = await inspectBase(resolve(positionals[0]!), {
+  const report = await inspectBase(resolve(parsed.positional!), {
     tmpDir: values.tmp === undefined ? undefined : resolve(values.tmp),
     resources,
     status: values.json ? undefined : (message) => process.stderr.write(`${message}…\n`),
@@ -196,62 +153,51 @@ async function inspectBaseCommand(args: string[]): Promise<void> {
 const printLine = (line: string) => process.stdout.write(`${line}\n`);
 
 async function keygenCommand(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: { out: { type: 'string' }, 'secret-key': { type: 'string' }, 'public-key': { type: 'string' }, unencrypted: { type: 'boolean', default: false } },
-    strict: true,
-  });
+  const values = parseCommand<{ out?: string; 'secret-key'?: string; 'public-key'?: string; unencrypted: boolean }>(commandNamed('keygen'), args).values;
   await keygen({ out: values.out, secretKey: values['secret-key'], publicKey: values['public-key'], unencrypted: values.unencrypted, print: printLine });
 }
 
 async function signCommand(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, options: { key: { type: 'string' } }, allowPositionals: true, strict: true });
-  if (positionals.length !== 1) throw new UserError('sign takes one output directory: simplex-pi sign DIR --key FILE');
-  if (!values.key) throw new UserError('sign needs --key FILE: a secret key made by `simplex-pi keygen` (or `minisign -G`)');
-  await signRelease({ dir: positionals[0]!, keyFile: values.key, print: printLine });
+  const { values, positional } = parseCommand<{ key: string }>(commandNamed('sign'), args);
+  await signRelease({ dir: positional!, keyFile: values.key, print: printLine });
 }
 
 async function verifyCommand(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, options: { pubkey: { type: 'string' } }, allowPositionals: true, strict: true });
-  if (positionals.length !== 1) throw new UserError('verify takes one release directory or URL: simplex-pi verify DIR|URL --pubkey FILE|KEY');
-  if (!values.pubkey) throw new UserError("verify needs --pubkey: the project's published public key (the base64 line starting with RW) or its minisign.pub file");
-  await verifyRelease({ target: positionals[0]!, pubkey: values.pubkey, print: printLine });
+  const { values, positional } = parseCommand<{ pubkey: string }>(commandNamed('verify'), args);
+  await verifyRelease({ target: positional!, pubkey: values.pubkey, print: printLine });
 }
 
+/** Each command's code, by its name in COMMANDS. */
+const HANDLERS: Record<string, (args: string[]) => Promise<void>> = {
+  build: buildCommand,
+  render: renderCommand,
+  recipes: recipesCommand,
+  'recipes new': newRecipeCommand,
+  doctor: doctorCommand,
+  'inspect-base': inspectBaseCommand,
+  keygen: keygenCommand,
+  sign: signCommand,
+  verify: verifyCommand,
+};
+
 async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'build':
-      return buildCommand(rest);
-    case 'doctor':
-      return doctorCommand(rest);
-    case 'render':
-      return renderCommand(rest);
-    case 'recipes':
-      return recipesCommand(rest);
-    case 'inspect-base':
-      return inspectBaseCommand(rest);
-    case 'keygen':
-      return keygenCommand(rest);
-    case 'sign':
-      return signCommand(rest);
-    case 'verify':
-      return verifyCommand(rest);
-    case '--version':
-    case 'version': {
-      const { version, commit } = await toolVersion();
-      process.stdout.write(`simplex-pi ${version}${commit ? ` (${commit})` : ''}\n`);
-      return;
-    }
-    case undefined:
-    case '--help':
-    case '-h':
-    case 'help':
-      process.stdout.write(`${USAGE}\n`);
-      return;
-    default:
-      throw new UserError(`unknown command "${command}"\n\n${USAGE}`);
+  const [first] = argv;
+  if (first === '--version' || first === 'version') {
+    const { version, commit } = await toolVersion();
+    process.stdout.write(`simplex-pi ${version}${commit ? ` (${commit})` : ''}\n`);
+    return;
   }
+  if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return;
+  }
+  const found = findCommand(argv);
+  if (!found) throw new UserError(`unknown command "${first}"\n\n${usage()}`);
+  if (wantsHelp(found.rest)) {
+    process.stdout.write(`${commandHelp(PROGRAM, found.command)}\n`);
+    return;
+  }
+  return HANDLERS[found.command.name]!(found.rest);
 }
 
 try {

@@ -5,6 +5,8 @@ import type { BuildPlan } from '../plan/plan.ts';
 import { exportToStick } from './export.ts';
 import { status } from './status.ts';
 import { firstboot } from './firstboot.ts';
+import { commandHelp, parseCommand, programHelp, wantsHelp, type Parsed } from '../command-table.ts';
+import { COMMAND_NAME, DEVICE_COMMANDS } from './commands.ts';
 
 async function runExport(plan: BuildPlan, device: string | undefined): Promise<void> {
   const result = await exportToStick(plan, device);
@@ -21,30 +23,46 @@ async function loadPlan(): Promise<BuildPlan> {
   return plan;
 }
 
-async function main(args: string[]): Promise<number> {
-  const [command] = args;
-  if (command === 'firstboot') {
+/** Each command's code, by its name in DEVICE_COMMANDS (commands.ts). */
+const HANDLERS: Record<string, (parsed: Parsed<{ device?: string }>) => Promise<void>> = {
+  firstboot: async () => {
     const plan = await loadPlan();
     await firstboot(plan, (line) => console.log(line));
     // A stick already plugged in gets the addresses now; one plugged in later, through the udev rule.
     await runExport(plan, undefined);
-    return 0;
-  }
-  if (command === 'export') {
-    const at = args.indexOf('--device');
-    await runExport(await loadPlan(), at === -1 ? undefined : args[at + 1]);
-    return 0;
-  }
-  if (command === 'status') {
+  },
+  export: async ({ values }) => runExport(await loadPlan(), values.device),
+  status: async () => {
     process.stdout.write(await status(await loadPlan()));
-    return 0;
-  }
-  if (command === 'addresses') {
+  },
+  addresses: async () => {
     process.stdout.write(await readFile(STATE.addresses, 'utf8').catch(() => `No addresses yet: first boot has not finished (journalctl -u ${unitName(UNITS.firstboot)}).\n`));
+  },
+};
+
+const usage = () =>
+  programHelp(COMMAND_NAME, DEVICE_COMMANDS, {
+    title: `${COMMAND_NAME} on the Pi: the relays' first boot, their addresses and their state`,
+    more: [`${COMMAND_NAME} COMMAND --help`],
+  });
+
+async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(`${usage()}\n`);
     return 0;
   }
-  console.error('usage: simplex-pi status | addresses | export [--device DEV] | firstboot');
-  return 2;
+  const command = DEVICE_COMMANDS.find((c) => c.name === name);
+  if (!command) {
+    console.error(`${name === undefined ? '' : `unknown command "${name}"\n\n`}${usage()}`);
+    return 2;
+  }
+  if (wantsHelp(rest)) {
+    process.stdout.write(`${commandHelp(COMMAND_NAME, command)}\n`);
+    return 0;
+  }
+  await HANDLERS[command.name]!(parseCommand(command, rest));
+  return 0;
 }
 
 main(process.argv.slice(2)).then(

@@ -49,7 +49,7 @@ function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
   return [];
 }
 
-/** One line per problem, each naming the field, e.g. `recipe.smp.instances: must be 1–32 (got 40)`. */
+/** One line per problem, each naming the field, e.g. `recipe.smp.instances: must be a whole number from 1 to 32 (got 40)`. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodType, input: unknown): string[] {
   return issues.flatMap((issue) => {
     if (issue.code === 'unrecognized_keys') {

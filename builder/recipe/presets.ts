@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { UserError } from '../errors.ts';
 import { parseRecipe } from './load.ts';
-import type { PiModel, Recipe } from './schema.ts';
+import { MAX_SMP_INSTANCES, type PiModel, type Recipe } from './schema.ts';
 
 export const RECIPES_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../recipes');
 
@@ -37,7 +37,7 @@ export interface Scaled {
  *   relay (an estimate: measure with `simplex-pi status` on the device).
  */
 export function scaleForGroup(people: number): Scaled {
-  const instances = Math.min(32, Math.max(1, Math.ceil(people / 10)));
+  const instances = Math.min(MAX_SMP_INSTANCES, Math.max(1, Math.ceil(people / 10)));
   const quotaGb = Math.min(500, Math.max(2, people));
   const memoryMb = 300 + instances * 100;
   const [hardware, models]: [string, PiModel[]] =

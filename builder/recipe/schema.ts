@@ -5,7 +5,9 @@ import { NOT_ZONES, TIMEZONE_NAME } from './timezones.ts';
 
 /**
  * The recipe schema. Field names are snake_case because recipes are YAML written by people; every object is
- * strict so a typo is an error rather than a silently ignored setting.
+ * strict so a typo is an error rather than a silently ignored setting. Each field's `.meta({ description })` is
+ * its documentation, kept here next to its rules: editors show it (recipes/recipe.schema.json) and recipes/README.md's
+ * field tables are made from it (field-docs.ts, `npm run docs`).
  */
 
 const sha256Hex = z
@@ -44,41 +46,51 @@ export function hasAarch64Assets(version: string): boolean {
  */
 export const PI_MODELS = ['zero2w', 'pi3', 'pi4', 'pi5'] as const;
 
-/**
- * Raspberry Pi Imager's customisation format to publish for the image (`init_format` in its repository JSON).
- * Normally not set: it is detected from the image when it is built (cloud-init reading the boot partition:
- * cloudinit-rpi; Raspberry Pi OS's hook for Imager's systemd firstrun.sh: systemd; neither: none) and
- * cross-checked with Imager's list. Setting it overrides both (builder/base/init-format.ts).
- */
+/** `init_format` of Imager's repository JSON; detecting it and the cross-check are builder/base/init-format.ts. */
 const initFormat = () =>
-  z.enum(INIT_FORMATS, { error: `must be one of ${INIT_FORMATS.filter(Boolean).join(', ')} (Raspberry Pi Imager's init_format)` }).optional();
+  z
+    .enum(INIT_FORMATS, { error: `must be one of ${INIT_FORMATS.filter(Boolean).join(', ')} (Raspberry Pi Imager's init_format)` })
+    .optional()
+    .meta({ description: "Raspberry Pi Imager's customisation format for this image (`cloudinit-rpi`, `cloudinit`, `systemd`, `rpi-preseed` or `none`). Normally left out: the build detects it from the image and checks it against Imager's list; setting it overrides both." });
 
 const raspiosBase = z.strictObject({
-  provider: z.literal('raspios'),
-  /** `latest` resolves through Raspberry Pi Imager's repository JSON; a pinned image gives url + sha256. */
-  release: z.literal('latest').default('latest'),
-  imager_json: httpUrl.default(RASPIOS_IMAGER_JSON),
-  os_name: z.string().min(1).default(RASPIOS_LITE_ARM64),
-  url: httpUrl.optional(),
-  sha256: sha256Hex.optional(),
+  provider: z.literal('raspios').meta({
+    description:
+      "Raspberry Pi OS Lite arm64, resolved through Raspberry Pi Imager's repository JSON. The download's sha256 (`image_download_sha256`) " +
+      "and the image's (`extract_sha256`) are both checked.",
+  }),
+  release: z
+    .literal('latest')
+    .default('latest')
+    .meta({ description: "`latest` resolves through Imager's repository JSON; to pin an image, give `url` and `sha256` instead." }),
+  imager_json: httpUrl.default(RASPIOS_IMAGER_JSON).meta({ description: "Raspberry Pi Imager's repository JSON (the official one)." }),
+  os_name: z.string().min(1).default(RASPIOS_LITE_ARM64).meta({ description: 'The entry of the repository JSON to take.' }),
+  url: httpUrl.optional().meta({ description: 'A pinned image instead: its URL, with `sha256`.' }),
+  sha256: sha256Hex.optional().meta({ description: 'The sha256 of the file at `url`.' }),
   release_date: z
     .string()
     .regex(/^\d{4}-\d{2}-\d{2}$/, { error: 'must be a date like 2025-10-01' })
-    .optional(),
+    .optional()
+    .meta({ description: "The pinned image's release date, like 2025-10-01, recorded in the manifest." }),
   init_format: initFormat(),
 });
 
 const debianBase = z.strictObject({
-  provider: z.literal('debian'),
-  suite: z.enum(['bookworm', 'trixie'], { error: 'must be bookworm or trixie' }).default('bookworm'),
-  mirror: httpUrl.default(DEBIAN_MIRROR),
-  security_mirror: httpUrl.default(DEBIAN_SECURITY_MIRROR),
+  provider: z.literal('debian').meta({
+    description:
+      "A Debian arm64 image built on the build machine with mmdebstrap: Debian's kernel and `raspi-firmware`, FAT boot partition 1 + ext4 root " +
+      'partition 2, DHCP, time sync, root filesystem grown to the card on first boot. Boots on Raspberry Pi 3 and 4 (and in ' +
+      '`qemu-system-aarch64 -M virt`); not on a Pi 5 (the bookworm kernel does not support it).',
+  }),
+  suite: z.enum(['bookworm', 'trixie'], { error: 'must be bookworm or trixie' }).default('bookworm').meta({ description: 'The Debian release: `bookworm` or `trixie`.' }),
+  mirror: httpUrl.default(DEBIAN_MIRROR).meta({ description: 'The Debian archive to bootstrap from.' }),
+  security_mirror: httpUrl.default(DEBIAN_SECURITY_MIRROR).meta({ description: "The archive of Debian's security updates." }),
 });
 
 const fileBase = z.strictObject({
-  provider: z.literal('file'),
-  path: z.string().min(1, { error: 'must name a .img or .img.xz file' }),
-  sha256: sha256Hex,
+  provider: z.literal('file').meta({ description: 'A local `.img` or `.img.xz` with the same two-partition layout (FAT boot partition 1, ext4 root partition 2).' }),
+  path: z.string().min(1, { error: 'must name a .img or .img.xz file' }).meta({ description: 'The image file, relative to the recipe.' }),
+  sha256: sha256Hex.meta({ description: 'The sha256 of that file.' }),
   init_format: initFormat(),
 });
 
@@ -88,12 +100,17 @@ export const baseSchema = z.discriminatedUnion('provider', [raspiosBase, debianB
 
 const binarySource = z
   .strictObject({
-    url: httpUrl.optional(),
-    path: z.string().min(1).optional(),
-    /** A pinned sha256, or `release-notes` to read it from the `SHA2-256(<asset>)= <hex>` lines of the release. */
-    sha256: z.union([sha256Hex, z.literal('release-notes')], {
-      error: 'must be a sha256 (64 hexadecimal characters) or release-notes',
-    }),
+    url: httpUrl.optional().meta({ description: 'Where to download the binary; `{version}` is replaced by `simplexmq.version`.' }),
+    path: z.string().min(1).optional().meta({ description: 'A local binary instead, relative to the recipe.' }),
+    sha256: z
+      .union([sha256Hex, z.literal('release-notes')], {
+        error: 'must be a sha256 (64 hexadecimal characters) or release-notes',
+      })
+      .meta({
+        description:
+          "The binary's sha256, or `release-notes` (downloads only) to take it from the `SHA2-256(<asset>)= <hex>` lines simplexmq's release " +
+          'workflow writes into its release notes; the manifest records it.',
+      }),
   })
   .refine((s) => !(s.url && s.path), { error: 'give either url or path, not both' })
   .refine((s) => !(s.path && s.sha256 === 'release-notes'), {
@@ -129,105 +146,170 @@ export const XFTP_LOCAL_PORT = 5443;
 /** Ports taken by other services on the Pi: Tor's SOCKS and control ports, SSH, DNS. */
 export { RESERVED_LOCAL_PORTS };
 
+/** The most SMP relays one Pi runs; `recipes new` scales up to it too (presets.ts). */
+export const MAX_SMP_INSTANCES = 32;
+
 const smpSchema = z.strictObject({
-  instances: z
-    .number({ error: 'must be a whole number from 1 to 32' })
-    .int({ error: 'must be a whole number from 1 to 32' })
-    .min(1, { error: 'must be 1–32' })
-    .max(32, { error: 'must be 1–32' })
-    .default(1),
-  /** generate: each relay gets a random password, needed to create queues on it; none: anyone who knows the address may. */
-  password: z.enum(['generate', 'none'], { error: 'must be generate or none' }).default('generate'),
-  local_port_base: localPort().default(SMP_LOCAL_PORT_BASE),
-  onion_port: port().default(5223),
-  /**
-   * Only `always`: with `onion`, simplexmq's proxy connects to relays that have a public address directly over the
-   * clearnet, from the Pi's own IP address (facts §3).
-   */
+  instances: int(1, MAX_SMP_INSTANCES)
+    .default(1)
+    .meta({
+      description:
+        `Number of SMP relays, 1–${MAX_SMP_INSTANCES}. Each has its own onion service, identity, directories (\`/etc/opt/simplex-smpN\`, ` +
+        '`/var/opt/simplex-smpN`) and unit (`simplex-smp@N.service`).',
+    }),
+  password: z
+    .enum(['generate', 'none'], { error: 'must be generate or none' })
+    .default('generate')
+    .meta({
+      description:
+        '`generate`: each relay gets a random password, part of its address; without it nobody can create queues on the relay. ' +
+        '`none`: anyone who learns an address may use the relay.',
+    }),
+  local_port_base: localPort()
+    .default(SMP_LOCAL_PORT_BASE)
+    .meta({
+      description:
+        'The relays listen on 127.0.0.1-reachable ports `local_port_base` … `+instances-1` (1024–65535, never colliding with the XFTP port, ' +
+        "SSH, DNS or Tor's 9050/9051). The firewall keeps them off the network.",
+    }),
+  onion_port: port().default(5223).meta({ description: "The port in the relays' addresses (SimpleX's default for SMP)." }),
   socks_mode: z
     .literal('always', {
       error: 'must be always: with onion, the relays would connect to public SimpleX relays over the clearnet from the Pi\'s own address',
     })
-    .default('always'),
-  message_expiry_days: int(1, 365).default(21),
+    .default('always')
+    .meta({
+      description:
+        'Only `always` is accepted: every outbound connection of the relays (private message routing) goes through Tor. ' +
+        "simplexmq's `onion` would connect to relays with public addresses over the clearnet, from the Pi's own address.",
+    }),
+  message_expiry_days: int(1, 365).default(21).meta({ description: 'Undelivered messages are deleted after this many days (1–365).' }),
 });
 
 const xftpSchema = z.strictObject({
-  enabled: bool().default(true),
-  /** simplexmq's own format: a number and gb, mb or kb, lower-case. */
+  enabled: bool().default(true).meta({ description: 'Whether to run the XFTP relay.' }),
   quota: z
     .string({ error: 'must be a size like 10gb, 500mb' })
     .regex(/^[1-9]\d*(gb|mb|kb)$/, { error: 'must be a whole number followed by gb, mb or kb in lower case, e.g. 10gb (simplexmq rejects other forms)' })
-    .default('10gb'),
-  file_expiry_hours: int(1, 8760).default(48),
-  /**
-   * generate: the relay gets a random upload password ([AUTH] create_password), carried in its xftp:// address,
-   * so only the group's apps can store files on the card. none: anyone who has the address may. The address
-   * reaches far beyond the group: every file description a member sends names the relay (without the password),
-   * so without one anyone ever sent a file through it could fill the card up to the quota.
-   */
-  password: z.enum(['generate', 'none'], { error: 'must be generate or none' }).default('generate'),
-  onion_port: port().default(443),
-  local_port: localPort().default(XFTP_LOCAL_PORT),
+    .default('10gb')
+    .meta({
+      description:
+        'Storage for files in transit: a whole number and `gb`, `mb` or `kb`, lower case (simplexmq rejects other forms). It shares the SD card ' +
+        'with everything else: first boot and `simplex-pi status` warn when the quota, plus 512 MiB kept free for the SMP relays, the journal ' +
+        'and Tor, is more than the card has free.',
+    }),
+  file_expiry_hours: int(1, 8760).default(48).meta({ description: 'Files are deleted after this many hours (1–8760).' }),
+  // The address reaches far beyond the group: every file description a member sends names the relay (without the
+  // password), so without one anyone ever sent a file through it could fill the card up to the quota.
+  password: z
+    .enum(['generate', 'none'], { error: 'must be generate or none' })
+    .default('generate')
+    .meta({
+      description:
+        '`generate`: first boot gives the relay a random upload password (`[AUTH] create_password`; `xftp-server init` has no option for it), ' +
+        'part of its `xftp://` address, so only apps with the address can store files on the card. `none`: anyone who knows the relay may ' +
+        "upload, and the relay's onion address travels in every file description a member sends, to people outside the group too.",
+    }),
+  onion_port: port().default(443).meta({ description: "The port in the XFTP address (SimpleX's default for XFTP)." }),
+  local_port: localPort().default(XFTP_LOCAL_PORT).meta({ description: 'The local port.' }),
 });
 
 const torSchema = z.strictObject({
-  /** HiddenServicePoWDefensesEnabled: clients solve a puzzle when the relay is flooded with introductions. */
-  pow_defense: bool().default(true),
-  /** HiddenServiceMaxStreams per rendezvous circuit (0 = unlimited); the circuit is closed when exceeded. */
-  max_streams: int(0, 65535).default(64),
-  vanguards_lite: bool().default(true),
+  pow_defense: bool()
+    .default(true)
+    .meta({ description: '`HiddenServicePoWDefensesEnabled`: when flooded, Tor asks clients to solve a small puzzle.' }),
+  max_streams: int(0, 65535)
+    .default(64)
+    .meta({ description: '`HiddenServiceMaxStreams` per circuit (0 = unlimited); a circuit that exceeds it is closed.' }),
+  vanguards_lite: bool()
+    .default(true)
+    .meta({ description: '`VanguardsLiteEnabled`: long-lived layer-2 guards against guard discovery attacks.' }),
   client_auth: z
     .strictObject({
-      /** Public keys of clients allowed to reach the onion services; with any key, nobody else can. */
       keys: z
         .array(
           z.strictObject({
-            name: z.string().regex(/^[a-z0-9_-]{1,32}$/, { error: 'must be 1–32 lower-case letters, digits, - or _' }),
-            public_key: x25519Base32,
+            name: z
+              .string()
+              .regex(/^[a-z0-9_-]{1,32}$/, { error: 'must be 1–32 lower-case letters, digits, - or _' })
+              .meta({ description: 'Whose key it is: 1–32 lower-case letters, digits, `-` or `_`.' }),
+            public_key: x25519Base32.meta({ description: "The x25519 public key: 52 base32 characters, as in Tor's `.auth` files." }),
           }),
         )
-        .default([]),
-      /** Client keys made on the Pi at first boot; their private halves go to the USB stick. */
-      generate: int(0, 32).default(0),
+        .default([])
+        .meta({
+          description:
+            "`{name, public_key}` entries: x25519 public keys (52 base32 characters, as in Tor's `.auth` files). With any key, only clients " +
+            'holding a matching private key can reach the relays at all.',
+        }),
+      generate: int(0, 32)
+        .default(0)
+        .meta({ description: 'Client keys the Pi makes on first boot; their private halves go to the USB stick.' }),
     })
-    .prefault({}),
+    .prefault({})
+    .meta({ description: 'Client authorization: who may reach the onion services at all.' }),
 });
 
 const adminSchema = z.strictObject({
-  /** The login user for SSH; created in the image, locked password, keys only. */
   user: z
     .string()
     .regex(/^[a-z_][a-z0-9_-]{0,30}$/, { error: 'must be a Linux user name: lower-case letters, digits, - or _, starting with a letter' })
     .refine((u) => !['root', RELAY_USER, TOR_USER].includes(u), { error: 'must not be root or a service account' })
-    .default('admin'),
+    .default('admin')
+    .meta({
+      description:
+        'The user created for the keys below (no password; `sudo` without one). Do not give Raspberry Pi Imager\'s user the same name: ' +
+        "cloud-init would find it existing and ignore Imager's password (its key is still added). The build cannot see the name chosen in " +
+        'Imager, so it cannot refuse it.',
+    }),
   ssh: z
     .strictObject({
-      /** SSH reachable only as an onion service (sshd listens on 127.0.0.1). */
-      over_tor: bool().default(false),
-      /** SSH also reachable from the local network. */
-      lan: bool().default(false),
-      authorized_keys: z.array(sshPublicKey).default([]),
+      over_tor: bool()
+        .default(false)
+        .meta({ description: 'SSH as an onion service (`simplex-ssh`, port 22): sshd listens on 127.0.0.1 only.' }),
+      lan: bool()
+        .default(false)
+        .meta({
+          description:
+            'SSH also from the local network (the firewall opens port 22). Raspberry Pi Imager\'s "Enable SSH" never opens it: SSH from the ' +
+            "network is the recipe's choice, and passwords are never accepted, whatever Imager sets " +
+            "([what Imager's SSH options do](../docs/raspios-base.md#ssh-and-raspberry-pi-imagers-ssh-options)).",
+        }),
+      authorized_keys: z
+        .array(sshPublicKey)
+        .default([])
+        .meta({ description: 'OpenSSH public key lines. SSH never accepts passwords and never lets root log in.' }),
     })
-    .prefault({}),
+    .prefault({})
+    .meta({ description: 'How SSH is reached: keys only, never a password, never root.' }),
 });
 
 const networkSchema = z.strictObject({
-  /** tor-only: the Pi may open connections only for Tor, DHCP, DNS for time sync, and NTP. open: anything. */
-  outbound: z.enum(['tor-only', 'open'], { error: 'must be tor-only or open' }).default('tor-only'),
-  allow_ping: bool().default(false),
+  outbound: z
+    .enum(['tor-only', 'open'], { error: 'must be tor-only or open' })
+    .default('tor-only')
+    .meta({
+      description:
+        '`tor-only`: the Pi may open connections only for Tor, DHCP, DNS and NTP (Tor needs the right time). Note that this also blocks apt: ' +
+        'install updates by rebuilding the image or with `open`. `open`: no outbound filter.',
+    }),
+  allow_ping: bool().default(false).meta({ description: 'Answer pings from the local network.' }),
 });
 
 const exportSchema = z.strictObject({
-  /** The FAT label of the USB stick that receives the addresses; a stick with another label is never written. */
   usb_label: z
     .string()
     .regex(/^[A-Z0-9_-]{1,11}$/, { error: 'must be 1–11 upper-case letters, digits, - or _ (a FAT volume label)' })
-    .default('SIMPLEX'),
+    .default('SIMPLEX')
+    .meta({
+      description:
+        'The FAT label of the stick that receives the addresses (1–11 upper-case letters, digits, `-`, `_`). A stick with another label is never written.',
+    }),
   formats: z
     .array(z.enum(['txt', 'json', 'qr'], { error: 'must be txt, json or qr' }))
     .min(1, { error: 'must name at least one format' })
-    .default(['txt', 'json', 'qr']),
+    .default(['txt', 'json', 'qr'])
+    .meta({ description: 'What to write: `addresses.txt` (`txt`), `servers.json` (`json`), QR codes (`qr`).' }),
 });
 
 export const recipeSchema = z
@@ -236,57 +318,94 @@ export const recipeSchema = z
       .string()
       .regex(/^[a-z0-9][a-z0-9-]{0,39}$/, {
         error: 'must be 1–40 lower-case letters, digits or dashes, starting with a letter or digit (it names the output files)',
-      }),
-    description: z.string().default(''),
-    /** The Raspberry Pi models the image is meant for; Raspberry Pi Imager offers it only for these. */
+      })
+      .meta({ description: '1–40 lower-case letters, digits or dashes. Names the output directory and files.' }),
+    description: z.string().default('').meta({ description: 'Free text, shown by `simplex-pi recipes` and recorded in the manifest.' }),
     models: z
       .array(z.enum(PI_MODELS, { error: `must be one of ${PI_MODELS.join(', ')} (64-bit models only: the relays are aarch64 programs)` }))
       .min(1, { error: 'must name at least one model' })
-      .default([...PI_MODELS]),
-    base: baseSchema.default({
-      provider: 'raspios',
-      release: 'latest',
-      imager_json: RASPIOS_IMAGER_JSON,
-      os_name: RASPIOS_LITE_ARM64,
-    }),
+      .default([...PI_MODELS])
+      .meta({
+        description:
+          'The Raspberry Pi models the image is meant for: `zero2w`, `pi3` (and Compute Module 3), `pi4` (and 400, Compute Module 4), `pi5` ' +
+          '(and 500, Compute Module 5). 64-bit models only, since the relays are aarch64 programs. Raspberry Pi Imager offers the image only for ' +
+          'these (its `devices` tags: `pi3-64bit`, which the Zero 2 W shares, `pi4-64bit`, `pi5-64bit`). The presets list what their relay count ' +
+          'fits in memory.',
+      }),
+    base: baseSchema
+      .default({
+        provider: 'raspios',
+        release: 'latest',
+        imager_json: RASPIOS_IMAGER_JSON,
+        os_name: RASPIOS_LITE_ARM64,
+      })
+      .meta({ description: 'The image to start from, chosen by `provider`: `raspios`, `debian` or `file`.' }),
     hostname: z
       .string()
       .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, { error: 'must be a host name: lower-case letters, digits and dashes, at most 63' })
-      .default('simplex-pi'),
-    /**
-     * An IANA time zone name. Only its form is checked here: the build checks the zone is in the image's own
-     * tzdata (builder/recipe/timezones.ts says why not Node's list); old names such as Asia/Calcutta are mapped.
-     */
+      .default('simplex-pi')
+      .meta({ description: "The Pi's host name." }),
+    // Only the name's form is checked here: the build checks the zone is in the image's own tzdata
+    // (builder/recipe/timezones.ts says why not Node's list).
     timezone: z
       .string()
       .regex(TIMEZONE_NAME, { error: 'must be a time zone name like Europe/Berlin, Asia/Kolkata or UTC' })
       .refine((tz) => !NOT_ZONES.includes(tz), { error: 'must be a time zone name like Europe/Berlin, Asia/Kolkata or UTC' })
-      .default('UTC'),
-    smp: smpSchema.prefault({}),
-    xftp: xftpSchema.prefault({}),
-    tor: torSchema.prefault({}),
-    admin: adminSchema.prefault({}),
-    network: networkSchema.prefault({}),
-    export: exportSchema.prefault({}),
-    /** Extra directories copied into the image's root as they are (after the rendered configuration). */
-    overlays: z.array(z.string().min(1)).default([]),
+      .default('UTC')
+      .meta({
+        description:
+          "An IANA time zone name such as `Europe/Berlin` or `Asia/Kolkata`. The build checks that the image's own time zone database has it " +
+          '(`/usr/share/zoneinfo/<name>`, a real zone file), because that is what the Pi reads; a missing zone would leave the Pi on UTC without ' +
+          'a word. Old names that newer systems dropped (`Asia/Calcutta`, `Europe/Kiev`, `US/Eastern`, … the list is in ' +
+          '`builder/recipe/timezones.ts`) are accepted with a warning and written as the current name.',
+      }),
+    smp: smpSchema.prefault({}).meta({ description: 'The SMP relays: they hold the queues through which messages travel.' }),
+    xftp: xftpSchema.prefault({}).meta({ description: 'The file relay: holds files in transit between the group\'s apps.' }),
+    tor: torSchema.prefault({}).meta({ description: "Tor's settings for the onion services." }),
+    admin: adminSchema.prefault({}).meta({ description: 'Logging in: the admin user and SSH.' }),
+    network: networkSchema.prefault({}).meta({ description: "The firewall's policy." }),
+    export: exportSchema.prefault({}).meta({ description: 'The USB stick that receives the addresses.' }),
+    overlays: z
+      .array(z.string().min(1))
+      .default([])
+      .meta({
+        description:
+          "Extra directories copied into the image's root, as they are, owned by root, after the rendered configuration (e.g. " +
+          '`overlays: [my-files]` with `my-files/etc/motd`). The build still refuses an image with a private key in it.',
+      }),
     simplexmq: z
       .strictObject({
         version: z
           .string()
           .regex(/^v?\d+\.\d+\.\d+(\.\d+)?(-[0-9A-Za-z.]+)?$/, { error: 'must be a simplexmq version like 6.5.2' })
           .transform((v) => v.replace(/^v/, ''))
-          .default(SIMPLEXMQ_VERSION),
-        release_notes_url: httpUrl.default(SIMPLEXMQ_RELEASE_API),
-        smp_server: binarySource.optional(),
-        xftp_server: binarySource.optional(),
-        /**
-         * MemoryDenyWriteExecute for the relay units. Off by default: whether the GHC-built binaries tolerate it is
-         * not verified, and a relay that cannot start is worse than one sandboxed slightly less.
-         */
-        memory_deny_write_execute: bool().default(false),
+          .default(SIMPLEXMQ_VERSION)
+          .meta({
+            description:
+              'The simplexmq release. The build runs each binary with `-v` inside the image and stops if it reports another version (`6.5.2` ' +
+              "matches `6.5.2.x`; a pre-release such as `6.5.0-beta.8` matches any `6.5.0.x`, because upstream's betas report a cabal number " +
+              `unrelated to the tag). Releases before ${SIMPLEXMQ_FIRST_AARCH64} have no aarch64 assets and are refused unless \`smp_server\`/` +
+              '`xftp_server` name your own build.',
+          }),
+        release_notes_url: httpUrl
+          .default(SIMPLEXMQ_RELEASE_API)
+          .meta({ description: "Where `sha256: release-notes` reads the checksums (GitHub's release API); `{version}` is replaced by `version`." }),
+        smp_server: binarySource
+          .optional()
+          .meta({ description: `The smp-server binary: \`url\` + \`sha256\`, or \`path\` + \`sha256\`. Unset: the release asset \`smp-server-${SIMPLEXMQ_ASSET_SUFFIX}\` with \`sha256: release-notes\`.` }),
+        xftp_server: binarySource
+          .optional()
+          .meta({ description: `The xftp-server binary, like \`smp_server\`. Unset: the release asset \`xftp-server-${SIMPLEXMQ_ASSET_SUFFIX}\` with \`sha256: release-notes\`.` }),
+        // Off by default: a relay that cannot start is worse than one sandboxed slightly less.
+        memory_deny_write_execute: bool()
+          .default(false)
+          .meta({
+            description:
+              'Adds `MemoryDenyWriteExecute=yes` to the relay units. Off by default: whether the GHC-built binaries tolerate it is not verified.',
+          }),
       })
-      .prefault({}),
+      .prefault({})
+      .meta({ description: 'The simplexmq release and its smp-server and xftp-server binaries.' }),
   })
   .superRefine((recipe, ctx) => {
     const taken = new Map<number, string>(Object.entries(RESERVED_LOCAL_PORTS).map(([p, what]) => [Number(p), what]));

@@ -14,8 +14,18 @@ describe('simplex-pi command line', () => {
     expect(unknown.stderr).toContain('error: unknown command "bulid"');
   });
 
+  it("prints a command's help with each flag's default, instead of running it", async () => {
+    const help = await cli(['build', '--help', '--recipe', '/nonexistent/r.yaml']);
+    expect(help.exitCode).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: simplex-pi build \[--recipe FILE\]/);
+    expect(help.stdout).toMatch(/--xz-level 0-9 +xz's compression level: trades size for time\. \(default: 6\)/);
+    const sub = await cli(['recipes', 'new', '-h']);
+    expect(sub.exitCode).toBe(0);
+    expect(sub.stdout).toContain('Usage: simplex-pi recipes new --group-size N [--name NAME] [--out FILE]');
+  });
+
   it.each([
-    ['an invalid recipe', 'name: x\nsmp:\n  instances: 99\n', [], 'recipe.smp.instances: must be 1–32 (got 99)'],
+    ['an invalid recipe', 'name: x\nsmp:\n  instances: 99\n', [], 'recipe.smp.instances: must be a whole number from 1 to 32 (got 99)'],
     ['an unknown option', 'name: x\n', ['--fast'], "Unknown option '--fast'"],
     ['a bad --compress', 'name: x\n', ['--compress', 'zstd'], '--compress must be xz or none (got "zstd")'],
     ['a bad --base', 'name: x\n', ['--base', 'ubuntu'], '--base must be raspios, debian or file:PATH (got "ubuntu")'],

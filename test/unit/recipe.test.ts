@@ -39,8 +39,8 @@ describe('recipe loading', () => {
   });
 
   it.each([
-    ['smp:\n  instances: 40\nname: a', 'recipe.smp.instances: must be 1–32 (got 40)'],
-    ['smp:\n  instances: 0\nname: a', 'recipe.smp.instances: must be 1–32 (got 0)'],
+    ['smp:\n  instances: 40\nname: a', 'recipe.smp.instances: must be a whole number from 1 to 32 (got 40)'],
+    ['smp:\n  instances: 0\nname: a', 'recipe.smp.instances: must be a whole number from 1 to 32 (got 0)'],
     ['smp:\n  instances: 2.5\nname: a', 'recipe.smp.instances: must be a whole number from 1 to 32 (got 2.5)'],
     ['smp:\n  instances: three\nname: a', 'recipe.smp.instances: must be a whole number from 1 to 32 (got "three")'],
     ['name: Bad Name', 'recipe.name: must be 1–40 lower-case letters'],
