@@ -50,7 +50,7 @@ async function timedBuild(label: string, recipe: string, out: string, cache: str
   const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
   // The build log has every stage's time, emit included (the manifest is written during emit).
   const log = await readFile(join(out, `${manifest.recipe.name}.build.log`), 'utf8');
-  const stages = Object.fromEntries([...log.matchAll(/== stage (\w+) took ([\d.]+) s/g)].map((m) => [m[1]!, Number(m[2])]));
+  const stages = Object.fromEntries([...log.matchAll(/== stage ([\w-]+) took ([\d.]+) s/g)].map((m) => [m[1]!, Number(m[2])]));
   return { label, seconds, peak, stages, outputs: manifest.outputs as Array<{ name: string; size: number }> };
 }
 

@@ -1,8 +1,8 @@
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 
 /**
- * SimpleX server addresses, built from their parts (facts §5), never copied from the `Server address:` line the
- * server prints (that one shows the local port). Runs on the device.
+ * SimpleX server addresses, built from their parts (docs/simplexmq-and-tor.md#server-address), never copied from
+ * the `Server address:` line the server prints (that one shows the local port). Runs on the device.
  */
 
 /** The fingerprint in an address: sha256 of the CA certificate's DER, base64url WITH padding, as the server writes it. */

@@ -1,8 +1,8 @@
 import type { IniSetting } from '../plan/plan.ts';
 
 /**
- * Apply settings to a simplexmq INI file as `init` wrote it (facts §3): `key = value` lines in `[SECTION]`s,
- * comments only as whole lines. A key that is set is replaced in place; one that init wrote commented out
+ * Apply settings to a simplexmq INI file as `init` wrote it (docs/simplexmq-and-tor.md#ini-format): `key = value`
+ * lines in `[SECTION]`s, comments only as whole lines. A key that is set is replaced in place; one that init wrote commented out
  * (`# key = …`) is set on that line, so the file keeps init's order and comments; a missing key is added at the
  * end of its section, and a missing section at the end of the file. Runs on the device.
  */

@@ -1,7 +1,7 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
 
 /**
- * Tor v3 onion service keys, made in Node on the Pi (shared/facts/simplexmq-and-tor.md §7). Runs on the device:
+ * Tor v3 onion service keys, made in Node on the Pi (docs/simplexmq-and-tor.md#tor-onion-keys). Runs on the device:
  * Node built-ins only.
  */
 

@@ -6,7 +6,7 @@ import type { PiModel } from '../recipe/schema.ts';
 import type { OutputFile } from './manifest.ts';
 
 /**
- * Raspberry Pi Imager's repository JSON for our images (facts: raspberry-pi-imager.md §1–4; checked against
+ * Raspberry Pi Imager's repository JSON for our images (docs/raspberry-pi-imager.md; checked against
  * Imager's own os-list schema in the tests). Pure: every value comes from the caller.
  */
 

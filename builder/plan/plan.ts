@@ -194,8 +194,8 @@ function onion(name: string, virtualPort: number, localPort: number): OnionServi
 
 /**
  * What the first-boot program sets in the SMP relay's INI after `init`: a single local port (init writes 5223,443),
- * outbound private routing only through Tor (socks_mode always, facts §3: onion would use the clearnet for relays
- * with public addresses), and onion hosts preferred.
+ * outbound private routing only through Tor (socks_mode always: onion would use the clearnet for relays with public
+ * addresses; docs/simplexmq-and-tor.md#socks-mode), and onion hosts preferred.
  */
 function smpIni(localPort: number, expiryDays: number): IniSetting[] {
   return [

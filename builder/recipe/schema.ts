@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { INIT_FORMATS } from '../base/init-format.ts';
-import { RELAY_USER, RESERVED_LOCAL_PORTS, TOR_USER, smpLocalPorts } from '../plan/layout.ts';
+import { RELAY_USER, RESERVED_LOCAL_PORTS, TOR_USER, relayDirs, smpLocalPorts, smpService, smpUnit } from '../plan/layout.ts';
 import { NOT_ZONES, TIMEZONE_NAME } from './timezones.ts';
 
 /**
@@ -128,7 +128,7 @@ const port = () => int(1, 65535);
 /** Local ports the relays listen on: unprivileged, so the relay units need no capability. */
 const localPort = () => int(1024, 65535);
 
-/** Base32 of a 32-byte x25519 key, as Tor writes it: 52 characters, no padding (facts §7). */
+/** Base32 of a 32-byte x25519 key, as Tor writes it: 52 characters, no padding (docs/simplexmq-and-tor.md#tor-client-auth). */
 const x25519Base32 = z
   .string()
   .transform((s) => s.toUpperCase())
@@ -154,8 +154,8 @@ const smpSchema = z.strictObject({
     .default(1)
     .meta({
       description:
-        `Number of SMP relays, 1–${MAX_SMP_INSTANCES}. Each has its own onion service, identity, directories (\`/etc/opt/simplex-smpN\`, ` +
-        '`/var/opt/simplex-smpN`) and unit (`simplex-smp@N.service`).',
+        `Number of SMP relays, 1–${MAX_SMP_INSTANCES}. Each has its own onion service, identity, directories (\`${relayDirs(smpService(0)).cfgPath.replace('0', 'N')}\`, ` +
+        `\`${relayDirs(smpService(0)).logPath.replace('0', 'N')}\`) and unit (\`${smpUnit(0).replace('0', 'N')}\`).`,
     }),
   password: z
     .enum(['generate', 'none'], { error: 'must be generate or none' })
