@@ -3,6 +3,7 @@ import { cp, mkdir, readFile, readdir, writeFile, chmod } from 'node:fs/promises
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { createConnection } from 'node:net';
+import { TOR_DIR } from '../../builder/plan/layout.ts';
 import { freePort, scratch } from './env.ts';
 
 /**
@@ -10,14 +11,14 @@ import { freePort, scratch } from './env.ts';
  * the test's own directory. Tor never touches the network (DisableNetwork 1).
  */
 
-/** The rendered Tor configuration, made runnable in a scratch directory (paths under /var/lib/tor moved there). */
+/** The rendered Tor configuration, made runnable in a scratch directory (paths under TOR_DIR moved there). */
 async function torSetup(rendered: string): Promise<{ dir: string; torrc: string }> {
   const dir = await scratch('tor');
-  // Client-authorization files the render put under /var/lib/tor come along, with the modes Tor demands.
-  await cp(join(rendered, 'var/lib/tor'), join(dir, 'hs'), { recursive: true }).catch(() => undefined);
+  // Client-authorization files the render put under TOR_DIR come along, with the modes Tor demands.
+  await cp(join(rendered, TOR_DIR), join(dir, 'hs'), { recursive: true }).catch(() => undefined);
   await mkdir(join(dir, 'data'), { mode: 0o700 });
   await chmod(join(dir, 'data'), 0o700);
-  const conf = (await readFile(join(rendered, 'etc/tor/torrc.d/50-simplex-pi.conf'), 'utf8')).replaceAll('/var/lib/tor/', `${dir}/hs/`);
+  const conf = (await readFile(join(rendered, 'etc/tor/torrc.d/50-simplex-pi.conf'), 'utf8')).replaceAll(`${TOR_DIR}/`, `${dir}/hs/`);
   await writeFile(join(dir, 'simplex-pi.conf'), conf);
   // The image's own torrc, with its %include pointed at the copy.
   const torrc = (await readFile(join(rendered, 'etc/tor/torrc'), 'utf8')).replace('/etc/tor/torrc.d/*.conf', join(dir, '*.conf'));

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { execa, type Result, type ResultPromise } from 'execa';
+import { RELAY_KINDS, type RelayKindLayout } from '../../builder/plan/layout.ts';
 import { standinScript } from '../fixtures/standin/build.ts';
 import { freePort } from './env.ts';
 
@@ -13,14 +14,14 @@ export { freePort };
  */
 export class StandinRelay {
   readonly env: Record<string, string>;
-  private readonly prefix: string;
+  private readonly layout: RelayKindLayout;
   private constructor(
     private readonly script: string,
     readonly kind: 'smp' | 'xftp',
     dir: string,
   ) {
-    this.prefix = kind === 'smp' ? 'SMP_SERVER' : 'XFTP_SERVER';
-    this.env = { [`${this.prefix}_CFG_PATH`]: join(dir, 'etc'), [`${this.prefix}_LOG_PATH`]: join(dir, 'var') };
+    this.layout = RELAY_KINDS[kind];
+    this.env = { [this.layout.cfgEnv]: join(dir, 'etc'), [this.layout.logEnv]: join(dir, 'var') };
   }
 
   static async create(dir: string, kind: 'smp' | 'xftp' = 'smp', version = '6.5.2.0'): Promise<StandinRelay> {
@@ -28,21 +29,21 @@ export class StandinRelay {
   }
 
   get cfgPath(): string {
-    return this.env[`${this.prefix}_CFG_PATH`]!;
+    return this.env[this.layout.cfgEnv]!;
   }
 
   get logPath(): string {
-    return this.env[`${this.prefix}_LOG_PATH`]!;
+    return this.env[this.layout.logEnv]!;
   }
 
   /** The INI `init` wrote. */
   get iniPath(): string {
-    return join(this.cfgPath, this.kind === 'smp' ? 'smp-server.ini' : 'file-server.ini');
+    return join(this.cfgPath, this.layout.iniFile);
   }
 
   /** Where the relay saves undelivered messages at a clean stop (upstream's storeMsgsFilePath). */
   get messagesFile(): string {
-    return join(this.logPath, 'smp-server-messages.log');
+    return join(this.logPath, this.layout.savedFiles[0]!);
   }
 
   run(...args: string[]): Promise<Result<{ reject: false; all: true }>> {
