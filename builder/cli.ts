@@ -18,7 +18,6 @@ import { checkPublishUrl } from './outputs/imager-repository.ts';
 import { keygen } from './signing/keygen-command.ts';
 import { signRelease } from './signing/sign-command.ts';
 import { verifyRelease } from './signing/verify-command.ts';
-import { loadRecipe } from './recipe/load.ts';
 import { listPresets, newRecipe } from './recipe/presets.ts';
 import { renderToDirectory } from './render/render-command.ts';
 import { writeFile } from 'node:fs/promises';

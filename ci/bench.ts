@@ -23,6 +23,7 @@ import { Vm, copyDisk, extractBootFiles, largerCard, makeStick } from '../test/h
 import { buildE2eImage } from '../test/e2e/cluster.ts';
 import { imagerCustomise } from '../test/helpers/imager.ts';
 import { LOOKALIKE_OS_NAME, raspiosLookalike, serveLookalike } from '../test/helpers/raspios-lookalike.ts';
+import { MANIFEST_FILE } from '../builder/outputs/manifest.ts';
 
 const MiB = 1024 * 1024;
 const mib = (bytes: number) => `${(bytes / MiB).toFixed(0)} MiB`;
@@ -47,7 +48,7 @@ async function timedBuild(label: string, recipe: string, out: string, cache: str
   clearInterval(sampler);
   const seconds = (performance.now() - started) / 1000;
   if (result.exitCode !== 0) throw new Error(`${label} build failed:\n${result.all}`);
-  const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
+  const manifest = JSON.parse(await readFile(join(out, MANIFEST_FILE), 'utf8'));
   // The build log has every stage's time, emit included (the manifest is written during emit).
   const log = await readFile(join(out, `${manifest.recipe.name}.build.log`), 'utf8');
   const stages = Object.fromEntries([...log.matchAll(/== stage ([\w-]+) took ([\d.]+) s/g)].map((m) => [m[1]!, Number(m[2])]));

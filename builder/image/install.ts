@@ -1,6 +1,7 @@
 import { chmod, chown, lstat, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { UserError } from '../errors.ts';
+import { inImageTemporary } from '../temporary-names.ts';
 import type { ImageEntry } from '../render/render.ts';
 
 /** The image's own users and groups, by name, for the owners of what is installed. */
@@ -43,7 +44,7 @@ export async function writeEntries(root: string, entries: readonly ImageEntry[],
       if (ids) await chown(target, ids.uid(entry.owner), ids.gid(entry.group));
       continue;
     }
-    const temporary = `${target}.simplex-pi-new`;
+    const temporary = inImageTemporary(target);
     if (entry.kind === 'symlink') {
       await rm(temporary, { force: true });
       await symlink(entry.target!, temporary);

@@ -6,6 +6,9 @@ import type { BuildPlan } from '../plan/plan.ts';
  * the stages installed that it holds (here, not in the stages, so that readers of outputs need no stage).
  */
 
+/** The manifest's file name in an output (and release) directory. */
+export const MANIFEST_FILE = 'manifest.json';
+
 /** A simplexmq binary as the binaries stage installed it. */
 export interface InstalledBinary {
   name: string;

@@ -6,6 +6,7 @@ import { type ImagerRepository, combineRepositories, imagerJsonName, imagerJsonT
 import type { OutputFile } from '../outputs/manifest.ts';
 import { SUMS_FILE, parseSha256Sums, sha256sums } from '../outputs/sha256sums.ts';
 import { type ReleaseManifest, readReleaseManifest } from './read-manifest.ts';
+import { MANIFEST_FILE } from '../outputs/manifest.ts';
 
 /**
  * A release's files, assembled from the output directories of several builds (one per preset). GitHub keeps a
@@ -36,7 +37,7 @@ async function readPresetOutput(dir: string): Promise<PresetOutput> {
   const sumsText = await readFile(sumsPath, 'utf8').catch(() => {
     throw new UserError(`${dir} has no ${SUMS_FILE}: it is not the output of a finished build (build the preset again)`);
   });
-  const manifest = await readReleaseManifest(join(dir, 'manifest.json'));
+  const manifest = await readReleaseManifest(join(dir, MANIFEST_FILE));
   const imagerPath = join(dir, imagerJsonName(manifest.recipe.name));
   const imagerText = await readFile(imagerPath, 'utf8').catch(() => {
     throw new UserError(`${imagerPath} is missing: ${dir} was built by a simplex-pi without Raspberry Pi Imager files; build it again`);
@@ -120,7 +121,7 @@ export async function assembleRelease(options: AssembleOptions): Promise<Assembl
     const assets = presetAssets(name);
     if (!output.sums.has(assets.image)) throw new UserError(`${output.dir} has no ${assets.image}: release builds need the compressed image (build without --compress none)`);
     files.push(await takeFile(output, assets.image, options.releaseDir, assets.image));
-    files.push(await takeFile(output, 'manifest.json', options.releaseDir, assets.manifest));
+    files.push(await takeFile(output, MANIFEST_FILE, options.releaseDir, assets.manifest));
     const { imager, rewritten } = atRelease(output, options.downloadUrl, options.rewriteUrls);
     if (rewritten) {
       notices.push(`${assets.imager}: pointed at ${options.downloadUrl} (the build was made for another place; a real release refuses this)`);

@@ -1,21 +1,16 @@
-import { randomBytes } from 'node:crypto';
 import { chmod, link, readFile, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { exists } from '../exists.ts';
+import { hiddenTemporary } from '../temporary-names.ts';
 import { type PublicKey, type SecretKey, openSecretKey, parsePublicKey, parseSecretKeyFile } from './minisign.ts';
 import { obtainPassword } from './password.ts';
-
-function temporaryNameFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);
-}
 
 /**
  * Create `path` with `content`, complete or not at all, and never over an existing file: written under a temporary
  * name, then hard-linked to its name (which fails if the name exists, unlike rename).
  */
 export async function writeNewFile(path: string, content: string | Buffer, mode: number): Promise<void> {
-  const temp = temporaryNameFor(path);
+  const temp = hiddenTemporary(path);
   try {
     await writeFile(temp, content, { mode, flag: 'wx' });
     // The mode given to open() is reduced by the umask; a secret key must be 0600 whatever the umask.

@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { sha256File } from '../hash.ts';
+import { hiddenTemporary } from '../temporary-names.ts';
 import { loadSecretKey } from './key-files.ts';
 import {
   defaultTrustedComment,
@@ -71,7 +71,7 @@ async function writeAll(files: ReadonlyArray<{ path: string; content: Buffer }>)
   const staged: Array<{ temp: string; path: string }> = [];
   try {
     for (const file of files) {
-      const temp = join(dirname(file.path), `.${basename(file.path)}.${randomBytes(6).toString('hex')}.partial`);
+      const temp = hiddenTemporary(file.path);
       staged.push({ temp, path: file.path });
       await writeFile(temp, file.content, { flag: 'wx', mode: 0o644 });
     }

@@ -1,4 +1,5 @@
 import { SUMS_FILE } from '../outputs/sha256sums.ts';
+import { MANIFEST_FILE } from '../outputs/manifest.ts';
 
 export const SIGNATURE_SUFFIX = '.minisig';
 
@@ -12,7 +13,7 @@ export function isSignedFile(name: string): boolean {
   if (name.startsWith('.')) return false;
   if (name === SUMS_FILE) return true;
   if (name.endsWith('.rpi-imager-manifest')) return true;
-  return name.endsWith('.json') && name !== 'manifest.json';
+  return name.endsWith('.json') && name !== MANIFEST_FILE;
 }
 
 /** The signed files among `names`, SHA256SUMS first, the rest sorted, so output and messages are stable. */

@@ -11,6 +11,7 @@ import type { MountedImage } from '../image/mount-image.ts';
 import type { InstalledBinary } from '../outputs/manifest.ts';
 import type { BinaryInput } from '../plan/plan.ts';
 import type { StageContext } from '../pipeline/context.ts';
+import { inImageTemporary } from '../temporary-names.ts';
 import { parseReleaseNoteHashes, releaseBody } from './simplexmq-hashes.ts';
 
 export type { InstalledBinary };
@@ -114,7 +115,7 @@ export async function binariesStage(ctx: StageContext, { mounted }: { mounted: M
     }
     const target = join(mounted.root, binary.installPath);
     await mkdir(dirname(target), { recursive: true });
-    const temporary = `${target}.simplex-pi-new`;
+    const temporary = inImageTemporary(target);
     await copyFile(file, temporary);
     await chown(temporary, 0, 0);
     await chmod(temporary, 0o755);

@@ -6,7 +6,7 @@ import { sha256File } from '../hash.ts';
 import type { InitFormatChoice } from '../base/init-format.ts';
 import type { BaseImage } from '../base/types.ts';
 import { imagerJsonName, imagerJsonText, imagerManifestName, imagerOsEntry, imagerRepository, publishedUrl, releaseDate } from '../outputs/imager-repository.ts';
-import type { Manifest, OutputFile } from '../outputs/manifest.ts';
+import { MANIFEST_FILE, type Manifest, type OutputFile } from '../outputs/manifest.ts';
 import { SUMS_FILE, sha256sums } from '../outputs/sha256sums.ts';
 import type { InstalledBinary } from './binaries.ts';
 import type { StageContext } from '../pipeline/context.ts';
@@ -140,9 +140,9 @@ export async function emitStage(ctx: StageContext, input: EmitInput): Promise<{ 
       outputs: files,
       stageSeconds: input.stageSeconds,
     };
-    const manifestTemp = temp('manifest.json');
+    const manifestTemp = temp(MANIFEST_FILE);
     await writeFile(manifestTemp, `${JSON.stringify(manifest, null, 2)}\n`);
-    files.push(await describe(manifestTemp, 'manifest.json'));
+    files.push(await describe(manifestTemp, MANIFEST_FILE));
     const sumsTemp = temp(SUMS_FILE);
     await writeFile(sumsTemp, sha256sums(files));
 
@@ -150,7 +150,7 @@ export async function emitStage(ctx: StageContext, input: EmitInput): Promise<{ 
     if (xzTemp) await rename(xzTemp, join(outDir, xzName));
     else await rm(join(outDir, xzName), { force: true });
     for (const file of imagerFiles) await rename(file.path, join(outDir, file.name));
-    await rename(manifestTemp, join(outDir, 'manifest.json'));
+    await rename(manifestTemp, join(outDir, MANIFEST_FILE));
     await rename(sumsTemp, sums);
     return { outputs: { outDir, files, manifest } };
   } finally {

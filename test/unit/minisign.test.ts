@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SCRYPT_SENSITIVE, type ScryptLimits } from '../../builder/signing/libsodium-scrypt.ts';
+import type { ScryptLimits } from '../../builder/signing/libsodium-scrypt.ts';
 import {
   type KeyPair,
   blake2b256,
