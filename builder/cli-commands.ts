@@ -37,8 +37,8 @@ export const COMMANDS: Command[] = [
       base,
       baseSha256,
       { name: 'out', type: 'string', value: 'DIR', defaultText: 'output/<name>', help: 'Where the image and the files that go with it are written.' },
-      { name: 'compress', type: 'string', value: 'xz|none', default: 'xz', help: "none skips the .img.xz (Imager's files then point at the .img)." },
-      { name: 'xz-level', type: 'string', value: '0-9', default: '6', help: "xz's compression level: trades size for time." },
+      { name: 'compress', type: 'string', choices: ['xz', 'none'], default: 'xz', help: "none skips the .img.xz (Imager's files then point at the .img)." },
+      { name: 'xz-level', type: 'string', choices: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'], default: '6', help: "xz's compression level: trades size for time." },
       {
         name: 'publish-url',
         type: 'string',

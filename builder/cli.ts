@@ -1,3 +1,4 @@
+import type { Compression } from './pipeline/context.ts';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatBytes } from './format-bytes.ts';
@@ -37,7 +38,7 @@ interface BuildValues {
   base?: string;
   'base-sha256'?: string;
   out?: string;
-  compress: string;
+  compress: Compression;
   'xz-level': string;
   'publish-url'?: string;
   cache?: string;
@@ -46,9 +47,8 @@ interface BuildValues {
 
 async function buildCommand(args: string[]): Promise<void> {
   const values = parseCommand<BuildValues>(commandNamed('build'), args).values;
-  if (values.compress !== 'xz' && values.compress !== 'none') throw new UserError(`--compress must be xz or none (got "${values.compress}")`);
+  // --compress and --xz-level are checked against their choices by the table.
   const xzLevel = Number(values['xz-level']);
-  if (!Number.isInteger(xzLevel) || xzLevel < 0 || xzLevel > 9) throw new UserError(`--xz-level must be 0–9 (got "${values['xz-level']}")`);
   const override = values.base ? baseOverride(values.base, values['base-sha256']) : undefined;
   const resources = new Resources();
   // Stays registered (not `once`): execa's exit hook re-raises a signal when no other listener is left, which

@@ -11,8 +11,10 @@ export interface Flag {
   name: string;
   type: 'string' | 'boolean';
   short?: string;
-  /** A string flag's value in usage: a name (FILE) or the choices (xz|none). */
+  /** A string flag's value in usage: a name (FILE); for a flag with `choices`, they are shown instead. */
   value?: string;
+  /** The only values a string flag takes; anything else is refused with them named. */
+  choices?: readonly string[];
   /** parseArgs' default (a string flag's value is always text). */
   default?: string | boolean;
   /** The default in words, where it is not a fixed value (`recipes/family.yaml`, `$TMPDIR or /tmp`). */
@@ -53,14 +55,31 @@ export function parseCommand<V = Record<string, string | boolean | undefined>>(c
   const { values, positionals } = parseArgs({ args, options, allowPositionals: command.positional !== undefined, strict: true });
   if (command.positional && positionals.length !== 1) throw new UserError(command.positional.missing);
   for (const flag of command.flags) {
+    // An empty value (`--out ''`, an unset shell variable) is no value: never the current directory or a default.
+    if (flag.type === 'string' && values[flag.name] === '') {
+      throw new UserError(flag.required ?? `--${flag.name} was given an empty value; give ${flag.value ?? 'a value'} or leave the option out`);
+    }
     if (flag.required && values[flag.name] === undefined) throw new UserError(flag.required);
+    const value = values[flag.name];
+    if (flag.choices && typeof value === 'string' && !flag.choices.includes(value)) {
+      throw new UserError(`--${flag.name} must be ${choicesText(flag.choices, ' or ')} (got "${value}")`);
+    }
   }
   return { values: values as V, positional: positionals[0] };
 }
 
+/** Choices in words: a run of whole numbers as `0–9`, others as `xz or none` (`xz|none` in usage). */
+function choicesText(choices: readonly string[], separator: string): string {
+  const numbers = choices.map(Number);
+  const run = choices.length > 2 && numbers.every((n, i) => Number.isInteger(n) && String(n) === choices[i] && (i === 0 || n === numbers[i - 1]! + 1));
+  if (run) return `${choices[0]}${separator === '|' ? '-' : '–'}${choices.at(-1)}`;
+  return separator === '|' ? choices.join('|') : `${choices.slice(0, -1).join(', ')}${choices.length > 1 ? separator : ''}${choices.at(-1)}`;
+}
+
 /** `--name VALUE`, as usage and the tables show a flag. */
 export function flagText(flag: Flag): string {
-  return flag.type === 'string' ? `--${flag.name} ${flag.value ?? 'VALUE'}` : `--${flag.name}`;
+  if (flag.type !== 'string') return `--${flag.name}`;
+  return `--${flag.name} ${flag.choices ? choicesText(flag.choices, '|') : (flag.value ?? 'VALUE')}`;
 }
 
 /** The parts of a usage line after the command's name, each kept whole when the line is wrapped. */

@@ -57,7 +57,7 @@ async function timedBuild(label: string, recipe: string, out: string, cache: str
 
 /** Render time and sandbox exposure per preset: quick, no root. */
 async function renderFigures(): Promise<void> {
-  console.log('| preset | render (CLI, wall) | exposure simplex-smp@1 | exposure simplex-xftp |');
+  console.log(`| preset | render (CLI, wall) | exposure ${smpUnit(1)} | exposure ${XFTP_UNIT} |`);
   console.log('|---|---|---|---|');
   for (const preset of await listPresets()) {
     const out = join(await scratch('bench-render'), 'out');

@@ -20,7 +20,7 @@ export async function bundleDeviceProgram(): Promise<string> {
     // Bundled CommonJS dependencies (the QR code library) call require() for Node built-ins, which an ES
     // module does not have.
     banner: {
-      js: "// simplex-pi device program, bundled from builder/device/ by the firstboot stage.\nimport { createRequire as __simplexPiCreateRequire } from 'node:module';\nconst require = __simplexPiCreateRequire(import.meta.url);",
+      js: "// simplex-pi device program, bundled from builder/device/ by the install-device stage.\nimport { createRequire as __simplexPiCreateRequire } from 'node:module';\nconst require = __simplexPiCreateRequire(import.meta.url);",
     },
   });
   return result.outputFiles[0]!.text;

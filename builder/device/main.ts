@@ -1,4 +1,5 @@
-// The simplex-pi program on the Pi: bundled into one .mjs (Node built-ins only) and run by Debian's Node 18/20.
+// The simplex-pi program on the Pi: bundled into one .mjs (at run time it needs only Node's built-ins; the QR code
+// library is bundled in) and run by Debian's Node 18/20.
 import { readFile } from 'node:fs/promises';
 import { PLAN_PATH, PLAN_SCHEMA_VERSION, STATE, UNITS } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';

@@ -1,5 +1,6 @@
 import { open } from 'node:fs/promises';
 import { type WalkEntry, walk } from '../fs-walk.ts';
+import { relayDirs } from '../plan/layout.ts';
 
 /**
  * Finds private keys and secrets in an image tree. The image is the same for every card flashed from it, so any
@@ -12,13 +13,16 @@ export interface SecretFinding {
   reason: string;
 }
 
+/** Under any relay's configuration directory (every relay's service name starts with "simplex"). */
+const inRelayConfig = (path: string) => path.startsWith(relayDirs('simplex').cfgPath);
+
 /** Names that are secrets wherever they appear, whatever their content. */
 const SECRET_NAMES: Array<{ test: (path: string, name: string) => boolean; reason: string }> = [
   { test: (_p, n) => n === 'hs_ed25519_secret_key', reason: 'Tor onion service secret key' },
   { test: (_p, n) => /\.auth_private$/.test(n), reason: 'Tor client authorization private key' },
   { test: (p, n) => p.startsWith('/etc/ssh/') && /^ssh_host_.*_key$/.test(n), reason: 'SSH host private key' },
-  { test: (p, n) => /^\/etc\/opt\/simplex/.test(p) && /^(ca|server|web)\.key$/.test(n), reason: 'simplexmq private key' },
-  { test: (p, n) => /^\/etc\/opt\/simplex/.test(p) && /\.ini$/.test(n), reason: 'simplexmq server configuration (holds passwords; made on first boot)' },
+  { test: (p, n) => inRelayConfig(p) && /^(ca|server|web)\.key$/.test(n), reason: 'simplexmq private key' },
+  { test: (p, n) => inRelayConfig(p) && /\.ini$/.test(n), reason: 'simplexmq server configuration (holds passwords; made on first boot)' },
   { test: (p) => p.startsWith('/etc/ssl/private/') && !p.endsWith('/'), reason: 'TLS private key (e.g. the ssl-cert snakeoil key)' },
   { test: (p) => p === '/var/lib/systemd/credential.secret', reason: 'systemd credential encryption key' },
   { test: (p) => p === '/var/lib/systemd/random-seed', reason: 'random seed (identical on every card)' },

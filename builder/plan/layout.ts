@@ -7,7 +7,8 @@
 
 /** What the device program reads: the build's plan, serialised (plan/plan.ts). */
 export const PLAN_PATH = '/etc/simplex-pi/plan.json';
-export const PLAN_SCHEMA_VERSION = 1;
+/** 2: each relay carries its unit's paths, names and variables (plan.json of an image is read by its own program). */
+export const PLAN_SCHEMA_VERSION = 2;
 
 // Programs.
 export const BINARY_DIR = '/usr/local/bin';
@@ -80,9 +81,17 @@ export function authPrivateLine(onion: string, privateKey: string): string {
 }
 
 // SSH.
+/**
+ * sshd's own default, which the drop-in does not set: `Port` adds to the ports set elsewhere rather than replacing
+ * them, so setting it would make sshd listen on one more port wherever the base or Imager chose another.
+ */
 export const SSH_PORT = 22;
 /** sshd_config's AuthorizedKeysFile names this directory: the recipe's keys, root-owned, one file per user. */
 export const SSH_AUTHORIZED_KEYS_DIR = '/etc/ssh/authorized_keys';
+/** The recipe's admin logs in with a key only and has no password: sudo must not ask for one. */
+export function adminSudoers(user: string): string {
+  return `/etc/sudoers.d/simplex-pi-${user}`;
+}
 
 /** Local ports a relay may not take: the services that listen on the Pi themselves. */
 export const RESERVED_LOCAL_PORTS: Readonly<Record<number, string>> = {
@@ -95,10 +104,12 @@ export const RESERVED_LOCAL_PORTS: Readonly<Record<number, string>> = {
 // The relays. simplexmq's servers take their directories from environment variables (upstream's
 // Simplex.Messaging.Server.Main: SMP_SERVER_CFG_PATH, SMP_SERVER_LOG_PATH; XFTP likewise); each relay has its own.
 export type RelayKind = 'smp' | 'xftp';
+/** simplexmq's programs, as its release assets and the installed files are named. */
+export type BinaryName = 'smp-server' | 'xftp-server';
 
 export interface RelayKindLayout {
   /** The program, installed in BINARY_DIR. */
-  binary: string;
+  binary: BinaryName;
   /** The INI file `init` writes into the configuration directory. */
   iniFile: string;
   cfgEnv: string;

@@ -7,6 +7,7 @@ import {
   PLAN_SCHEMA_VERSION,
   RELAY_KINDS,
   RELAY_USER,
+  type BinaryName,
   type RelayKind,
   SOCKS_PROXY,
   SSH_PORT,
@@ -31,7 +32,7 @@ import {
 
 export { PLAN_SCHEMA_VERSION };
 
-export type BinaryName = 'smp-server' | 'xftp-server';
+export type { BinaryName };
 
 export interface BinaryInput {
   name: BinaryName;
@@ -272,8 +273,8 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
   const sshEnabled = recipe.admin.ssh.over_tor || recipe.admin.ssh.lan;
   const sshOnion = recipe.admin.ssh.over_tor ? onion(SSH_SERVICE, SSH_PORT, SSH_PORT) : null;
   const relays: Array<SmpInstance | XftpServer> = [...instances, ...(xftp ? [xftp] : [])]; // relaysOf (plan/relays.ts), before the plan exists
-  const binaries = [binaryInput('smp-server', recipe.simplexmq.smp_server, version)];
-  if (xftp) binaries.push(binaryInput('xftp-server', recipe.simplexmq.xftp_server, version));
+  const binaries = [binaryInput(RELAY_KINDS.smp.binary, recipe.simplexmq.smp_server, version)];
+  if (xftp) binaries.push(binaryInput(RELAY_KINDS.xftp.binary, recipe.simplexmq.xftp_server, version));
   return {
     schemaVersion: PLAN_SCHEMA_VERSION,
     name: recipe.name,

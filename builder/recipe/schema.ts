@@ -1,6 +1,18 @@
 import { z } from 'zod';
 import { INIT_FORMATS } from '../base/init-format.ts';
-import { RELAY_USER, RESERVED_LOCAL_PORTS, TOR_USER, relayDirs, smpLocalPorts, smpService, smpUnit } from '../plan/layout.ts';
+import {
+  RELAY_USER,
+  RESERVED_LOCAL_PORTS,
+  SSH_PORT,
+  SSH_SERVICE,
+  TOR_CONTROL_PORT,
+  TOR_SOCKS_PORT,
+  TOR_USER,
+  relayDirs,
+  smpLocalPorts,
+  smpService,
+  smpUnit,
+} from '../plan/layout.ts';
 import { NOT_ZONES, TIMEZONE_NAME } from './timezones.ts';
 
 /**
@@ -170,7 +182,7 @@ const smpSchema = z.strictObject({
     .meta({
       description:
         'The relays listen on 127.0.0.1-reachable ports `local_port_base` … `+instances-1` (1024–65535, never colliding with the XFTP port, ' +
-        "SSH, DNS or Tor's 9050/9051). The firewall keeps them off the network.",
+        `SSH, DNS or Tor's ${TOR_SOCKS_PORT}/${TOR_CONTROL_PORT}). The firewall keeps them off the network.`,
     }),
   onion_port: port().default(5223).meta({ description: "The port in the relays' addresses (SimpleX's default for SMP)." }),
   socks_mode: z
@@ -266,12 +278,13 @@ const adminSchema = z.strictObject({
     .strictObject({
       over_tor: bool()
         .default(false)
-        .meta({ description: 'SSH as an onion service (`simplex-ssh`, port 22): sshd listens on 127.0.0.1 only.' }),
+        .meta({ description: `SSH as an onion service (\`${SSH_SERVICE}\`, port ${SSH_PORT}): sshd listens on 127.0.0.1 only.` }),
       lan: bool()
         .default(false)
         .meta({
           description:
-            'SSH also from the local network (the firewall opens port 22). Raspberry Pi Imager\'s "Enable SSH" never opens it: SSH from the ' +
+            `SSH also from the local network (the firewall opens port ${SSH_PORT}). ` +
+            'Raspberry Pi Imager\'s "Enable SSH" never opens it: SSH from the ' +
             "network is the recipe's choice, and passwords are never accepted, whatever Imager sets " +
             "([what Imager's SSH options do](../docs/raspios-base.md#ssh-and-raspberry-pi-imagers-ssh-options)).",
         }),

@@ -5,7 +5,7 @@ import Handlebars from 'handlebars';
 import { UserError } from '../errors.ts';
 import { ZONEINFO } from '../image/zoneinfo.ts';
 import * as layout from '../plan/layout.ts';
-import { AUTHORIZED_CLIENTS, PLAN_PATH, SSH_AUTHORIZED_KEYS_DIR, TOR_USER, authorizedClientLine } from '../plan/layout.ts';
+import { AUTHORIZED_CLIENTS, PLAN_PATH, SSH_AUTHORIZED_KEYS_DIR, TOR_USER, adminSudoers, authorizedClientLine } from '../plan/layout.ts';
 import type { BuildPlan, RelayServer } from '../plan/plan.ts';
 import { relaysOf } from '../plan/relays.ts';
 import { walkTree } from './tree.ts';
@@ -123,7 +123,7 @@ function planEntries(plan: BuildPlan): ImageEntry[] {
     entries.push(dir(SSH_AUTHORIZED_KEYS_DIR, 0o755));
     entries.push(file(`${SSH_AUTHORIZED_KEYS_DIR}/${plan.ssh.user}`, plan.ssh.authorizedKeys.map((k) => `${k}\n`).join(''), 0o644));
     // The admin logs in with a key only and has no password, so sudo must not ask for one.
-    entries.push(file(`/etc/sudoers.d/simplex-pi-${plan.ssh.user}`, `${plan.ssh.user} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440));
+    entries.push(file(adminSudoers(plan.ssh.user), `${plan.ssh.user} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440));
   }
   return entries;
 }

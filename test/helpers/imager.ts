@@ -1,9 +1,9 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { fatTarget } from '../../builder/image/bootfs.ts';
 import { raspberryPiLayout, readPartitionTable } from '../../builder/image/partitions.ts';
+import { scratch } from './env.ts';
 
 /**
  * What Raspberry Pi Imager 2.x writes to a flashed card's FAT partition 1 when the user chooses "OS
@@ -130,30 +130,27 @@ export interface Customised {
 export async function imagerCustomise(card: string, format: InitFormat, settings: ImagerSettings, now = Date.now()): Promise<Customised> {
   const { boot } = raspberryPiLayout(await readPartitionTable(card));
   const fat = fatTarget(card, boot);
-  const dir = await mkdtemp(join(tmpdir(), 'spi-imager-'));
-  try {
-    const put = async (name: string, content: string) => {
-      await writeFile(join(dir, name), content);
-      await execa('mcopy', ['-o', '-i', fat, join(dir, name), `::/${name}`], { env: MTOOLS });
-    };
-    await execa('mcopy', ['-o', '-n', '-i', fat, '::/cmdline.txt', join(dir, 'cmdline.in')], { env: MTOOLS });
-    let cmdline = (await readFile(join(dir, 'cmdline.in'), 'utf8')).trim();
-    let instanceId: string | undefined;
-    if (format === 'cloudinit-rpi') {
-      instanceId = `rpi-imager-${now}`;
-      await put('meta-data', `instance-id: ${instanceId}\n`);
-      await put('user-data', cloudInitUserData(settings));
-      const network = cloudInitNetworkConfig(settings);
-      if (network) await put('network-config', network);
-      cmdline += ` ds=nocloud;i=${instanceId}`;
-      if (settings.wifiCountry && !settings.wifiSsid) cmdline += ` cfg80211.ieee80211_regdom=${settings.wifiCountry.toUpperCase()}`;
-    } else if (format === 'systemd') {
-      await put('firstrun.sh', firstrunScript(settings));
-      cmdline += ' systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target';
-    }
-    if (format !== 'none') await put('cmdline.txt', `${cmdline}\n`);
-    return { format, instanceId, cmdline };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+  // Imager's files as written to the card, kept with the test's scratch (SIMPLEX_PI_KEEP_SCRATCH=1 keeps them).
+  const dir = await scratch('imager');
+  const put = async (name: string, content: string) => {
+    await writeFile(join(dir, name), content);
+    await execa('mcopy', ['-o', '-i', fat, join(dir, name), `::/${name}`], { env: MTOOLS });
+  };
+  await execa('mcopy', ['-o', '-n', '-i', fat, '::/cmdline.txt', join(dir, 'cmdline.in')], { env: MTOOLS });
+  let cmdline = (await readFile(join(dir, 'cmdline.in'), 'utf8')).trim();
+  let instanceId: string | undefined;
+  if (format === 'cloudinit-rpi') {
+    instanceId = `rpi-imager-${now}`;
+    await put('meta-data', `instance-id: ${instanceId}\n`);
+    await put('user-data', cloudInitUserData(settings));
+    const network = cloudInitNetworkConfig(settings);
+    if (network) await put('network-config', network);
+    cmdline += ` ds=nocloud;i=${instanceId}`;
+    if (settings.wifiCountry && !settings.wifiSsid) cmdline += ` cfg80211.ieee80211_regdom=${settings.wifiCountry.toUpperCase()}`;
+  } else if (format === 'systemd') {
+    await put('firstrun.sh', firstrunScript(settings));
+    cmdline += ' systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target';
   }
+  if (format !== 'none') await put('cmdline.txt', `${cmdline}\n`);
+  return { format, instanceId, cmdline };
 }

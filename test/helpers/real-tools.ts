@@ -3,7 +3,7 @@ import { cp, mkdir, readFile, readdir, writeFile, chmod } from 'node:fs/promises
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { createConnection } from 'node:net';
-import { TOR_DIR } from '../../builder/plan/layout.ts';
+import { BINARY_DIR, DEVICE_LIB_DIR, RELAY_KINDS, TOR_DIR } from '../../builder/plan/layout.ts';
 import { freePort, scratch } from './env.ts';
 
 /**
@@ -119,9 +119,9 @@ export async function systemdRoot(rendered: string): Promise<string> {
   await cp('/usr/lib/systemd', join(root, 'usr/lib/systemd'), { recursive: true });
   await cp(join(rendered, 'etc'), join(root, 'etc'), { recursive: true });
   // What the units run from the image itself (the relay's ExecStartPre=), as rendered.
-  await cp(join(rendered, 'usr/local/lib'), join(root, 'usr/local/lib'), { recursive: true }).catch(() => undefined);
-  await mkdir(join(root, 'usr/local/bin'), { recursive: true });
-  for (const name of ['smp-server', 'xftp-server']) await writeFile(join(root, 'usr/local/bin', name), '#!/bin/sh\n', { mode: 0o755 });
+  await cp(join(rendered, DEVICE_LIB_DIR), join(root, DEVICE_LIB_DIR), { recursive: true }).catch(() => undefined);
+  await mkdir(join(root, BINARY_DIR), { recursive: true });
+  for (const { binary } of Object.values(RELAY_KINDS)) await writeFile(join(root, BINARY_DIR, binary), '#!/bin/sh\n', { mode: 0o755 });
   return root;
 }
 

@@ -11,7 +11,8 @@ const demo: Command = {
     { name: 'out', type: 'string', value: 'DIR', help: 'Out.' },
     { name: 'secret', type: 'string', value: 'FILE', help: 'Secret.' },
     { name: 'key', type: 'string', value: 'FILE', required: 'demo needs --key FILE', help: 'The key.' },
-    { name: 'level', type: 'string', value: '0-9', default: '6', help: 'Level.' },
+    { name: 'level', type: 'string', choices: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'], default: '6', help: 'Level.' },
+    { name: 'mode', type: 'string', choices: ['fast', 'slow'], help: 'Mode.' },
     { name: 'verbose', type: 'boolean', short: 'v', default: false, help: 'Talk.' },
   ],
   forms: [['out'], ['secret']],
@@ -20,8 +21,8 @@ const demo: Command = {
 
 describe('a command table', () => {
   it('gives the usage line: nested, alternative, required and optional flags', () => {
-    expect(synopsis('p', demo, Infinity)).toBe('p demo DIR [--base X|Y [--base-sha256 HEX]] (--out DIR | --secret FILE) --key FILE [--level 0-9] [--verbose]');
-    expect(synopsis('p', demo, 40)).toBe(['p demo DIR', '       [--base X|Y [--base-sha256 HEX]]', '       (--out DIR | --secret FILE)', '       --key FILE [--level 0-9]', '       [--verbose]'].join('\n'));
+    expect(synopsis('p', demo, Infinity)).toBe('p demo DIR [--base X|Y [--base-sha256 HEX]] (--out DIR | --secret FILE) --key FILE [--level 0-9] [--mode fast|slow] [--verbose]');
+    expect(synopsis('p', demo, 40)).toBe(['p demo DIR', '       [--base X|Y [--base-sha256 HEX]]', '       (--out DIR | --secret FILE)', '       --key FILE [--level 0-9]', '       [--mode fast|slow] [--verbose]'].join('\n'));
   });
 
   it('parses with defaults, and refuses what the table does not allow with its message', () => {
@@ -29,6 +30,13 @@ describe('a command table', () => {
     expect(() => parseCommand(demo, ['--key', 'k'])).toThrow('demo takes one directory');
     expect(() => parseCommand(demo, ['d'])).toThrow('demo needs --key FILE');
     expect(() => parseCommand(demo, ['d', '--key', 'k', '--fast'])).toThrow("Unknown option '--fast'");
+    // An empty value is no value: a required flag says what it needs, an optional one that it was empty.
+    expect(() => parseCommand(demo, ['d', '--key', ''])).toThrow('demo needs --key FILE');
+    expect(() => parseCommand(demo, ['d', '--key', 'k', '--out', ''])).toThrow('--out was given an empty value; give DIR or leave the option out');
+    // Choices: named in words, a run of numbers as a range.
+    expect(() => parseCommand(demo, ['d', '--key', 'k', '--level', '10'])).toThrow('--level must be 0–9 (got "10")');
+    expect(() => parseCommand(demo, ['d', '--key', 'k', '--mode', 'medium'])).toThrow('--mode must be fast or slow (got "medium")');
+    expect(parseCommand(demo, ['d', '--key', 'k', '--mode', 'slow', '--level', '9']).values).toMatchObject({ mode: 'slow', level: '9' });
   });
 
   it('shows each flag with its default in the help', () => {
