@@ -1,6 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseRecipe } from '../../builder/recipe/load.ts';
+import { UserError } from '../../builder/errors.ts';
+import { MAX_ALIAS_COUNT, parseRecipe } from '../../builder/recipe/load.ts';
 import { closest } from '../../builder/recipe/errors.ts';
 
 const errorOf = (text: string): string => {
@@ -65,6 +66,29 @@ describe('recipe loading', () => {
     expect(errorOf('name: [a\n')).toMatch(/^r\.yaml is not valid YAML/);
     expect(errorOf('name: a\nname: b\n')).toMatch(/^r\.yaml is not valid YAML/);
     expect(errorOf('- a\n- b\n')).toContain('a recipe is a YAML mapping');
+  });
+
+  it('refuses a YAML alias bomb ("billion laughs") as a recipe error naming the file, and still reads a few aliases', () => {
+    // Nine levels of nine aliases: a few hundred bytes that would expand to 9^9 strings.
+    const levels = Array.from({ length: 9 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`);
+    const bomb = `name: bomb\nl0: &l0 lol\n${levels.join('\n')}\n`;
+    let thrown: unknown;
+    try {
+      parseRecipe(bomb, 'bomb.yaml');
+    } catch (error) {
+      thrown = error;
+    }
+    // A UserError is printed as "error: …" without a stack; anything else is reported as a bug.
+    expect(thrown).toBeInstanceOf(UserError);
+    expect((thrown as Error).message).toMatch(/^bomb\.yaml is not valid YAML: its aliases \(\*name\) expand into too many copies .*billion laughs.*write the values out/);
+    // An alias before its anchor is the recipe's mistake too, not a bug.
+    expect(() => parseRecipe('name: *x\n', 'r.yaml')).toThrow(UserError);
+    expect(errorOf('name: *x\n')).toMatch(/^r\.yaml is not valid YAML: Unresolved alias.*: x/);
+    // Aliases within the limit are ordinary YAML.
+    const reused = `name: &n home\ndescription: *n\nmodels: [&m pi4, ${Array(MAX_ALIAS_COUNT - 1).fill('*m').join(', ')}]\n`;
+    const recipe = parseRecipe(reused, 'r.yaml');
+    expect(recipe).toMatchObject({ name: 'home', description: 'home' });
+    expect(recipe.models).toHaveLength(MAX_ALIAS_COUNT);
   });
 
   it('suggests close names only', () => {
