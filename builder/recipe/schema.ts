@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { INIT_FORMATS } from '../base/init-format.ts';
-import { RELAY_USER, RESERVED_LOCAL_PORTS, TOR_USER, relayDirs, smpLocalPorts, smpService, smpUnit } from '../plan/layout.ts';
+import { AUTHORIZED_CLIENTS, RELAY_USER, RESERVED_LOCAL_PORTS, SELF_KEY_NAME, TOR_USER, generatedClientName, relayDirs, smpLocalPorts, smpService, smpUnit } from '../plan/layout.ts';
 import { NOT_ZONES, TIMEZONE_NAME } from './timezones.ts';
 
 /**
@@ -229,10 +229,19 @@ const torSchema = z.strictObject({
       keys: z
         .array(
           z.strictObject({
+            // It names a file (<name>.auth) in each onion service's AUTHORIZED_CLIENTS: no "/" or ".", and no leading
+            // "-" that a command typed on the Pi (ls, rm) would take for an option.
             name: z
               .string()
-              .regex(/^[a-z0-9_-]{1,32}$/, { error: 'must be 1–32 lower-case letters, digits, - or _' })
-              .meta({ description: 'Whose key it is: 1–32 lower-case letters, digits, `-` or `_`.' }),
+              .regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, {
+                error: `must be 1–32 lower-case letters, digits, - or _, starting with a letter or digit (it names the file ${AUTHORIZED_CLIENTS}/<name>.auth)`,
+              })
+              .meta({
+                description:
+                  'Whose key it is: 1–32 lower-case letters, digits, `-` or `_`, starting with a letter or digit. It names the key\'s file ' +
+                  `(\`${AUTHORIZED_CLIENTS}/<name>.auth\` of each onion service), so each key needs its own name, and not one the Pi gives its own ` +
+                  `keys: \`${generatedClientName(1)}\` … \`${generatedClientName('N')}\` (made by \`generate: N\`) or \`${SELF_KEY_NAME}\` (the Pi's key for its own relays).`,
+              }),
             public_key: x25519Base32.meta({ description: "The x25519 public key: 52 base32 characters, as in Tor's `.auth` files." }),
           }),
         )
@@ -240,11 +249,42 @@ const torSchema = z.strictObject({
         .meta({
           description:
             "`{name, public_key}` entries: x25519 public keys (52 base32 characters, as in Tor's `.auth` files). With any key, only clients " +
-            'holding a matching private key can reach the relays at all.',
+            'holding a matching private key can reach the relays at all. Each `name` is the file name of its key on the Pi, so no two keys ' +
+            `share one, and none takes a name the Pi gives its own keys (\`${generatedClientName(1)}\` … \`${generatedClientName('N')}\` with ` +
+            `\`generate: N\`, \`${SELF_KEY_NAME}\`).`,
         }),
       generate: int(0, 32)
         .default(0)
-        .meta({ description: 'Client keys the Pi makes on first boot; their private halves go to the USB stick.' }),
+        .meta({ description: `Client keys the Pi makes on first boot, named \`${generatedClientName(1)}\` … \`${generatedClientName('N')}\`; their private halves go to the USB stick.` }),
+    })
+    .superRefine((clientAuth, ctx) => {
+      // Each name is one file in each onion service's AUTHORIZED_CLIENTS: a second key of the same name would replace the first
+      // (the last one written wins), and a recipe key under a name the Pi writes itself would take that key's place.
+      const generated = Array.from({ length: clientAuth.generate }, (_, n) => generatedClientName(n + 1));
+      const firstUse = new Map<string, number>();
+      for (const [i, { name }] of clientAuth.keys.entries()) {
+        const path = ['keys', i, 'name'];
+        const first = firstUse.get(name);
+        if (first !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path,
+            message: `is already the name of keys[${first}]; each key needs its own name, or one would silently replace the other (${AUTHORIZED_CLIENTS}/<name>.auth)`,
+          });
+          continue;
+        }
+        firstUse.set(name, i);
+        if (name === SELF_KEY_NAME) {
+          ctx.addIssue({ code: 'custom', path, message: "is the name of the Pi's own key for its relays; choose another name" });
+        }
+        if (generated.includes(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path,
+            message: `is the name of a key the Pi makes itself (generate: ${clientAuth.generate} makes ${generated.length > 1 ? `${generated[0]} … ${generated.at(-1)}` : generated[0]}); choose another name`,
+          });
+        }
+      }
     })
     .prefault({})
     .meta({ description: 'Client authorization: who may reach the onion services at all.' }),

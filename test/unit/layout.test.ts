@@ -24,7 +24,7 @@ function layoutLiterals(): string[] {
 }
 
 /** What the functions of the layout make: the per-relay directory patterns and Tor's key-file line. */
-const PATTERNS = ['/etc/opt/', '/var/opt/', 'simplex-smp${', 'simplex-smp@${', 'descriptor:x25519:', 'debian-tor'];
+const PATTERNS = ['/etc/opt/', '/var/opt/', 'simplex-smp${', 'simplex-smp@${', 'descriptor:x25519:', 'debian-tor', 'client-${', layout.SELF_KEY_NAME];
 
 /**
  * Where a layout literal may appear all the same, each for a reason that is not a second definition.
@@ -90,6 +90,8 @@ describe('one source for the image layout (builder/plan/layout.ts)', () => {
     expect(copiesIn('builder/x.ts', 'for (const s of plan.tor.services) {}')).toEqual([]);
     const device = "export const DONE = '/var/lib/simplex-pi/firstboot.done';\nconst unit = 'tor@default.service';\n";
     expect(copiesIn('builder/device/x.ts', device)).toEqual(expect.arrayContaining(['builder/device/x.ts:1: /var/lib/simplex-pi/firstboot.done', 'builder/device/x.ts:2: tor@default.service']));
+    // The names the Pi gives its own client keys, which the recipe schema refuses for the recipe's keys.
+    expect(copiesIn('builder/device/x.ts', "newClientKey(`client-${i}`);\nconst SELF = 'simplex-pi-relays';\n")).toEqual(['builder/device/x.ts:1: client-${', 'builder/device/x.ts:2: simplex-pi-relays']);
     // An exception holds only for its own file.
     expect(copiesIn('builder/image/other.ts', "PATH: '/usr/local/bin:/usr/bin'")).toEqual(['builder/image/other.ts:1: /usr/local/bin']);
   });

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { UserError } from '../../builder/errors.ts';
 import { MAX_ALIAS_COUNT, parseRecipe } from '../../builder/recipe/load.ts';
 import { closest } from '../../builder/recipe/errors.ts';
+import { SELF_KEY_NAME, generatedClientName } from '../../builder/plan/layout.ts';
 
 const errorOf = (text: string): string => {
   try {
@@ -89,6 +90,38 @@ describe('recipe loading', () => {
     const recipe = parseRecipe(reused, 'r.yaml');
     expect(recipe).toMatchObject({ name: 'home', description: 'home' });
     expect(recipe.models).toHaveLength(MAX_ALIAS_COUNT);
+  });
+
+  describe('tor.client_auth.keys names: one file each in authorized_clients/', () => {
+    const key = 'A'.repeat(52);
+    const recipe = (names: string[], generate = 0): string =>
+      `name: a\ntor:\n  client_auth:\n    generate: ${generate}\n    keys:\n${names.map((n) => `      - { name: ${JSON.stringify(n)}, public_key: ${key} }\n`).join('')}`;
+
+    it('refuses a name used twice, naming the first use (the second key would overwrite the first one\'s .auth)', () => {
+      const message = errorOf(recipe(['alice', 'bob', 'alice']));
+      expect(message).toContain('recipe.tor.client_auth.keys[2].name: is already the name of keys[0]; each key needs its own name');
+      expect(message).toContain('(got "alice")');
+      // Reported once, at the second use: the first is not the mistake.
+      expect(message).not.toContain('keys[0].name');
+    });
+
+    it('refuses the names the Pi gives its own keys: client-1 … client-N with generate: N, and its key for its relays', () => {
+      expect(errorOf(recipe(['client-3'], 3))).toContain('recipe.tor.client_auth.keys[0].name: is the name of a key the Pi makes itself (generate: 3 makes client-1 … client-3); choose another name (got "client-3")');
+      expect(errorOf(recipe(['client-1'], 1))).toContain('(generate: 1 makes client-1)');
+      expect(errorOf(recipe([SELF_KEY_NAME]))).toContain(`recipe.tor.client_auth.keys[0].name: is the name of the Pi's own key for its relays; choose another name (got "${SELF_KEY_NAME}")`);
+      expect(generatedClientName(3)).toBe('client-3');
+      // Beyond what generate makes, and without generate, client-N is a name like any other.
+      expect(parseRecipe(recipe(['client-4', 'client-10'], 3), 'r.yaml').tor.client_auth.keys.map((k) => k.name)).toEqual(['client-4', 'client-10']);
+      expect(() => parseRecipe(recipe(['client-1']), 'r.yaml')).not.toThrow();
+    });
+
+    it.each(['../x', 'a.b', '-rf', '_x', 'A', '', 'a'.repeat(33), 'a b'])('refuses %j, which is not a safe file name', (name) => {
+      expect(errorOf(recipe([name]))).toContain('recipe.tor.client_auth.keys[0].name: must be 1–32 lower-case letters, digits, - or _, starting with a letter or digit');
+    });
+
+    it('accepts distinct names of letters, digits, - and _', () => {
+      expect(parseRecipe(recipe(['alice', 'bob-2', 'c_d', '0', 'a'.repeat(32)], 2), 'r.yaml').tor.client_auth.keys).toHaveLength(5);
+    });
   });
 
   it('suggests close names only', () => {
