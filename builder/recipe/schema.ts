@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { INIT_FORMATS } from '../base/init-format.ts';
-import { AUTHORIZED_CLIENTS, RELAY_USER, RESERVED_LOCAL_PORTS, SELF_KEY_NAME, TOR_USER, generatedClientName, relayDirs, smpLocalPorts, smpService, smpUnit } from '../plan/layout.ts';
+import { AUTHORIZED_CLIENTS, RESERVED_LOCAL_PORTS, SELF_KEY_NAME, generatedClientName, relayDirs, smpLocalPorts, smpService, smpUnit } from '../plan/layout.ts';
+import { FIRST_PERSON_UID, LAST_PERSON_UID, isSystemAccountName } from './system-accounts.ts';
 import { NOT_ZONES, TIMEZONE_NAME } from './timezones.ts';
 
 /**
@@ -294,11 +295,17 @@ const adminSchema = z.strictObject({
   user: z
     .string()
     .regex(/^[a-z_][a-z0-9_-]{0,30}$/, { error: 'must be a Linux user name: lower-case letters, digits, - or _, starting with a letter' })
-    .refine((u) => !['root', RELAY_USER, TOR_USER].includes(u), { error: 'must not be root or a service account' })
+    .refine((u) => !isSystemAccountName(u), {
+      error: "is a system account of Debian or Raspberry Pi OS, not a person's: the admin gets sudo without a password, so that service would too; choose another name",
+    })
     .default('admin')
     .meta({
       description:
-        'The user created for the keys below (no password; `sudo` without one). Do not give Raspberry Pi Imager\'s user the same name: ' +
+        'The user created for the keys below (no password; `sudo` without one). Never a system account, which would hand its service ' +
+        'root: the well-known ones of Debian and Raspberry Pi OS (`root`, `nobody`, `messagebus`, `sshd`, `systemd-*`, `_*`, … the list is in ' +
+        '`builder/recipe/system-accounts.ts`) are refused, and the build refuses any other account the base image has with a uid outside ' +
+        `${FIRST_PERSON_UID}–${LAST_PERSON_UID}. A person's account the image already has (uid ${FIRST_PERSON_UID}–${LAST_PERSON_UID}) is kept as it is and gets the keys and the sudo rule. ` +
+        'Do not give Raspberry Pi Imager\'s user the same name: ' +
         "cloud-init would find it existing and ignore Imager's password (its key is still added). The build cannot see the name chosen in " +
         'Imager, so it cannot refuse it.',
     }),

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { UserError } from '../../builder/errors.ts';
 import { MAX_ALIAS_COUNT, parseRecipe } from '../../builder/recipe/load.ts';
 import { closest } from '../../builder/recipe/errors.ts';
-import { SELF_KEY_NAME, generatedClientName } from '../../builder/plan/layout.ts';
+import { RELAY_USER, SELF_KEY_NAME, TOR_USER, generatedClientName } from '../../builder/plan/layout.ts';
+import { isSystemAccountName } from '../../builder/recipe/system-accounts.ts';
 
 const errorOf = (text: string): string => {
   try {
@@ -121,6 +122,29 @@ describe('recipe loading', () => {
 
     it('accepts distinct names of letters, digits, - and _', () => {
       expect(parseRecipe(recipe(['alice', 'bob-2', 'c_d', '0', 'a'.repeat(32)], 2), 'r.yaml').tor.client_auth.keys).toHaveLength(5);
+    });
+  });
+
+  describe('admin.user: never a system account, which would get sudo without a password', () => {
+    const admin = (user: string) => `name: a\nadmin: { user: ${JSON.stringify(user)} }\n`;
+
+    it.each(['root', 'daemon', 'nobody', 'www-data', 'messagebus', 'sshd', 'avahi', 'polkitd', 'tss', 'debian-tor', 'simplex', '_apt', '_chrony', 'systemd-network', 'systemd-timesync'])(
+      'refuses %s naming the field',
+      (user) => {
+        expect(errorOf(admin(user))).toContain(
+          `recipe.admin.user: is a system account of Debian or Raspberry Pi OS, not a person's: the admin gets sudo without a password, so that service would too; choose another name (got "${user}")`,
+        );
+      },
+    );
+
+    it("refuses the image's own service users, whatever layout.ts names them", () => {
+      expect(errorOf(admin(RELAY_USER))).toContain('recipe.admin.user: is a system account');
+      expect(errorOf(admin(TOR_USER))).toContain('recipe.admin.user: is a system account');
+    });
+
+    it("accepts people's names, including ones that only start like a system account", () => {
+      for (const user of ['admin', 'alice', 'rooter', 'sysadmin', 'bin2', 'systemd']) expect(parseRecipe(admin(user), 'r.yaml').admin.user).toBe(user);
+      expect(isSystemAccountName('admin')).toBe(false);
     });
   });
 
