@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AUTHORIZED_CLIENTS, STATE, authPrivateLine, authorizedClientLine } from '../plan/layout.ts';
+import { AUTHORIZED_CLIENTS, SELF_KEY_NAME, STATE, authPrivateLine, authorizedClientLine, generatedClientName } from '../plan/layout.ts';
 import type { BuildPlan, OnionService } from '../plan/plan.ts';
 import { type Owner, atomicWrite, ensureDir } from './files.ts';
 import { base32 } from './onion.ts';
@@ -31,7 +31,7 @@ export async function ensureClientKeys(plan: BuildPlan, tor: Owner): Promise<Cli
   if (count === 0) return [];
   const existing: ClientKey[] = JSON.parse(await readFile(KEYS, 'utf8').catch(() => '[]'));
   const keys = [...existing];
-  for (let i = keys.length + 1; i <= count; i++) keys.push(newClientKey(`client-${i}`));
+  for (let i = keys.length + 1; i <= count; i++) keys.push(newClientKey(generatedClientName(i)));
   if (keys.length !== existing.length) await atomicWrite(KEYS, `${JSON.stringify(keys, null, 2)}\n`, 0o600);
   for (const service of plan.tor.services) {
     const dir = join(service.dir, AUTHORIZED_CLIENTS);
@@ -51,7 +51,6 @@ export function authPrivate(onion: string, key: ClientKey): string {
 
 /** The Pi's own client key for its relays: made once at first boot, kept root-only, never exported. */
 const SELF_KEY = STATE.selfClientKey;
-export const SELF_KEY_NAME = 'simplex-pi-relays';
 
 /**
  * With client authorization on, the Pi's own Tor needs a key for each of its SMP relays: in private message

@@ -70,6 +70,13 @@ export const SOCKS_PROXY = `127.0.0.1:${TOR_SOCKS_PORT}`;
 export const TOR_CONTROL_SOCKET = '/run/tor/control';
 export const TOR_CONTROL_COOKIE = '/run/tor/control.authcookie';
 
+/** The Pi's own client key for its SMP relays (device/client-auth.ts): `<name>.auth` in each SMP relay's AUTHORIZED_CLIENTS. */
+export const SELF_KEY_NAME = 'simplex-pi-relays';
+/** The name of client key N (from 1) that the Pi makes on first boot (recipe tor.client_auth.generate); `'N'` for the docs. */
+export function generatedClientName(index: number | 'N'): string {
+  return `client-${index}`;
+}
+
 /** A client's line in an onion service's authorized_clients/<name>.auth (Tor's format). */
 export function authorizedClientLine(publicKey: string): string {
   return `descriptor:x25519:${publicKey}\n`;

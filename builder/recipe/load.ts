@@ -20,14 +20,38 @@ export function recipeWarnings(recipe: Recipe): string[] {
   return [legacyTimezoneWarning(recipe.timezone)].filter((w): w is string => Boolean(w));
 }
 
-/** Parse and validate recipe text; `origin` names the file in messages. */
-export function parseRecipe(text: string, origin: string): Recipe {
+/**
+ * How many copies of an anchor's value its aliases may make (the `yaml` package's own `maxAliasCount`, whose
+ * default this is): a few aliases are fine, and a "billion laughs" recipe, a few lines that expand to millions
+ * of values, stops here instead of filling the memory.
+ */
+export const MAX_ALIAS_COUNT = 100;
+
+/** The recipe's YAML as plain data; what the `yaml` package finds wrong, as a recipe error naming the file. */
+function yamlData(text: string, origin: string): unknown {
   const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (document.errors.length) {
     const first = document.errors[0]!;
     throw new UserError(`${origin} is not valid YAML: ${first.message}`);
   }
-  const data: unknown = document.toJS();
+  try {
+    return document.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (error) {
+    // The yaml package throws (a ReferenceError) while resolving aliases: too many copies, or an alias before its anchor.
+    const message = (error as Error).message;
+    if (/excessive alias count/i.test(message)) {
+      throw new UserError(
+        `${origin} is not valid YAML: its aliases (*name) expand into too many copies (more than the yaml library's limit of ${MAX_ALIAS_COUNT}), ` +
+          'as a "billion laughs" attack does to fill the memory; write the values out instead of aliasing them',
+      );
+    }
+    throw new UserError(`${origin} is not valid YAML: ${message}`);
+  }
+}
+
+/** Parse and validate recipe text; `origin` names the file in messages. */
+export function parseRecipe(text: string, origin: string): Recipe {
+  const data = yamlData(text, origin);
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     throw new UserError(`${origin}: a recipe is a YAML mapping with at least \`name:\`; see recipes/README.md`);
   }

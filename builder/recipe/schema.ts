@@ -1,18 +1,20 @@
 import { z } from 'zod';
 import { INIT_FORMATS } from '../base/init-format.ts';
 import {
-  RELAY_USER,
+  AUTHORIZED_CLIENTS,
   RESERVED_LOCAL_PORTS,
+  SELF_KEY_NAME,
   SSH_PORT,
   SSH_SERVICE,
   TOR_CONTROL_PORT,
   TOR_SOCKS_PORT,
-  TOR_USER,
+  generatedClientName,
   relayDirs,
   smpLocalPorts,
   smpService,
   smpUnit,
 } from '../plan/layout.ts';
+import { FIRST_PERSON_UID, LAST_PERSON_UID, isSystemAccountName } from './system-accounts.ts';
 import { NOT_ZONES, TIMEZONE_NAME } from './timezones.ts';
 
 /**
@@ -241,10 +243,19 @@ const torSchema = z.strictObject({
       keys: z
         .array(
           z.strictObject({
+            // It names a file (<name>.auth) in each onion service's AUTHORIZED_CLIENTS: no "/" or ".", and no leading
+            // "-" that a command typed on the Pi (ls, rm) would take for an option.
             name: z
               .string()
-              .regex(/^[a-z0-9_-]{1,32}$/, { error: 'must be 1–32 lower-case letters, digits, - or _' })
-              .meta({ description: 'Whose key it is: 1–32 lower-case letters, digits, `-` or `_`.' }),
+              .regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, {
+                error: `must be 1–32 lower-case letters, digits, - or _, starting with a letter or digit (it names the file ${AUTHORIZED_CLIENTS}/<name>.auth)`,
+              })
+              .meta({
+                description:
+                  'Whose key it is: 1–32 lower-case letters, digits, `-` or `_`, starting with a letter or digit. It names the key\'s file ' +
+                  `(\`${AUTHORIZED_CLIENTS}/<name>.auth\` of each onion service), so each key needs its own name, and not one the Pi gives its own ` +
+                  `keys: \`${generatedClientName(1)}\` … \`${generatedClientName('N')}\` (made by \`generate: N\`) or \`${SELF_KEY_NAME}\` (the Pi's key for its own relays).`,
+              }),
             public_key: x25519Base32.meta({ description: "The x25519 public key: 52 base32 characters, as in Tor's `.auth` files." }),
           }),
         )
@@ -252,11 +263,42 @@ const torSchema = z.strictObject({
         .meta({
           description:
             "`{name, public_key}` entries: x25519 public keys (52 base32 characters, as in Tor's `.auth` files). With any key, only clients " +
-            'holding a matching private key can reach the relays at all.',
+            'holding a matching private key can reach the relays at all. Each `name` is the file name of its key on the Pi, so no two keys ' +
+            `share one, and none takes a name the Pi gives its own keys (\`${generatedClientName(1)}\` … \`${generatedClientName('N')}\` with ` +
+            `\`generate: N\`, \`${SELF_KEY_NAME}\`).`,
         }),
       generate: int(0, 32)
         .default(0)
-        .meta({ description: 'Client keys the Pi makes on first boot; their private halves go to the USB stick.' }),
+        .meta({ description: `Client keys the Pi makes on first boot, named \`${generatedClientName(1)}\` … \`${generatedClientName('N')}\`; their private halves go to the USB stick.` }),
+    })
+    .superRefine((clientAuth, ctx) => {
+      // Each name is one file in each onion service's AUTHORIZED_CLIENTS: a second key of the same name would replace the first
+      // (the last one written wins), and a recipe key under a name the Pi writes itself would take that key's place.
+      const generated = Array.from({ length: clientAuth.generate }, (_, n) => generatedClientName(n + 1));
+      const firstUse = new Map<string, number>();
+      for (const [i, { name }] of clientAuth.keys.entries()) {
+        const path = ['keys', i, 'name'];
+        const first = firstUse.get(name);
+        if (first !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path,
+            message: `is already the name of keys[${first}]; each key needs its own name, or one would silently replace the other (${AUTHORIZED_CLIENTS}/<name>.auth)`,
+          });
+          continue;
+        }
+        firstUse.set(name, i);
+        if (name === SELF_KEY_NAME) {
+          ctx.addIssue({ code: 'custom', path, message: "is the name of the Pi's own key for its relays; choose another name" });
+        }
+        if (generated.includes(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path,
+            message: `is the name of a key the Pi makes itself (generate: ${clientAuth.generate} makes ${generated.length > 1 ? `${generated[0]} … ${generated.at(-1)}` : generated[0]}); choose another name`,
+          });
+        }
+      }
     })
     .prefault({})
     .meta({ description: 'Client authorization: who may reach the onion services at all.' }),
@@ -266,11 +308,17 @@ const adminSchema = z.strictObject({
   user: z
     .string()
     .regex(/^[a-z_][a-z0-9_-]{0,30}$/, { error: 'must be a Linux user name: lower-case letters, digits, - or _, starting with a letter' })
-    .refine((u) => !['root', RELAY_USER, TOR_USER].includes(u), { error: 'must not be root or a service account' })
+    .refine((u) => !isSystemAccountName(u), {
+      error: "is a system account of Debian or Raspberry Pi OS, not a person's: the admin gets sudo without a password, so that service would too; choose another name",
+    })
     .default('admin')
     .meta({
       description:
-        'The user created for the keys below (no password; `sudo` without one). Do not give Raspberry Pi Imager\'s user the same name: ' +
+        'The user created for the keys below (no password; `sudo` without one). Never a system account, which would hand its service ' +
+        'root: the well-known ones of Debian and Raspberry Pi OS (`root`, `nobody`, `messagebus`, `sshd`, `systemd-*`, `_*`, … the list is in ' +
+        '`builder/recipe/system-accounts.ts`) are refused, and the build refuses any other account the base image has with a uid outside ' +
+        `${FIRST_PERSON_UID}–${LAST_PERSON_UID}. A person's account the image already has (uid ${FIRST_PERSON_UID}–${LAST_PERSON_UID}) is kept as it is and gets the keys and the sudo rule. ` +
+        'Do not give Raspberry Pi Imager\'s user the same name: ' +
         "cloud-init would find it existing and ignore Imager's password (its key is still added). The build cannot see the name chosen in " +
         'Imager, so it cannot refuse it.',
     }),

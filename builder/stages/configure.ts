@@ -9,6 +9,7 @@ import { skipCloudInitPackageStep } from '../image/cloud-init.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { disarmRenameWizard } from '../image/userconf.ts';
 import { checkTimezone } from '../image/zoneinfo.ts';
+import { checkAdminUser } from '../image/admin-user.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { imageIds, writeEntries } from '../image/install.ts';
 import { renderImageFiles } from '../render/render.ts';
@@ -78,6 +79,8 @@ export async function configureStage(ctx: StageContext, { base, mounted }: { bas
   // Decided first: a base whose Imager list entry names a consumer it lacks is refused before anything is written.
   const initFormat = await imageInitFormat(ctx, base, mounted);
   await checkTimezone(root, plan.timezone);
+  // Before anything is written: an account of the image's own services must never become the sudo-without-password admin.
+  if (plan.ssh.enabled && plan.ssh.authorizedKeys.length) await checkAdminUser(root, plan.ssh.user);
   await ensureUsers(ctx, root, plan);
   const entries = await renderImageFiles(plan);
   await writeEntries(root, entries, await imageIds(root));

@@ -43,6 +43,19 @@ describe('simplex-pi command line', () => {
     expect(await readdir(dir)).toEqual(['r.yaml']);
   });
 
+  it('refuses a YAML alias bomb in a recipe as a recipe error, with no stack trace and nothing written', async () => {
+    const dir = await scratch('cli-bomb');
+    const levels = Array.from({ length: 9 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`);
+    await writeFile(join(dir, 'bomb.yaml'), `name: bomb\nl0: &l0 lol\n${levels.join('\n')}\n`);
+    const out = join(dir, 'out');
+    const result = await cli(['render', '--recipe', join(dir, 'bomb.yaml'), '--out', out]);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`error: ${join(dir, 'bomb.yaml')} is not valid YAML: its aliases (*name) expand into too many copies`);
+    expect(result.stderr).not.toContain('failed unexpectedly');
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('names a missing recipe file', async () => {
     const result = await cli(['build', '--recipe', '/nonexistent/r.yaml']);
     expect(result.exitCode).toBe(1);

@@ -36,7 +36,11 @@ const INVALID: Array<[string, string, string]> = [
   ['SSH private key instead of public', `name: a\n${debianWithSsh.replace(KEY, '-----BEGIN OPENSSH PRIVATE KEY-----')}`, 'recipe.admin.ssh.authorized_keys[0]: must be one OpenSSH public key line'],
   ['Debian base with SSH but no key', 'name: a\nbase: { provider: debian }\nadmin: { ssh: { over_tor: true } }\n', 'recipe.admin.ssh.authorized_keys: SSH accepts keys only'],
   ['Debian base and no way to log in', 'name: a\nbase: { provider: debian }\n', 'recipe.admin.ssh: with SSH off (over_tor and lan both false) nobody could ever log in'],
-  ['admin user root', 'name: a\nadmin: { user: root }\n', 'recipe.admin.user: must not be root or a service account'],
+  ['admin user root', 'name: a\nadmin: { user: root }\n', 'recipe.admin.user: is a system account of Debian or Raspberry Pi OS'],
+  // A service's own account as the admin would get sudo without a password (security review M6, tested with messagebus).
+  ['admin user messagebus', 'name: a\nadmin: { user: messagebus }\n', 'recipe.admin.user: is a system account of Debian or Raspberry Pi OS, not a person\'s: the admin gets sudo without a password, so that service would too; choose another name (got "messagebus")'],
+  ['admin user systemd-network', 'name: a\nadmin: { user: systemd-network }\n', 'recipe.admin.user: is a system account of Debian or Raspberry Pi OS'],
+  ['client auth name used twice', `name: a\ntor:\n  client_auth:\n    keys:\n      - { name: alice, public_key: ${'A'.repeat(52)} }\n      - { name: alice, public_key: ${'B'.repeat(52)} }\n`, 'recipe.tor.client_auth.keys[1].name: is already the name of keys[0]'],
   ['USB label too long', 'name: a\nexport: { usb_label: MY-SIMPLEX-STICK }\n', 'recipe.export.usb_label: must be 1–11 upper-case letters'],
   ['unknown export format', 'name: a\nexport: { formats: [pdf] }\n', 'recipe.export.formats[0]: must be txt, json or qr'],
   ['outbound policy unknown', 'name: a\nnetwork: { outbound: firewall }\n', 'recipe.network.outbound: must be tor-only or open'],

@@ -36,6 +36,8 @@ const NAMES = [
   'simplex-smp@${',
   'descriptor:x25519:',
   'sudoers.d/simplex-pi',
+  'client-${',
+  layout.SELF_KEY_NAME,
 ];
 
 /** The layout's ports, as numbers typed in code or a template (`22` only in templates: code has 22 in other senses). */
@@ -115,6 +117,8 @@ describe('one source for the image layout (builder/plan/layout.ts)', () => {
     expect(copiesIn('builder/x.ts', 'for (const s of plan.tor.services) {}')).toEqual([]);
     const device = "export const DONE = '/var/lib/simplex-pi/firstboot.done';\nconst unit = 'tor@default.service';\n";
     expect(copiesIn('builder/device/x.ts', device)).toEqual(expect.arrayContaining(['builder/device/x.ts:1: /var/lib/simplex-pi/firstboot.done', 'builder/device/x.ts:2: tor@default.service']));
+    // The names the Pi gives its own client keys, which the recipe schema refuses for the recipe's keys.
+    expect(copiesIn('builder/device/x.ts', "newClientKey(`client-${i}`);\nconst SELF = 'simplex-pi-relays';\n")).toEqual(['builder/device/x.ts:1: client-${', 'builder/device/x.ts:2: simplex-pi-relays']);
     // An exception holds only for its own file, and only as often as it says.
     expect(copiesIn('builder/image/other.ts', "PATH: '/usr/local/bin:/usr/bin'")).toEqual(['builder/image/other.ts:1: /usr/local/bin']);
     expect(copiesIn('builder/image/chroot.ts', "PATH: '/usr/local/bin'\nconst x = '/usr/local/bin/smp-server';\n")).toEqual(expect.arrayContaining(['builder/image/chroot.ts:2: /usr/local/bin']));

@@ -1,7 +1,10 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseRecipe } from '../../builder/recipe/load.ts';
+import { UserError } from '../../builder/errors.ts';
+import { MAX_ALIAS_COUNT, parseRecipe } from '../../builder/recipe/load.ts';
 import { closest } from '../../builder/recipe/errors.ts';
+import { RELAY_USER, SELF_KEY_NAME, TOR_USER, generatedClientName } from '../../builder/plan/layout.ts';
+import { isSystemAccountName } from '../../builder/recipe/system-accounts.ts';
 
 const errorOf = (text: string): string => {
   try {
@@ -65,6 +68,84 @@ describe('recipe loading', () => {
     expect(errorOf('name: [a\n')).toMatch(/^r\.yaml is not valid YAML/);
     expect(errorOf('name: a\nname: b\n')).toMatch(/^r\.yaml is not valid YAML/);
     expect(errorOf('- a\n- b\n')).toContain('a recipe is a YAML mapping');
+  });
+
+  it('refuses a YAML alias bomb ("billion laughs") as a recipe error naming the file, and still reads a few aliases', () => {
+    // Nine levels of nine aliases: a few hundred bytes that would expand to 9^9 strings.
+    const levels = Array.from({ length: 9 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`);
+    const bomb = `name: bomb\nl0: &l0 lol\n${levels.join('\n')}\n`;
+    let thrown: unknown;
+    try {
+      parseRecipe(bomb, 'bomb.yaml');
+    } catch (error) {
+      thrown = error;
+    }
+    // A UserError is printed as "error: …" without a stack; anything else is reported as a bug.
+    expect(thrown).toBeInstanceOf(UserError);
+    expect((thrown as Error).message).toMatch(/^bomb\.yaml is not valid YAML: its aliases \(\*name\) expand into too many copies .*billion laughs.*write the values out/);
+    // An alias before its anchor is the recipe's mistake too, not a bug.
+    expect(() => parseRecipe('name: *x\n', 'r.yaml')).toThrow(UserError);
+    expect(errorOf('name: *x\n')).toMatch(/^r\.yaml is not valid YAML: Unresolved alias.*: x/);
+    // Aliases within the limit are ordinary YAML.
+    const reused = `name: &n home\ndescription: *n\nmodels: [&m pi4, ${Array(MAX_ALIAS_COUNT - 1).fill('*m').join(', ')}]\n`;
+    const recipe = parseRecipe(reused, 'r.yaml');
+    expect(recipe).toMatchObject({ name: 'home', description: 'home' });
+    expect(recipe.models).toHaveLength(MAX_ALIAS_COUNT);
+  });
+
+  describe('tor.client_auth.keys names: one file each in authorized_clients/', () => {
+    const key = 'A'.repeat(52);
+    const recipe = (names: string[], generate = 0): string =>
+      `name: a\ntor:\n  client_auth:\n    generate: ${generate}\n    keys:\n${names.map((n) => `      - { name: ${JSON.stringify(n)}, public_key: ${key} }\n`).join('')}`;
+
+    it('refuses a name used twice, naming the first use (the second key would overwrite the first one\'s .auth)', () => {
+      const message = errorOf(recipe(['alice', 'bob', 'alice']));
+      expect(message).toContain('recipe.tor.client_auth.keys[2].name: is already the name of keys[0]; each key needs its own name');
+      expect(message).toContain('(got "alice")');
+      // Reported once, at the second use: the first is not the mistake.
+      expect(message).not.toContain('keys[0].name');
+    });
+
+    it('refuses the names the Pi gives its own keys: client-1 … client-N with generate: N, and its key for its relays', () => {
+      expect(errorOf(recipe(['client-3'], 3))).toContain('recipe.tor.client_auth.keys[0].name: is the name of a key the Pi makes itself (generate: 3 makes client-1 … client-3); choose another name (got "client-3")');
+      expect(errorOf(recipe(['client-1'], 1))).toContain('(generate: 1 makes client-1)');
+      expect(errorOf(recipe([SELF_KEY_NAME]))).toContain(`recipe.tor.client_auth.keys[0].name: is the name of the Pi's own key for its relays; choose another name (got "${SELF_KEY_NAME}")`);
+      expect(generatedClientName(3)).toBe('client-3');
+      // Beyond what generate makes, and without generate, client-N is a name like any other.
+      expect(parseRecipe(recipe(['client-4', 'client-10'], 3), 'r.yaml').tor.client_auth.keys.map((k) => k.name)).toEqual(['client-4', 'client-10']);
+      expect(() => parseRecipe(recipe(['client-1']), 'r.yaml')).not.toThrow();
+    });
+
+    it.each(['../x', 'a.b', '-rf', '_x', 'A', '', 'a'.repeat(33), 'a b'])('refuses %j, which is not a safe file name', (name) => {
+      expect(errorOf(recipe([name]))).toContain('recipe.tor.client_auth.keys[0].name: must be 1–32 lower-case letters, digits, - or _, starting with a letter or digit');
+    });
+
+    it('accepts distinct names of letters, digits, - and _', () => {
+      expect(parseRecipe(recipe(['alice', 'bob-2', 'c_d', '0', 'a'.repeat(32)], 2), 'r.yaml').tor.client_auth.keys).toHaveLength(5);
+    });
+  });
+
+  describe('admin.user: never a system account, which would get sudo without a password', () => {
+    const admin = (user: string) => `name: a\nadmin: { user: ${JSON.stringify(user)} }\n`;
+
+    it.each(['root', 'daemon', 'nobody', 'www-data', 'messagebus', 'sshd', 'avahi', 'polkitd', 'tss', 'debian-tor', 'simplex', '_apt', '_chrony', 'systemd-network', 'systemd-timesync'])(
+      'refuses %s naming the field',
+      (user) => {
+        expect(errorOf(admin(user))).toContain(
+          `recipe.admin.user: is a system account of Debian or Raspberry Pi OS, not a person's: the admin gets sudo without a password, so that service would too; choose another name (got "${user}")`,
+        );
+      },
+    );
+
+    it("refuses the image's own service users, whatever layout.ts names them", () => {
+      expect(errorOf(admin(RELAY_USER))).toContain('recipe.admin.user: is a system account');
+      expect(errorOf(admin(TOR_USER))).toContain('recipe.admin.user: is a system account');
+    });
+
+    it("accepts people's names, including ones that only start like a system account", () => {
+      for (const user of ['admin', 'alice', 'rooter', 'sysadmin', 'bin2', 'systemd']) expect(parseRecipe(admin(user), 'r.yaml').admin.user).toBe(user);
+      expect(isSystemAccountName('admin')).toBe(false);
+    });
   });
 
   it('suggests close names only', () => {
