@@ -2,9 +2,13 @@ import { cp, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promis
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { REPO, scratch } from '../helpers/env.ts';
+import { scratch } from '../helpers/env.ts';
 import { debianPackage } from '../helpers/debian-packages.ts';
 import { orderedAfter, readUnitOrder } from '../helpers/unit-order.ts';
+import { UNITS } from '../../builder/plan/layout.ts';
+import { resolvePlan } from '../../builder/plan/plan.ts';
+import { parseRecipe } from '../../builder/recipe/load.ts';
+import { renderImageFiles } from '../../builder/render/render.ts';
 
 // Raspberry Pi Imager's customisation runs on first boot through a consumer in the base (cloud-init, rpi-preseed;
 // systemd-format firstrun.sh runs in a boot of its own). Our first-boot unit must come after the part of it that
@@ -13,8 +17,15 @@ import { orderedAfter, readUnitOrder } from '../helpers/unit-order.ts';
 // (Raspberry Pi OS Trixie's cloud-init is built from the same 25.x sources); rpi-preseed's is a stand-in with the
 // ordering of raspberrypi/rpi-preseed systemd/rpi-preseed.service.
 
-const UNIT = join(REPO, 'overlays/rootfs/etc/systemd/system/simplex-pi-firstboot.service');
-const FIRSTBOOT = 'simplex-pi-firstboot.service';
+const FIRSTBOOT = UNITS.firstboot;
+
+/** Our first-boot unit as the build renders it into the image. */
+async function renderedUnit(): Promise<string> {
+  const entries = await renderImageFiles(resolvePlan(parseRecipe('name: imager-units\n', 'test')));
+  const unit = entries.find((e) => e.path === `/etc/systemd/system/${FIRSTBOOT}`);
+  if (!unit?.content) throw new Error(`the render has no ${FIRSTBOOT}`);
+  return unit.content.toString('utf8');
+}
 
 const RPI_PRESEED = `[Unit]
 After=local-fs.target systemd-sysusers.service systemd-tmpfiles-setup.service
@@ -87,24 +98,24 @@ describe("the first-boot unit and Raspberry Pi Imager's customisation", () => {
     expect(await readdir(cloudInitUnits), `cloud-init ${cloudInitVersion}`).toEqual(expect.arrayContaining(['cloud-init-network.service', 'cloud-init-main.service', 'cloud-config.service']));
     const network = await readFile(join(cloudInitUnits, 'cloud-init-network.service'), 'utf8');
     expect(network).toMatch(/^Description=Cloud-init: Network Stage$/m);
-    const after = afterOf(await readFile(UNIT, 'utf8'));
+    const after = afterOf(await renderedUnit());
     expect(after).toEqual(expect.arrayContaining(['rpi-preseed.service', 'cloud-init-network.service', 'cloud-init.service']));
     for (const never of ['cloud-config.service', 'cloud-config.target', 'cloud-final.service', 'cloud-init.target', 'network-online.target']) expect(after).not.toContain(never);
   });
 
   it('never waits for the network, not even through cloud-init', { timeout: 60_000 }, async () => {
-    const waits = await waitsFor(await rootWith(await readFile(UNIT, 'utf8')));
+    const waits = await waitsFor(await rootWith(await renderedUnit()));
     expect(waits).toContain('cloud-init-network.service');
     for (const unit of ['network-online.target', 'cloud-config.service', 'cloud-final.service', 'NetworkManager-wait-online.service']) expect(waits.has(unit), unit).toBe(false);
   });
 
   it('systemd finds no ordering cycle with the consumers enabled', { timeout: 60_000 }, async () => {
-    const output = await verify(await rootWith(await readFile(UNIT, 'utf8')));
+    const output = await verify(await rootWith(await renderedUnit()));
     expect(output).not.toMatch(/ordering cycle|deleted to break/);
   });
 
   it('the checks can fail: after cloud-config.service the first boot waits for network-online.target, after cloud-final it is in a cycle', { timeout: 60_000 }, async () => {
-    const original = await readFile(UNIT, 'utf8');
+    const original = await renderedUnit();
     const ours = /^After=rpi-preseed\.service .*$/m;
     expect(original).toMatch(ours);
     const config = original.replace(ours, 'After=rpi-preseed.service cloud-config.service');
