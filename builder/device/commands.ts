@@ -1,5 +1,5 @@
 import type { Command } from '../command-table.ts';
-import { DEVICE_COMMAND, STATE_DIR, UNITS } from '../plan/layout.ts';
+import { DEVICE_COMMAND, STATE_DIR, UNITS, unitName } from '../plan/layout.ts';
 
 /**
  * The device program's commands (DEVICE_COMMAND on the Pi), declared once: main.ts parses and
@@ -40,6 +40,6 @@ export const DEVICE_COMMANDS: Command[] = [
     summary:
       `What ${UNITS.firstboot} runs once, before Tor: onion keys, client-authorization keys, \`init\` of every relay, the INI ` +
       'settings, the addresses, then the USB export. Every step checks what exists, so running it again changes nothing; ' +
-      `\`journalctl -u ${UNITS.firstboot.replace(/\.service$/, '')}\` tells what it did.`,
+      `\`journalctl -u ${unitName(UNITS.firstboot)}\` tells what it did.`,
   },
 ];

@@ -1,7 +1,7 @@
 // The simplex-pi program on the Pi: bundled into one .mjs (at run time it needs only Node's built-ins; the QR code
 // library is bundled in) and run by Debian's Node 18/20.
 import { readFile } from 'node:fs/promises';
-import { PLAN_PATH, PLAN_SCHEMA_VERSION, STATE, UNITS } from '../plan/layout.ts';
+import { PLAN_PATH, PLAN_SCHEMA_VERSION, STATE, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { exportToStick } from './export.ts';
 import { status } from './status.ts';
@@ -16,7 +16,6 @@ async function runExport(plan: BuildPlan, device: string | undefined): Promise<v
 }
 
 const PLAN = process.env.SIMPLEX_PI_PLAN ?? PLAN_PATH;
-const unitName = (unit: string) => unit.replace(/\.service$/, '');
 
 async function loadPlan(): Promise<BuildPlan> {
   const plan = JSON.parse(await readFile(PLAN, 'utf8')) as BuildPlan;

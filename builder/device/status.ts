@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { promisify } from 'node:util';
-import { STATE, TOR_CONTROL_COOKIE, TOR_CONTROL_SOCKET, UNITS } from '../plan/layout.ts';
+import { STATE, TOR_CONTROL_COOKIE, TOR_CONTROL_SOCKET, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { runningHostname } from './export.ts';
 import { checkXftpQuota } from './storage.ts';
@@ -44,7 +44,7 @@ export async function torBootstrap(socket = TOR_CONTROL_SOCKET, cookieFile = TOR
     if (!phase) return `unknown (Tor answered: ${reply.split('\r\n')[0]})`;
     return phase.progress === 100 ? 'connected to the Tor network (100%)' : `connecting: ${phase.progress}% (${phase.summary})`;
   } catch (error) {
-    return `unknown: cannot ask Tor (${(error as Error).message}); is tor running? \`systemctl status ${UNITS.tor.replace(/\.service$/, '')}\``;
+    return `unknown: cannot ask Tor (${(error as Error).message}); is tor running? \`systemctl status ${unitName(UNITS.tor)}\``;
   }
 }
 
@@ -59,14 +59,14 @@ export async function status(plan: BuildPlan): Promise<string> {
   // Raspberry Pi Imager may have given the Pi another host name than the recipe's; the stick's folder uses this one.
   const lines: string[] = [`simplex-pi "${plan.name}" on ${host}${host === plan.hostname ? '' : ` (the recipe named it ${plan.hostname})`}`, ''];
   const done = await readFile(STATE.firstbootDone, 'utf8').catch(() => undefined);
-  lines.push(done ? `First boot: finished ${done.trim()}` : `First boot: NOT FINISHED. See \`journalctl -u ${UNITS.firstboot.replace(/\.service$/, '')}\` for what it is doing or what went wrong.`);
+  lines.push(done ? `First boot: finished ${done.trim()}` : `First boot: NOT FINISHED. See \`journalctl -u ${unitName(UNITS.firstboot)}\` for what it is doing or what went wrong.`);
   const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
   const listening = listeningPorts(...tables);
   lines.push('', 'Services:');
   for (const { unit, port } of plan.reportedUnits) {
     const state = await unitState(unit);
     const ok = state === 'active' ? 'ok ' : '!! ';
-    lines.push(`  ${ok} ${unit.replace(/\.service$/, '').padEnd(20)} ${state}${port ? (listening.has(port) ? `, listening on ${port}` : `, NOT listening on ${port}`) : ''}`);
+    lines.push(`  ${ok} ${unitName(unit).padEnd(20)} ${state}${port ? (listening.has(port) ? `, listening on ${port}` : `, NOT listening on ${port}`) : ''}`);
   }
   if (plan.xftp) {
     const quota = await checkXftpQuota(plan.xftp.quota, plan.xftp.filesPath).catch((error: Error) => ({ ok: false, message: `cannot check the XFTP quota: ${error.message}` }));

@@ -56,6 +56,11 @@ export const UNITS = {
   growroot: 'simplex-pi-growroot.service',
 } as const;
 
+/** A unit as people type it (`journalctl -u simplex-pi-firstboot`): without `.service`. */
+export function unitName(unit: string): string {
+  return unit.replace(/\.service$/, '');
+}
+
 // Tor.
 /** The only directory Debian's tor unit may write: every onion service's keys live under it. */
 export const TOR_DIR = '/var/lib/tor';
