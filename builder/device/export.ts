@@ -116,7 +116,7 @@ export async function explicitExport(plan: BuildPlan, device: string | undefined
   let stick: BlockDevice;
   if (device) {
     stick = await describeDevice(device);
-    if (!isUsb(stick)) throw new StickRefused(`${device} is not a USB stick (udev: ID_BUS=${stick.bus ?? 'none'}): not writing to it`);
+    if (!isUsb(stick)) throw new StickRefused(`${device} is not a USB stick (udev names its bus ${stick.bus ?? 'nothing'}): not writing to it`);
   } else {
     const { usb } = await labelledDevices(label);
     if (usb.length !== 1) {

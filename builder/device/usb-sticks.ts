@@ -55,11 +55,12 @@ export async function labelledDevices(label: string): Promise<{ usb: BlockDevice
   return { usb: labelled.filter(isUsb), other: labelled.filter((d) => !isUsb(d)) };
 }
 
-/** What udev knows of one device (for a device named on the command line). */
+/** What udev knows of one device (for a device named on the command line); nothing, for a device it does not know. */
 export async function describeDevice(device: string): Promise<BlockDevice> {
-  const { stdout } = await runTool('udevadm', ['info', '--query=property', `--name=${device}`], { timeoutMs: 20_000 });
+  const unknown: BlockDevice = { device, bus: undefined, label: undefined, type: undefined, serial: undefined, fsUuid: undefined };
+  const { stdout } = await runTool('udevadm', ['info', '--query=property', `--name=${device}`], { timeoutMs: 20_000 }).catch(() => ({ stdout: '' }));
   const lines = stdout.split('\n').map((l) => `E: ${l}`).join('\n');
-  return parseUdevDb(lines)[0] ?? { device, bus: undefined, label: undefined, type: undefined, serial: undefined, fsUuid: undefined };
+  return { ...unknown, ...parseUdevDb(lines)[0], device };
 }
 
 /**
