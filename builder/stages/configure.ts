@@ -10,9 +10,10 @@ import type { MountedImage } from '../image/mount-image.ts';
 import { disarmRenameWizard } from '../image/userconf.ts';
 import { checkTimezone } from '../image/zoneinfo.ts';
 import { checkAdminUser } from '../image/admin-user.ts';
+import { checkFirewallUsers } from '../image/firewall-users.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { imageIds, writeEntries } from '../image/install.ts';
-import { renderImageFiles } from '../render/render.ts';
+import { OVERLAYS, renderImageFiles } from '../render/render.ts';
 import type { StageContext } from '../pipeline/context.ts';
 
 async function userExists(root: string, name: string): Promise<boolean> {
@@ -81,8 +82,10 @@ export async function configureStage(ctx: StageContext, { base, mounted }: { bas
   await checkTimezone(root, plan.timezone);
   // Before anything is written: an account of the image's own services must never become the sudo-without-password admin.
   if (plan.ssh.enabled && plan.ssh.authorizedKeys.length) await checkAdminUser(root, plan.ssh.user);
+  // The firewall may name only accounts the image has: one it lacks and the ruleset does not load at boot.
+  const users = await checkFirewallUsers(root, plan);
   await ensureUsers(ctx, root, plan);
-  const entries = await renderImageFiles(plan);
+  const entries = await renderImageFiles(plan, OVERLAYS, { users });
   await writeEntries(root, entries, await imageIds(root));
   for (const entry of entries) ctx.log.info(`wrote ${entry.path} (${entry.kind} ${entry.mode.toString(8)} ${entry.owner}:${entry.group})`);
   await copyRecipeOverlays(ctx, root);
