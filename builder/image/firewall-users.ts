@@ -12,13 +12,16 @@ import type { BuildPlan } from '../plan/plan.ts';
  * systemd-resolved's is named only where the image has it (render.ts).
  */
 const REQUIRED: ReadonlyArray<{ user: string; why: string }> = [
-  { user: TOR_USER, why: "Tor's own account, which the packages stage installs with tor: the build went wrong before this step" },
+  {
+    user: TOR_USER,
+    why: "tor's package creates it, and the packages stage installs tor: that step did not do its work. Build again; if it happens again, it is a bug",
+  },
   {
     user: TIMESYNC_USER,
     why:
       'systemd-timesyncd is not installed. With network.outbound: tor-only the firewall lets only systemd-timesyncd set the clock ' +
-      'over the network, and Tor does not work with a wrong clock. Use a base with systemd-timesyncd (Raspberry Pi OS and the ' +
-      'debian base have it), or set network.outbound: open',
+      'over the network (Tor does not work with a wrong clock), and a ruleset naming an account the image lacks does not load at all. ' +
+      'Use a base with systemd-timesyncd (Raspberry Pi OS and the debian base have it), or set network.outbound: open',
   },
 ];
 
@@ -28,7 +31,7 @@ export function firewallUsersProblem(passwd: string, plan: BuildPlan): string | 
   const names = new Set(parsePasswd(passwd).map((e) => e.name));
   const missing = REQUIRED.filter((r) => !names.has(r.user));
   if (!missing.length) return undefined;
-  return `the base image has no ${missing.map((m) => `"${m.user}" account (${m.why})`).join(', and no ')}.`;
+  return missing.map((m) => `the image has no "${m.user}" account: ${m.why}.`).join('\n');
 }
 
 /**
