@@ -70,9 +70,11 @@ async function imageInitFormat(ctx: StageContext, base: BaseImage, mounted: Moun
 
 /**
  * configure: Raspberry Pi Imager's init_format for this image (decided with the image in hand, handed on to emit),
- * the time zone checked against the image's tzdata, the relay user, the rendered configuration (the same files
- * `simplex-pi render` writes), the recipe's own overlays, the host name, cloud-init's package step left out
- * (cloud-init.ts says why), Raspberry Pi OS's first-user wizard disarmed (userconf.ts), and the relay units enabled.
+ * the time zone checked against the image's tzdata, the accounts the firewall names checked against its
+ * /etc/passwd (firewall-users.ts says why), the relay user, the rendered configuration (nearly the same files
+ * `simplex-pi render` writes: the firewall may name accounts only this image is known to have), the recipe's own
+ * overlays, the host name, cloud-init's package step left out (cloud-init.ts says why), Raspberry Pi OS's
+ * first-user wizard disarmed (userconf.ts), and the relay units enabled.
  */
 export async function configureStage(ctx: StageContext, { base, mounted }: { base: BaseImage; mounted: MountedImage }): Promise<{ initFormat: InitFormatChoice }> {
   const { plan } = ctx;
