@@ -42,10 +42,25 @@ export function asImage(passwd: string, argv: readonly string[]): string[] {
   return ['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$0" /etc/passwd && exec "$@"', passwd, ...argv];
 }
 
+/** Namespaces an earlier test process made and could not delete (it was killed): named after a process now gone. */
+async function removeOrphans(): Promise<void> {
+  const { stdout } = await execa('ip', ['netns', 'list']);
+  for (const name of String(stdout).split('\n').map((line) => line.split(' ')[0]!)) {
+    const pid = /^spi-[a-z]+-(\d+)$/.exec(name)?.[1];
+    if (!pid || Number(pid) === process.pid) continue;
+    try {
+      process.kill(Number(pid), 0);
+    } catch {
+      await execa('ip', ['netns', 'delete', name], { reject: false });
+    }
+  }
+}
+
 export class Netns {
   private constructor(readonly name: string) {}
 
   static async create(label: string): Promise<Netns> {
+    await removeOrphans();
     const ns = new Netns(`spi-${label}-${process.pid}`);
     await execa('ip', ['netns', 'add', ns.name]);
     await ns.run(['ip', 'link', 'set', 'lo', 'up']);

@@ -15,8 +15,9 @@ import { FIREWALL_ACCOUNTS, Listener, Netns, asImage, counters, imagePasswd, lin
  * namespaces are joined only to each other, and the addresses are private and documentation ranges.
  */
 const RECIPE = 'name: fw\nsmp: { instances: 1 }\nadmin: { ssh: { over_tor: true, lan: true } }\nnetwork: { outbound: tor-only }\n';
-const PI = { private4: '192.168.77.1', global4: '198.51.100.1', private6: 'fd00:77::1', global6: '2001:db8:77::1' };
-const LAN = { private4: '192.168.77.2', global4: '198.51.100.2', private6: 'fd00:77::2', global6: '2001:db8:77::2' };
+const PI = { private4: '192.168.77.1', linkLocal4: '169.254.77.1', global4: '198.51.100.1', private6: 'fd00:77::1', linkLocal6: 'fe80::77:1', global6: '2001:db8:77::1' };
+const LAN = { private4: '192.168.77.2', linkLocal4: '169.254.77.2', global4: '198.51.100.2', private6: 'fd00:77::2', linkLocal6: 'fe80::77:2', global6: '2001:db8:77::2' };
+const addresses = (a: typeof PI) => [`${a.private4}/24`, `${a.linkLocal4}/16`, `${a.global4}/24`, `${a.private6}/64`, `${a.linkLocal6}/64`, `${a.global6}/64`];
 
 describe.runIf(isRoot)('the tor-only firewall, loaded by the real nft and met by real programs', () => {
   const cleanups: Array<() => Promise<void>> = [];
@@ -55,7 +56,7 @@ describe.runIf(isRoot)('the tor-only firewall, loaded by the real nft and met by
     cleanups.push(() => pi.delete());
     lan = await Netns.create('lan');
     cleanups.push(() => lan.delete());
-    await link(pi, lan, { a: [`${PI.private4}/24`, `${PI.global4}/24`, `${PI.private6}/64`, `${PI.global6}/64`], b: [`${LAN.private4}/24`, `${LAN.global4}/24`, `${LAN.private6}/64`, `${LAN.global6}/64`] });
+    await link(pi, lan, { a: addresses(PI), b: addresses(LAN) });
     await pi.run(asImage(passwd.path, ['nft', '-f', join(dir, 'nftables.conf')]));
     atLan = await Listener.start(lan, [53, 67, 123, 443, 547]);
     cleanups.push(() => atLan.stop());
@@ -143,12 +144,14 @@ describe.runIf(isRoot)('the tor-only firewall, loaded by the real nft and met by
     const delta = await around(async () => {
       expect(await probe(lan, ['tcp', PI.private4, '22', LAN.private4])).toBe('connected');
       expect(await probe(lan, ['tcp', PI.private6, '22', LAN.private6])).toBe('connected');
+      expect(await probe(lan, ['tcp', PI.linkLocal4, '22', LAN.linkLocal4])).toBe('connected');
+      expect(await probe(lan, ['tcp', `${PI.linkLocal6}%vb`, '22', `${LAN.linkLocal6}%vb`])).toBe('connected');
       expect(await probe(lan, ['tcp', PI.global4, '22', LAN.global4])).toBe('timeout');
       expect(await probe(lan, ['tcp', PI.global6, '22', LAN.global6])).toBe('timeout');
     }, 'input');
-    expect(delta('SSH from the local network, IPv4 (recipe: admin.ssh.lan)')).toBe(1);
-    expect(delta('SSH from the local network, IPv6 (recipe: admin.ssh.lan)')).toBe(1);
-    expect((await atPi.got('tcp', 22)).sort()).toEqual([LAN.private4, LAN.private6].sort());
+    expect(delta('SSH from the local network, IPv4 (recipe: admin.ssh.lan)')).toBe(2);
+    expect(delta('SSH from the local network, IPv6 (recipe: admin.ssh.lan)')).toBe(2);
+    expect((await atPi.got('tcp', 22)).map((a) => a.replace(/%.*$/, '')).sort()).toEqual([LAN.private4, LAN.linkLocal4, LAN.private6, LAN.linkLocal6].sort());
   });
 
   it("each relay's start check passes with the table loaded and refuses, saying why, without it", async () => {
