@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { cp, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import { cp, readFile, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
@@ -8,7 +8,8 @@ import { listPresets } from '../../builder/recipe/presets.ts';
 import { cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';
 import { type ClientKey, authPrivate } from '../../builder/device/client-auth.ts';
 import { base32, newOnionKey } from '../../builder/device/onion.ts';
-import { nftCheck, sshdCheck, systemdExposure, systemdRoot, systemdVerify, torOnionAuthView, torRun, torVerify } from '../helpers/real-tools.ts';
+import { UNITS } from '../../builder/plan/layout.ts';
+import { nftCheck, sshdCheck, standInBasePrograms, systemdExposure, systemdRoot, systemdVerify, torOnionAuthView, torRun, torVerify } from '../helpers/real-tools.ts';
 
 const presets = await listPresets();
 
@@ -47,6 +48,16 @@ describe.each(presets.map((p) => [p.recipe.name, p.file] as const))('preset %s, 
     const units = [...rendered.plan.smp.instances.map((i) => i.unit), ...(rendered.plan.xftp ? [rendered.plan.xftp.unit] : [])];
     expect(await systemdVerify(root, units)).toBe('');
     for (const unit of [units[0]!, units.at(-1)!]) expect(await systemdExposure(root, unit)).toBeLessThanOrEqual(2.0);
+  });
+
+  it('fail closed: systemd makes Tor, sshd and every relay require nftables.service (in a root without it, it refuses to start them)', async () => {
+    const root = await systemdRoot(rendered.rootfs);
+    const units = [UNITS.tor, UNITS.ssh, ...rendered.plan.smp.instances.map((i) => i.unit), ...(rendered.plan.xftp ? [rendered.plan.xftp.unit] : [])];
+    await standInBasePrograms(root, units);
+    expect(await systemdVerify(root, units)).toBe('');
+    await rm(join(root, 'usr/lib/systemd/system', UNITS.nftables));
+    const refused = await systemdVerify(root, units);
+    for (const unit of units) expect(refused).toContain(`${unit}: Failed to create ${unit}/start: Unit ${UNITS.nftables} not found.`);
   });
 });
 
@@ -215,8 +226,11 @@ describe('recipe options, rendered and checked by the real tools', () => {
     const result = await nftCheck(rendered.rootfs);
     expect(result.ok, result.output).toBe(true);
     const nft = await readFile(join(rendered.rootfs, 'etc/nftables.conf'), 'utf8');
-    expect(nft).toContain('tcp dport 22 accept');
-    expect(nft).toContain('icmp type echo-request limit rate 5/second accept');
+    // From private and link-local sources only: never the whole IPv6 internet.
+    expect(nft).toMatch(/^\t\tip saddr \{ 10\.0\.0\.0\/8, 172\.16\.0\.0\/12, 192\.168\.0\.0\/16, 169\.254\.0\.0\/16 \} tcp dport 22 counter accept /m);
+    expect(nft).toMatch(/^\t\tip6 saddr \{ fe80::\/10, fc00::\/7 \} tcp dport 22 counter accept /m);
+    expect(nft).not.toMatch(/^\t\ttcp dport 22/m);
+    expect(nft).toContain('icmp type echo-request limit rate 5/second counter accept');
     expect(nft).toMatch(/hook output priority filter; policy accept;/);
     expect(nft).not.toMatch(/dport 600[01]\b/);
   });
