@@ -64,7 +64,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
 
   /** A request to the agent that changes something in the VM (messages, relays); it must have worked. */
   const ask = async (vm: Vm, request: string) => {
-    const answer = await vm.report<{ ok: boolean; output?: string; count?: number | null; killSignal?: string; journal?: string }>(request, 180_000);
+    const answer = await vm.report<{ ok: boolean; output?: string; count?: number | null; killSignal?: string; journal?: string; state?: Record<string, string>; listening?: boolean }>(request, 180_000);
     expect(answer.ok, `${request}: ${answer.output}`).toBe(true);
     return answer;
   };
@@ -272,7 +272,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   );
 
   it(
-    'firewall: a host port forwarded to a listening relay never reaches it; nftables alone and the unit\'s IPAddressDeny alone each stop it; with both down it does (the control)',
+    'firewall: a host port forwarded to a listening relay never reaches it; nftables alone and the unit\'s IPAddressDeny alone each stop it; with both down it does (the control); inside, only Tor and the time daemon leave; without the ruleset a relay stays stopped',
     { timeout: BOOT_LIMIT + 5 * 60_000 },
     track(async () => {
       const relay = plan.smp.instances[0]!;
@@ -310,6 +310,31 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
 
       // As shipped: both layers up.
       expect(await knock(10_000)).toEqual({ answered: false, reached: 0 });
+
+      // tor-only from inside the Pi (security review M3): only Tor leaves, and DNS and NTP only for the time
+      // daemon (and, on this base, the resolver). 192.0.2.1 is a documentation address the restricted network
+      // never delivers: a refusal can only come from nftables. Counters are compared before and after each probe.
+      type Probe = { ok: boolean; output?: string; outcome: string; met: string[]; counters: Record<string, number> };
+      const probe = async (args: string) => {
+        const result = await vm.report<Probe>(`probe ${args}`, 60_000);
+        expect(result.ok, result.output).toBe(true);
+        return result;
+      };
+      const rootDns = await probe('tcp 192.0.2.1 53 root');
+      expect(rootDns.outcome, 'root, TCP to port 53 of an address that is not the resolver').toBe('ECONNREFUSED');
+      expect(rootDns.met).toContain('not Tor');
+      expect(rootDns.met).not.toContain('DNS: systemd-timesyncd, for its NTP servers');
+      const userNtp = await probe('udp 192.0.2.1 123 nobody');
+      expect(userNtp.outcome, 'a normal user, UDP to port 123').toBe('EPERM');
+      expect(userNtp.met).toContain('not Tor');
+      expect(userNtp.met).not.toContain('NTP: systemd-timesyncd');
+      // The control: the same packets from the time daemon's user pass the output chain (its rules count them).
+      const timesyncNtp = await probe('udp 192.0.2.1 123 systemd-timesync');
+      expect(timesyncNtp.outcome).toBe('sent');
+      expect(timesyncNtp.met).toContain('NTP: systemd-timesyncd');
+      const timesyncDns = await probe('udp 192.0.2.1 53 systemd-timesync');
+      expect(timesyncDns.outcome).toBe('sent');
+      expect(timesyncDns.met).toContain('DNS: systemd-timesyncd, for its NTP servers');
       // nftables alone.
       expect((await control('unit-ip-open')).ipAddressDeny).toBe('IPAddressDeny=');
       expect(await knock(10_000)).toEqual({ answered: false, reached: 0 });
@@ -322,6 +347,13 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       const open = await knock(20_000);
       expect(open.answered).toBe(true);
       expect(open.reached).toBeGreaterThanOrEqual(1);
+
+      // Fail closed (security review L6): with the ruleset gone, a relay does not start again; with it back, it does.
+      const stopped = await ask(vm, 'relay try-restart 1');
+      expect(stopped, stopped.output).toMatchObject({ state: { ActiveState: expect.not.stringMatching(/^active$/) }, listening: false });
+      expect(stopped.journal).toContain('The firewall is not loaded (nftables has no table inet simplex_pi), so this relay stays stopped');
+      expect((await control('nft-restore')).nftTables).toContain('simplex_pi');
+      await ask(vm, 'relay wait-active 1');
       await vm.powerOff();
     }),
   );

@@ -18,10 +18,15 @@
 //   relay slow-save <n> <ms> -> the stand-in pauses <ms> after each 8 KiB it saves (runtime drop-in), the
 //               kernel writes dirty pages back within a second, and relay n restarts to take it
 //   relay stop <n> -> ask systemd to stop relay n and answer at once, once it has started saving
+//   relay try-restart <n> -> restart relay n's unit, whatever comes of it: its state, whether it listens, its journal
+//   relay wait-active <n> -> wait up to 60 s for relay n to be active and listening again
 //   export   -> the owner's explicit `simplex-pi export` (root), with its output and exit status
 //   journal-secrets -> which of the Pi's secrets (relay passwords, client private keys) stand in the journal:
 //               `journalctl -o export` of every boot kept, and the raw bytes of every journal file; a control
 //               line logged first shows both readings would find one
+//   probe <tcp|udp> <address> <port> <user> -> as that user, open a TCP connection (or send a UDP datagram) and
+//               say what happened (connected, sent, timeout or the error code), with the output chain's nftables
+//               counters before and after, by rule comment: which rule the packet met
 //   poweroff -> a clean shutdown
 // Reads what the shipped system wrote; changes nothing but the power state and, when asked, those two layers,
 // the messages on a relay and a relay's stop signal (until the next boot).
@@ -136,6 +141,49 @@ function journalSecrets() {
     inExport: all.filter((secret) => exported.includes(secret)),
     inFiles: all.filter((secret) => contents.some((buffer) => buffer.includes(secret))),
   };
+}
+
+/** The packet counters of the firewall's output chain, by each rule's comment (the final reject's too). */
+function outputCounters() {
+  const counters = {};
+  try {
+    const ruleset = JSON.parse(execFileSync('nft', ['-j', 'list', 'chain', 'inet', 'simplex_pi', 'output'], { encoding: 'utf8' }));
+    for (const item of ruleset.nftables) {
+      const rule = item.rule;
+      if (!rule) continue;
+      const counter = rule.expr.find((e) => e.counter)?.counter;
+      if (counter) counters[rule.comment ?? `handle ${rule.handle}`] = counter.packets;
+    }
+  } catch {
+    // No ruleset loaded: no counters.
+  }
+  return counters;
+}
+
+const PROBE = `
+const [proto, host, port] = process.argv.slice(1);
+const done = (result) => { console.log(result); process.exit(0); };
+if (proto === 'tcp') {
+  const socket = require('node:net').connect({ host, port: Number(port) });
+  socket.setTimeout(4000, () => done('timeout'));
+  socket.on('connect', () => done('connected'));
+  socket.on('error', (error) => done(error.code));
+} else {
+  const socket = require('node:dgram').createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  socket.on('error', (error) => done(error.code));
+  socket.send(Buffer.from('simplex-pi-e2e probe'), Number(port), host, (error) => (error ? done(error.code) : setTimeout(() => done('sent'), 1000)));
+}`;
+
+function probe([proto, host, port, user]) {
+  const before = outputCounters();
+  const node = process.execPath;
+  const account = readFileSync('/etc/passwd', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[0] === user);
+  if (!account) return { ok: false, output: `no user ${user} on this image` };
+  const command = ['setpriv', [`--reuid=${account[2]}`, `--regid=${account[3]}`, '--clear-groups', node, '-e', PROBE, proto, host, port]];
+  const outcome = sh(command[0], command[1]).trim();
+  const after = outputCounters();
+  const met = Object.keys(after).filter((rule) => after[rule] !== before[rule]);
+  return { ok: true, outcome, met, counters: after };
 }
 
 function explicitExport() {
@@ -309,7 +357,7 @@ function runtimeDropIn(instance, name, text) {
 async function relay(args) {
   const [verb, n, ms] = args;
   const instance = plan.smp.instances[Number(n) - 1];
-  if (!instance || !['restart', 'sigterm', 'slow-save', 'stop'].includes(verb)) return { ok: false, output: `unknown relay request ${args.join(' ')}` };
+  if (!instance || !['restart', 'sigterm', 'slow-save', 'stop', 'try-restart', 'wait-active'].includes(verb)) return { ok: false, output: `unknown relay request ${args.join(' ')}` };
   if (verb === 'stop') {
     sh('systemctl', ['stop', '--no-block', instance.unit]);
     for (let i = 0; i < 120; i++) {
@@ -317,6 +365,20 @@ async function relay(args) {
       await sleep(500);
     }
     return { ok: false, output: `${instance.unit} did not start saving` };
+  }
+  const isListening = () => listening().some((l) => l.endsWith(`:${instance.localPort}`));
+  const journal = () => sh('journalctl', ['-b', '-u', instance.unit, '-o', 'cat', '--no-pager']);
+  if (verb === 'try-restart') {
+    const output = sh('systemctl', ['restart', instance.unit]);
+    await sleep(3000);
+    return { ok: true, output, state: unit(instance.unit), listening: isListening(), journal: journal() };
+  }
+  if (verb === 'wait-active') {
+    for (let i = 0; i < 60; i++) {
+      if (unit(instance.unit).ActiveState === 'active' && isListening()) return { ok: true, seconds: i };
+      await sleep(1000);
+    }
+    return { ok: false, output: `${instance.unit} is ${unit(instance.unit).ActiveState}: ${journal().slice(-2000)}` };
   }
   if (verb === 'sigterm') runtimeDropIn(instance, 'e2e-sigterm', 'KillSignal=SIGTERM');
   if (verb === 'slow-save') {
@@ -375,6 +437,7 @@ async function serve(fd) {
       else if (request === 'journal') send(fd, { event: 'journal', report: { journal: sh('journalctl', ['-b', '-u', plan.smp.instances[0].unit, '-o', 'cat', '--no-pager']) } });
       else if (request === 'system') send(fd, { event: 'system', report: system() });
       else if (request === 'export') send(fd, { event: 'export', report: explicitExport() });
+      else if (request.startsWith('probe ')) send(fd, { event: 'probe', report: probe(request.split(' ').slice(1)) });
       else if (request === 'journal-secrets') send(fd, { event: 'journal-secrets', report: journalSecrets() });
       else if (request.startsWith('control ')) send(fd, { event: 'control', report: control(request.slice('control '.length)) });
       else if (request.startsWith('messages ')) send(fd, { event: 'messages', report: await messages(request.split(' ').slice(1)) });
