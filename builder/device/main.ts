@@ -8,6 +8,7 @@ import { status } from './status.ts';
 import { firstboot } from './firstboot.ts';
 import { commandHelp, parseCommand, programHelp, wantsHelp, type Parsed } from '../command-table.ts';
 import { COMMAND_NAME, DEVICE_COMMANDS } from './commands.ts';
+import { redactPasswords } from './redact.ts';
 
 async function runExport(plan: BuildPlan, device: string | undefined): Promise<void> {
   const result = await exportToStick(plan, device);
@@ -27,7 +28,8 @@ async function loadPlan(): Promise<BuildPlan> {
 const HANDLERS: Record<string, (parsed: Parsed<{ device?: string }>) => Promise<void>> = {
   firstboot: async () => {
     const plan = await loadPlan();
-    await firstboot(plan, (line) => console.log(line));
+    // The first-boot unit writes to the journal, which the card keeps: no password goes there.
+    await firstboot(plan, (line) => console.log(redactPasswords(line)));
     // A stick already plugged in gets the addresses now; one plugged in later, through the udev rule.
     await runExport(plan, undefined);
   },
@@ -69,7 +71,8 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
     const command = process.argv[2];
-    console.error(`simplex-pi ${command ?? ''}: ${error instanceof Error ? error.message : String(error)}`);
+    // Under a unit (first boot, the export) this goes to the journal: an error may quote a server's output.
+    console.error(redactPasswords(`simplex-pi ${command ?? ''}: ${error instanceof Error ? error.message : String(error)}`));
     if (command === 'firstboot') {
       console.error(
         'First boot did not finish. Nothing already made is lost: it continues where it stopped at the next boot ' +

@@ -104,7 +104,7 @@ describe('team: the published guide\'s topology without its mistakes', () => {
       expect(unit).toContain(`ConditionPathExists=/etc/opt/simplex-smp${n}/smp-server.ini\n`);
       expect(unit).toContain(`ReadWritePaths=/var/opt/simplex-smp${n}\n`);
       expect(unit).toContain(`ExecStartPre=/usr/local/lib/simplex-pi/set-aside-torn-record /var/opt/simplex-smp${n}/smp-server-messages.log /var/opt/simplex-smp${n}/smp-server-ntfs.log\n`);
-      expect(unit).toContain('ExecStart=/usr/local/bin/smp-server start +RTS -N -RTS\n');
+      expect(unit).toContain('ExecStart=/usr/local/lib/simplex-pi/redact-passwords /usr/local/bin/smp-server start +RTS -N -RTS\n');
       expect(unit).not.toMatch(/BindPaths|ln -s|%i/);
       expect(unit).toMatch(/^User=simplex$/m);
     }
