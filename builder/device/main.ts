@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { PLAN_PATH, PLAN_SCHEMA_VERSION, STATE, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { exportToStick } from './export.ts';
-import { status } from './status.ts';
+import { denied, status } from './status.ts';
 import { firstboot } from './firstboot.ts';
 import { commandHelp, parseCommand, programHelp, wantsHelp, type Parsed } from '../command-table.ts';
 import { COMMAND_NAME, DEVICE_COMMANDS } from './commands.ts';
@@ -38,7 +38,11 @@ const HANDLERS: Record<string, (parsed: Parsed<{ device?: string }>) => Promise<
     process.stdout.write(await status(await loadPlan()));
   },
   addresses: async () => {
-    process.stdout.write(await readFile(STATE.addresses, 'utf8').catch(() => `No addresses yet: first boot has not finished (journalctl -u ${unitName(UNITS.firstboot)}).\n`));
+    const addresses = await readFile(STATE.addresses, 'utf8').catch((error: unknown) => {
+      if (denied(error)) throw new Error(`permission denied: the addresses hold the relays' passwords, and only root may read them; run \`sudo ${COMMAND_NAME} addresses\``);
+      return `No addresses yet: first boot has not finished (journalctl -u ${unitName(UNITS.firstboot)}).\n`;
+    });
+    process.stdout.write(addresses);
   },
 };
 
