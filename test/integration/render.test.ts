@@ -70,6 +70,12 @@ describe('team: the published guide\'s topology without its mistakes', () => {
     for (const s of services) expect(s.dir).toMatch(/^\/var\/lib\/tor\/[a-z0-9-]+$/);
   });
 
+  it('every onion service has its introduction points rate-limit introductions, which tor --verify-config accepts (above)', () => {
+    const blocks = torConf.split(/\n(?=HiddenServiceDir )/).slice(1);
+    expect(blocks).toHaveLength(12);
+    for (const block of blocks) expect(block.split('\n\n')[0]).toMatch(/^HiddenServiceEnableIntroDoSDefense 1$/m);
+  });
+
   it('mistake avoided: the SOCKS proxy is set in [PROXY] as 127.0.0.1:9050, not localhost (which simplexmq cannot parse)', () => {
     for (const instance of rendered.plan.smp.instances) {
       expect(instance.ini).toContainEqual({ section: 'PROXY', key: 'socks_proxy', value: '127.0.0.1:9050' });
