@@ -76,6 +76,12 @@ describe('team: the published guide\'s topology without its mistakes', () => {
     for (const block of blocks) expect(block.split('\n\n')[0]).toMatch(/^HiddenServiceEnableIntroDoSDefense 1$/m);
   });
 
+  it("the image tells NetworkManager not to send the host name to the LAN's DHCP server (Raspberry Pi OS's network)", async () => {
+    const conf = await readFile(join(rendered.rootfs, 'etc/NetworkManager/conf.d/simplex-pi.conf'), 'utf8');
+    expect(conf).toMatch(/^\[connection\]\nipv4\.dhcp-send-hostname=0\nipv6\.dhcp-send-hostname=0\n$/m);
+    expect(await readFile(join(rendered.out, 'files.txt'), 'utf8')).toMatch(/^-0644 root:root\s+\/etc\/NetworkManager\/conf\.d\/simplex-pi\.conf$/m);
+  });
+
   it('mistake avoided: the SOCKS proxy is set in [PROXY] as 127.0.0.1:9050, not localhost (which simplexmq cannot parse)', () => {
     for (const instance of rendered.plan.smp.instances) {
       expect(instance.ini).toContainEqual({ section: 'PROXY', key: 'socks_proxy', value: '127.0.0.1:9050' });
