@@ -1,6 +1,6 @@
 import { closeSync, constants, fsyncSync, openSync } from 'node:fs';
 import { type FileHandle, lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 
 /** Owner for files the device program writes: Tor's and the relays' files must belong to them. */
 export interface Owner {
@@ -17,21 +17,44 @@ function fsyncDir(dir: string): void {
   }
 }
 
+const DIRECTORY = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
 /**
- * A directory itself, never what a symbolic link in its place points to. The directories first boot writes into
- * belong to Tor's user and the relay user, who can put a link where one of theirs was; root following it would
- * change the mode, owner or contents of whatever it points to (the recovery path, `systemctl restart` of first
- * boot, runs while their services run).
+ * A directory itself, never what a symbolic link in its place points to, on the way to it either. The directories
+ * first boot writes into belong to Tor's user and the relay user, who can put a link where one of theirs was
+ * (their own directory, or one inside it); root following it would create, chmod, chown or write whatever it
+ * points to (the recovery path, `systemctl restart` of first boot, runs while their services run). So the path is
+ * opened one name at a time from /, each inside the directory opened before it (through /proc/self/fd), none of
+ * them a link. `create`: make a directory that is missing, with this mode.
  */
-async function openDirectory(path: string): Promise<FileHandle> {
+async function openDirectory(path: string, create?: number): Promise<FileHandle> {
+  let handle = await open('/', DIRECTORY);
+  let walked = '';
   try {
-    return await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    for (const name of resolve(path).split('/').filter(Boolean)) {
+      walked += `/${name}`;
+      const inside = `/proc/self/fd/${handle.fd}/${name}`;
+      const next = await open(inside, DIRECTORY).catch(async (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT' || create === undefined) throw error;
+        await mkdir(inside, { mode: create }).catch((made: NodeJS.ErrnoException) => {
+          if (made.code !== 'EEXIST') throw made;
+        });
+        return open(inside, DIRECTORY);
+      });
+      await handle.close();
+      handle = next;
+    }
+    return handle;
   } catch (error) {
+    await handle.close();
     const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'ELOOP' && code !== 'ENOTDIR') throw error;
-    const link = (await lstat(path).catch(() => undefined))?.isSymbolicLink();
+    if (code !== 'ELOOP' && code !== 'ENOTDIR') {
+      if (error instanceof Error) error.message = error.message.replace(/\/proc\/self\/fd\/\d+\/[^'\s]*/, walked);
+      throw error;
+    }
+    const link = (await lstat(walked).catch(() => undefined))?.isSymbolicLink();
     throw new Error(
-      `${path} is ${link ? 'a symbolic link' : 'not a directory'} where a directory should be. simplex-pi never puts one there, so it ` +
+      `${walked} is ${link ? 'a symbolic link' : 'not a directory'} where a directory should be. simplex-pi never puts one there, so it ` +
         'stops rather than follow it and change what it points to: look at it, move it away, and run first boot again.',
     );
   }
@@ -93,14 +116,11 @@ export async function syncTree(dir: string): Promise<void> {
 
 /**
  * A directory with exactly this owner and mode (Tor refuses a hidden-service directory with any group or other
- * bits), set on the directory as opened: a symbolic link in its place is refused, never followed.
+ * bits), made where missing (its missing parents too, with the same mode), owner and mode set on the directory as
+ * opened: a symbolic link in its place or on the way to it is refused, never followed.
  */
 export async function ensureDir(path: string, mode: number, owner?: Owner): Promise<void> {
-  const handle = await openDirectory(path).catch(async (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'ENOENT') throw error;
-    await mkdir(path, { recursive: true, mode });
-    return openDirectory(path);
-  });
+  const handle = await openDirectory(path, mode);
   try {
     await handle.chmod(mode);
     if (owner) await handle.chown(owner.uid, owner.gid);

@@ -57,6 +57,26 @@ describe.runIf(isRoot)('the device program writes only what it means to, whateve
     await unchanged();
   });
 
+  it('ensureDir and atomicWrite refuse a symbolic link on the way, and create or write nothing where it points', async () => {
+    // debian-tor owns /var/lib/tor/<service>: a link there would otherwise lead root's mkdir, chown and writes for
+    // <service>/authorized_clients into any directory.
+    const service = join(dir, 'simplex-smp2');
+    await symlink(victimDir, service);
+    await expect(ensureDir(join(service, 'authorized_clients'), 0o700, SERVICE_USER)).rejects.toThrow(`${service} is a symbolic link where a directory should be`);
+    await expect(atomicWrite(join(service, 'authorized_clients', 'alice.auth'), 'descriptor:x25519:X\n', 0o600, SERVICE_USER)).rejects.toThrow(
+      `${service} is a symbolic link where a directory should be`,
+    );
+    await unchanged();
+  });
+
+  it('a directory missing on the way is made; a file missing says where, by its name', async () => {
+    await ensureDir(join(dir, 'a/b/c'), 0o700);
+    expect((await stat(join(dir, 'a/b/c'))).isDirectory()).toBe(true);
+    const error = await atomicWrite(join(dir, 'missing/file'), 'x', 0o600).catch((e: Error) => e);
+    expect((error as Error).message).toContain(join(dir, 'missing'));
+    expect((error as Error).message).not.toContain('/proc/self/fd');
+  });
+
   it('atomicWrite replaces a symbolic link planted at the file or at its temporary file, and never writes through it', async () => {
     const service = join(dir, 'service');
     await ensureDir(service, 0o700, SERVICE_USER);
