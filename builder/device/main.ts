@@ -6,10 +6,11 @@ import { PLAN_PATH, PLAN_SCHEMA_VERSION, STATE, UNITS, unitName } from '../plan/
 import type { BuildPlan } from '../plan/plan.ts';
 import { automaticExport, explicitExport } from './export.ts';
 import { StickRefused } from './stick-writer.ts';
-import { status } from './status.ts';
+import { denied, status } from './status.ts';
 import { firstboot } from './firstboot.ts';
 import { commandHelp, parseCommand, programHelp, wantsHelp, type Parsed } from '../command-table.ts';
 import { COMMAND_NAME, DEVICE_COMMANDS } from './commands.ts';
+import { redactPasswords } from './redact.ts';
 
 // The age encryption library (export.encrypt_to) draws its randomness from WebCrypto, which Node 18 (bookworm)
 // has but does not make global.
@@ -29,7 +30,8 @@ async function loadPlan(): Promise<BuildPlan> {
 /** Each command's code, by its name in DEVICE_COMMANDS (commands.ts). */
 const HANDLERS: Record<string, (parsed: Parsed<{ device?: string; auto?: boolean }>) => Promise<void>> = {
   firstboot: async () => {
-    await firstboot(await loadPlan(), (line) => console.log(line));
+    // The first-boot unit writes to the journal, which the card keeps: no password goes there.
+    await firstboot(await loadPlan(), (line) => console.log(redactPasswords(line)));
   },
   export: async ({ values }) => {
     const plan = await loadPlan();
@@ -46,7 +48,11 @@ const HANDLERS: Record<string, (parsed: Parsed<{ device?: string; auto?: boolean
     process.stdout.write(await status(await loadPlan()));
   },
   addresses: async () => {
-    process.stdout.write(await readFile(STATE.addresses, 'utf8').catch(() => `No addresses yet: first boot has not finished (journalctl -u ${unitName(UNITS.firstboot)}).\n`));
+    const addresses = await readFile(STATE.addresses, 'utf8').catch((error: unknown) => {
+      if (denied(error)) throw new Error(`permission denied: the addresses hold the relays' passwords, and only root may read them; run \`sudo ${COMMAND_NAME} addresses\``);
+      return `No addresses yet: first boot has not finished (journalctl -u ${unitName(UNITS.firstboot)}).\n`;
+    });
+    process.stdout.write(addresses);
   },
 };
 
@@ -83,7 +89,8 @@ main(process.argv.slice(2)).then(
       console.error(error.message);
       process.exit(1);
     }
-    console.error(`simplex-pi ${command ?? ''}: ${error instanceof Error ? error.message : String(error)}`);
+    // Under a unit (first boot, the export) this goes to the journal: an error may quote a server's output.
+    console.error(redactPasswords(`simplex-pi ${command ?? ''}: ${error instanceof Error ? error.message : String(error)}`));
     if (command === 'firstboot') {
       console.error(
         'First boot did not finish. Nothing already made is lost: it continues where it stopped at the next boot ' +

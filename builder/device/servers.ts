@@ -6,6 +6,7 @@ import type { RelayServer } from '../plan/plan.ts';
 import { fingerprintOf, newServerPassword } from './address.ts';
 import { type Owner, atomicWrite, syncTree } from './files.ts';
 import { applyIni, readIni } from './ini.ts';
+import { redactPasswords } from './redact.ts';
 
 /** What making a relay's identity needs of its plan entry. */
 export type ServerSpec = Pick<RelayServer, 'binary' | 'iniFile' | 'cfgPath' | 'logPath' | 'env' | 'initArgs' | 'ini'>;
@@ -32,7 +33,10 @@ async function identityComplete(spec: ServerSpec): Promise<boolean> {
   }
 }
 
-/** Run a program as the relay user and return its output; fail with that output if it fails. */
+/**
+ * Run a program as the relay user and return its output; fail with that output if it fails, without the password
+ * `init` prints in the server's address: the error ends up in the first-boot unit's journal.
+ */
 function runAs(owner: Owner, file: string, args: string[], env: Record<string, string>): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
@@ -45,7 +49,7 @@ function runAs(owner: Owner, file: string, args: string[], env: Record<string, s
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(output) : reject(new Error(`${file} ${args.join(' ')} exited with ${code}:\n${output.trim()}`))));
+    child.on('close', (code) => (code === 0 ? resolve(output) : reject(new Error(`${file} ${args.join(' ')} exited with ${code}:\n${redactPasswords(output.trim())}`))));
   });
 }
 

@@ -2,13 +2,27 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { promisify } from 'node:util';
-import { STATE, TOR_CONTROL_COOKIE, TOR_CONTROL_SOCKET, UNITS, unitName } from '../plan/layout.ts';
+import { STATE, STATE_DIR, TOR_CONTROL_COOKIE, TOR_CONTROL_SOCKET, TOR_USER, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
+import { COMMAND_NAME } from './commands.ts';
 import { describeExport, lastExport } from './export-log.ts';
 import { runningHostname } from './host.ts';
 import { checkXftpQuota } from './storage.ts';
 
 const run = promisify(execFile);
+
+/**
+ * Whether reading failed for want of root: most of what status reports is root's to read (STATE_DIR, Tor's
+ * cookie, the relay's files). Said as such, never as "not finished" or "is tor running?", which would send a
+ * person after a problem that is not there.
+ */
+export function denied(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EACCES' || code === 'EPERM';
+}
+
+/** What a person without root is told to run instead. */
+export const WITH_SUDO = `run \`sudo ${COMMAND_NAME} status\``;
 
 /** Local TCP ports in LISTEN state, from /proc/net/tcp and tcp6 (hex fields; state 0A is LISTEN). */
 export function listeningPorts(...tables: string[]): Set<number> {
@@ -45,6 +59,7 @@ export async function torBootstrap(socket = TOR_CONTROL_SOCKET, cookieFile = TOR
     if (!phase) return `unknown (Tor answered: ${reply.split('\r\n')[0]})`;
     return phase.progress === 100 ? 'connected to the Tor network (100%)' : `connecting: ${phase.progress}% (${phase.summary})`;
   } catch (error) {
+    if (denied(error)) return `unknown: permission denied (only root and the ${TOR_USER} group may ask Tor); ${WITH_SUDO}`;
     return `unknown: cannot ask Tor (${(error as Error).message}); is tor running? \`systemctl status ${unitName(UNITS.tor)}\``;
   }
 }
@@ -59,8 +74,9 @@ async function healthLines(plan: BuildPlan): Promise<string[]> {
   const host = runningHostname(plan);
   // Raspberry Pi Imager may have given the Pi another host name than the recipe's; the stick's folder uses this one.
   const lines: string[] = [`simplex-pi "${plan.name}" on ${host}${host === plan.hostname ? '' : ` (the recipe named it ${plan.hostname})`}`, ''];
-  const done = await readFile(STATE.firstbootDone, 'utf8').catch(() => undefined);
-  lines.push(done ? `First boot: finished ${done.trim()}` : `First boot: NOT FINISHED. See \`journalctl -u ${unitName(UNITS.firstboot)}\` for what it is doing or what went wrong.`);
+  const done = await readFile(STATE.firstbootDone, 'utf8').catch((error: unknown) => (denied(error) ? null : undefined));
+  if (done === null) lines.push(`First boot: unknown: permission denied (only root may read ${STATE_DIR}); ${WITH_SUDO}`);
+  else lines.push(done ? `First boot: finished ${done.trim()}` : `First boot: NOT FINISHED. See \`journalctl -u ${unitName(UNITS.firstboot)}\` for what it is doing or what went wrong.`);
   const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
   const listening = listeningPorts(...tables);
   lines.push('', 'Services:');
@@ -70,7 +86,10 @@ async function healthLines(plan: BuildPlan): Promise<string[]> {
     lines.push(`  ${ok} ${unitName(unit).padEnd(20)} ${state}${port ? (listening.has(port) ? `, listening on ${port}` : `, NOT listening on ${port}`) : ''}`);
   }
   if (plan.xftp) {
-    const quota = await checkXftpQuota(plan.xftp.quota, plan.xftp.filesPath).catch((error: Error) => ({ ok: false, message: `cannot check the XFTP quota: ${error.message}` }));
+    const quota = await checkXftpQuota(plan.xftp.quota, plan.xftp.filesPath).catch((error: Error) => ({
+      ok: false,
+      message: denied(error) ? `cannot check the XFTP quota: permission denied; ${WITH_SUDO}` : `cannot check the XFTP quota: ${error.message}`,
+    }));
     lines.push('', `Storage: ${quota.ok ? 'ok ' : '!! '} ${quota.message}`);
   }
   lines.push('', `Tor: ${await torBootstrap()}`);
@@ -91,7 +110,7 @@ export async function healthReport(plan: BuildPlan): Promise<string> {
 export async function status(plan: BuildPlan): Promise<string> {
   const lines = await healthLines(plan);
   const addresses = await readFile(STATE.addresses, 'utf8').catch((error: NodeJS.ErrnoException) =>
-    error.code === 'EACCES' ? 'Run `sudo simplex-pi status` to see the addresses.\n' : 'No addresses yet: first boot has not finished.\n',
+    denied(error) ? `Permission denied: they hold the relays' passwords, only root may read them; ${WITH_SUDO}.\n` : 'No addresses yet: first boot has not finished.\n',
   );
   lines.push('Addresses (paste or scan them into the SimpleX apps of your group):', ...addresses.trimEnd().split('\n').map((l) => `  ${l.replace('\t', '  ')}`));
   return `${lines.join('\n')}\n`;

@@ -20,6 +20,8 @@ export const DEVICE_LIB_DIR = '/usr/local/lib/simplex-pi';
 export const SET_ASIDE_TORN_RECORD = `${DEVICE_LIB_DIR}/set-aside-torn-record`;
 /** Run as root before each relay starts: refuses the start unless the firewall's table is loaded. */
 export const REQUIRE_FIREWALL = `${DEVICE_LIB_DIR}/require-firewall`;
+/** Runs each relay with the passwords taken out of its output, which the journal keeps (the script says how). */
+export const REDACT_PASSWORDS = `${DEVICE_LIB_DIR}/redact-passwords`;
 
 /** What the device program keeps: root only (0700), never in the image (first boot makes all of it). */
 export const STATE_DIR = '/var/lib/simplex-pi';

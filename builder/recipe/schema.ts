@@ -151,11 +151,27 @@ const x25519Base32 = z
   .transform((s) => s.toUpperCase())
   .pipe(z.string().regex(/^[A-Z2-7]{52}$/, { error: 'must be a 52-character base32 x25519 public key (as in a Tor .auth file)' }));
 
+/**
+ * Characters a key's comment may not hold: control characters (a carriage return, a tab, escape sequences), line
+ * and paragraph separators, and the marks that turn text direction. sshd splits the file at line feeds only, so
+ * none of them can add an option, but each can make the file, or a listing of it, show something other than
+ * what it holds.
+ */
+const HIDDEN_IN_TEXT = /[\p{Cc}\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+
 const sshPublicKey = z
   .string()
   .trim()
   .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]{40,}={0,3}( [^\n]*)?$/, {
     error: 'must be one OpenSSH public key line, e.g. "ssh-ed25519 AAAA… you@laptop" (the .pub file, never the private key)',
+  })
+  .refine((line) => !HIDDEN_IN_TEXT.test(line), {
+    error: (issue) => {
+      const found = HIDDEN_IN_TEXT.exec(String(issue.input))?.[0] ?? '';
+      const code = `U+${found.codePointAt(0)?.toString(16).toUpperCase().padStart(4, '0')}`;
+      const name = { '\r': 'a carriage return', '\t': 'a tab', '\u2028': 'a line separator', '\u2029': 'a paragraph separator' }[found] ?? (/\p{Cc}/u.test(found) ? 'a control character' : 'a text-direction mark');
+      return `has ${name} (${code}) in its comment, the text after the key: it would show something other than what the file holds; keep the comment to plain text, e.g. you@laptop`;
+    },
   });
 
 export const SMP_LOCAL_PORT_BASE = 5301;
@@ -343,7 +359,11 @@ const adminSchema = z.strictObject({
       authorized_keys: z
         .array(sshPublicKey)
         .default([])
-        .meta({ description: 'OpenSSH public key lines. SSH never accepts passwords and never lets root log in.' }),
+        .meta({
+          description:
+            'OpenSSH public key lines, the comment after the key plain text (no control characters, line separators or text-direction marks). ' +
+            'SSH never accepts passwords and never lets root log in.',
+        }),
     })
     .prefault({})
     .meta({ description: 'How SSH is reached: keys only, never a password, never root.' }),

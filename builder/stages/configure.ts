@@ -8,6 +8,7 @@ import { type InitFormatChoice, chooseInitFormat, detectInitFormat } from '../ba
 import { skipCloudInitPackageStep } from '../image/cloud-init.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { disarmRenameWizard } from '../image/userconf.ts';
+import { maskExposingUnits, turnBluetoothOff } from '../image/exposed-services.ts';
 import { checkTimezone } from '../image/zoneinfo.ts';
 import { checkAdminUser } from '../image/admin-user.ts';
 import { checkFirewallUsers } from '../image/firewall-users.ts';
@@ -74,7 +75,8 @@ async function imageInitFormat(ctx: StageContext, base: BaseImage, mounted: Moun
  * /etc/passwd (firewall-users.ts says why), the relay user, the rendered configuration (nearly the same files
  * `simplex-pi render` writes: the firewall may name accounts only this image is known to have), the recipe's own
  * overlays, the host name, cloud-init's package step left out (cloud-init.ts says why), Raspberry Pi OS's
- * first-user wizard disarmed (userconf.ts), and the relay units enabled.
+ * first-user wizard disarmed (userconf.ts), avahi and Bluetooth off (exposed-services.ts), and the relay units
+ * enabled.
  */
 export async function configureStage(ctx: StageContext, { base, mounted }: { base: BaseImage; mounted: MountedImage }): Promise<{ initFormat: InitFormatChoice }> {
   const { plan } = ctx;
@@ -96,6 +98,10 @@ export async function configureStage(ctx: StageContext, { base, mounted }: { bas
   for (const warning of await skipCloudInitPackageStep(root)) ctx.warn(warning);
   const systemctl = (args: string[]) => chrootRun(root, ['systemctl', ...args], { log: ctx.log, what: `systemctl ${args.join(' ')} in the image` });
   if (await disarmRenameWizard(root, systemctl)) ctx.log.info("disarmed Raspberry Pi OS's first-user wizard (userconfig.service off, getty@tty1 on)");
+  const masked = await maskExposingUnits(root, systemctl);
+  for (const { unit, why } of masked) ctx.log.info(`masked ${unit}: ${why}`);
+  if (!masked.length) ctx.log.info('the base has no avahi or Bluetooth units to mask');
+  ctx.log.info(await turnBluetoothOff(root, mounted.bootPath));
   await chrootRun(root, ['systemctl', 'enable', ...plan.units], { log: ctx.log, what: 'enable the relay units' });
   return { initFormat };
 }

@@ -156,6 +156,12 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       expect(bootFiles).toEqual(expect.arrayContaining(['cmdline.txt', 'config.txt', 'bcm2711-rpi-4-b.dtb', 'bcm2837-rpi-3-b.dtb']));
       expect(bootFiles.some((f) => f.startsWith('vmlinuz-'))).toBe(true);
       expect(await readBoot('cmdline.txt')).toContain('root=LABEL=RASPIROOT');
+      // Debian's config.txt is raspi-firmware's, rewritten at every kernel update and without overlays: left alone.
+      expect(await readBoot('config.txt')).not.toContain('disable-bt');
+      const buildLog = await readFile(join(out, 'one.build.log'), 'utf8');
+      expect(buildLog).toContain('the base has no avahi or Bluetooth units to mask');
+      expect(buildLog).toContain("config.txt is Debian's raspi-firmware's");
+      expect(await readFile(join(root, 'etc/systemd/network/10-wired.network'), 'utf8')).toMatch(/^\[DHCPv4\]\nSendHostname=no$/m);
 
       // configure: users, owners and modes, enabled units, the rendered files.
       const passwd = await readFile(join(root, 'etc/passwd'), 'utf8');
@@ -185,6 +191,9 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       expect(freeMiB).toBeLessThan(1024);
       expect(await readFile(join(root, 'etc/tor/torrc'), 'utf8')).toContain('%include /etc/tor/torrc.d/*.conf');
       expect((await readdir(join(root, 'etc/ssh'))).filter((f) => f.startsWith('ssh_host_'))).toEqual([]);
+      // Each relay starts through the program that keeps its password out of the journal.
+      expect(((await stat(join(root, 'usr/local/lib/simplex-pi/redact-passwords'))).mode & 0o777).toString(8)).toBe('755');
+      expect(await readFile(join(root, 'etc/systemd/system/simplex-smp@1.service'), 'utf8')).toContain('ExecStart=/usr/local/lib/simplex-pi/redact-passwords /usr/local/bin/smp-server start');
       // The image's own systemd units and binaries, read by the host's systemd-analyze.
       expect(await systemdVerify(root, ['simplex-smp@1.service', 'simplex-xftp.service'])).toBe('');
       expect(await systemdExposure(root, 'simplex-smp@2.service')).toBeLessThanOrEqual(2.0);

@@ -81,6 +81,18 @@ describe('team: the published guide\'s topology without its mistakes', () => {
     for (const s of services) expect(s.dir).toMatch(/^\/var\/lib\/tor\/[a-z0-9-]+$/);
   });
 
+  it('every onion service has its introduction points rate-limit introductions, which tor --verify-config accepts (above)', () => {
+    const blocks = torConf.split(/\n(?=HiddenServiceDir )/).slice(1);
+    expect(blocks).toHaveLength(12);
+    for (const block of blocks) expect(block.split('\n\n')[0]).toMatch(/^HiddenServiceEnableIntroDoSDefense 1$/m);
+  });
+
+  it("the image tells NetworkManager not to send the host name to the LAN's DHCP server (Raspberry Pi OS's network)", async () => {
+    const conf = await readFile(join(rendered.rootfs, 'etc/NetworkManager/conf.d/simplex-pi.conf'), 'utf8');
+    expect(conf).toMatch(/^\[connection\]\nipv4\.dhcp-send-hostname=0\nipv6\.dhcp-send-hostname=0\n$/m);
+    expect(await readFile(join(rendered.out, 'files.txt'), 'utf8')).toMatch(/^-0644 root:root\s+\/etc\/NetworkManager\/conf\.d\/simplex-pi\.conf$/m);
+  });
+
   it('mistake avoided: the SOCKS proxy is set in [PROXY] as 127.0.0.1:9050, not localhost (which simplexmq cannot parse)', () => {
     for (const instance of rendered.plan.smp.instances) {
       expect(instance.ini).toContainEqual({ section: 'PROXY', key: 'socks_proxy', value: '127.0.0.1:9050' });
@@ -115,7 +127,7 @@ describe('team: the published guide\'s topology without its mistakes', () => {
       expect(unit).toContain(`ConditionPathExists=/etc/opt/simplex-smp${n}/smp-server.ini\n`);
       expect(unit).toContain(`ReadWritePaths=/var/opt/simplex-smp${n}\n`);
       expect(unit).toContain(`ExecStartPre=/usr/local/lib/simplex-pi/set-aside-torn-record /var/opt/simplex-smp${n}/smp-server-messages.log /var/opt/simplex-smp${n}/smp-server-ntfs.log\n`);
-      expect(unit).toContain('ExecStart=/usr/local/bin/smp-server start +RTS -N -RTS\n');
+      expect(unit).toContain('ExecStart=/usr/local/lib/simplex-pi/redact-passwords /usr/local/bin/smp-server start +RTS -N -RTS\n');
       expect(unit).not.toMatch(/BindPaths|ln -s|%i/);
       expect(unit).toMatch(/^User=simplex$/m);
     }

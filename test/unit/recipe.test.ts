@@ -148,6 +148,34 @@ describe('recipe loading', () => {
     });
   });
 
+  describe('admin.ssh.authorized_keys: the comment after the key is plain text', () => {
+    const key = `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${'A'.repeat(43)}`;
+    const keys = (...lines: string[]) => `name: a\nadmin:\n  ssh:\n    over_tor: true\n    authorized_keys: [${lines.map((l) => JSON.stringify(l)).join(', ')}]\n`;
+
+    it.each([
+      ['\r', 'a carriage return (U+000D)'],
+      ['\u2028', 'a line separator (U+2028)'],
+      ['\u2029', 'a paragraph separator (U+2029)'],
+      ['\t', 'a tab (U+0009)'],
+      ['\x1b[8m', 'a control character (U+001B)'],
+      ['\x7f', 'a control character (U+007F)'],
+      ['\u0085', 'a control character (U+0085)'],
+      ['\u202e', 'a text-direction mark (U+202E)'],
+      ['\u2066', 'a text-direction mark (U+2066)'],
+      ['\u200f', 'a text-direction mark (U+200F)'],
+    ])('refuses %j in a comment, naming the field and the character', (character, named) => {
+      expect(errorOf(keys(`${key} ok@laptop`, `${key} alice${character}@laptop`))).toContain(
+        `recipe.admin.ssh.authorized_keys[1]: has ${named} in its comment, the text after the key: it would show something other than what the file holds; keep the comment to plain text, e.g. you@laptop`,
+      );
+    });
+
+    it('refuses a line feed as before (a second line could add options), and accepts plain comments in any script', () => {
+      expect(errorOf(keys(`${key} a\ncommand="/bin/sh" ${key}`))).toContain('recipe.admin.ssh.authorized_keys[0]: must be one OpenSSH public key line');
+      const accepted = parseRecipe(keys(`${key} alice@laptop`, `${key} José Ñúñez (phone 2)`, `${key} مريم`, key, `  ${key} padded  `), 'r.yaml');
+      expect(accepted.admin.ssh.authorized_keys).toEqual([`${key} alice@laptop`, `${key} José Ñúñez (phone 2)`, `${key} مريم`, key, `${key} padded`]);
+    });
+  });
+
   it('suggests close names only', () => {
     expect(closest('instnces', ['instances', 'name'])).toBe('instances');
     expect(closest('zzzzzz', ['instances', 'name'])).toBeUndefined();
