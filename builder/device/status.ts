@@ -49,7 +49,8 @@ export async function torBootstrap(socket = TOR_CONTROL_SOCKET, cookieFile = TOR
 }
 
 async function unitState(unit: string): Promise<string> {
-  const result = await run('systemctl', ['is-active', unit]).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
+  // Bounded like every command the device program runs: a systemd that does not answer makes the state unknown.
+  const result = await run('systemctl', ['is-active', unit], { timeout: 10_000 }).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
   return result.stdout.trim() || 'unknown';
 }
 

@@ -19,8 +19,12 @@ export const DEVICE_COMMAND = `${BINARY_DIR}/simplex-pi`;
 export const DEVICE_LIB_DIR = '/usr/local/lib/simplex-pi';
 export const SET_ASIDE_TORN_RECORD = `${DEVICE_LIB_DIR}/set-aside-torn-record`;
 
-/** What the device program keeps: root only (0700), never in the image (first boot makes all of it). */
-export const STATE_DIR = '/var/lib/simplex-pi';
+/**
+ * What the device program keeps: root only (0700), never in the image (first boot makes all of it). systemd makes
+ * it for the first-boot unit (its StateDirectory=, a name under /var/lib).
+ */
+export const STATE_DIRECTORY = 'simplex-pi';
+export const STATE_DIR = `/var/lib/${STATE_DIRECTORY}`;
 export const STATE = {
   /** Written last by a finished first boot; its unit's condition skips later boots, the export unit waits for it. */
   firstbootDone: `${STATE_DIR}/firstboot.done`,
