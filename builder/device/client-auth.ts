@@ -1,15 +1,22 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AUTHORIZED_CLIENTS, SELF_KEY_NAME, STATE, authPrivateLine, authorizedClientLine, generatedClientName } from '../plan/layout.ts';
+import { ADMIN_KEY_NAME, AUTHORIZED_CLIENTS, SELF_KEY_NAME, STATE, authPrivateLine, authorizedClientLine, generatedClientName } from '../plan/layout.ts';
 import type { BuildPlan, OnionService } from '../plan/plan.ts';
+import { relaysOf } from '../plan/relays.ts';
 import { type Owner, atomicWrite, ensureDir } from './files.ts';
 import { base32 } from './onion.ts';
 
 /**
- * Tor client authorization keys made on the Pi (recipe `tor.client_auth.generate`): each client key is allowed on
- * every onion service; its private half goes only to the USB stick (and a root-only copy). Keys are made once
- * and kept in KEYS; every run writes any `.auth` file that is missing.
+ * Tor client authorization keys made on the Pi (recipe `tor.client_auth.generate`): each member's key is allowed on
+ * every relay's onion service, never on SSH's (that one admits only the admin's key, ensureAdminClientKey); its
+ * private half goes only to a stick (device/export.ts) and a root-only copy. Keys are made once and kept in KEYS;
+ * every run writes any `.auth` file that is missing.
+ *
+ * The Pi keeps the private halves after the export, root-only: Tor needs only the public ones, but without them a
+ * member who loses their key, or an owner whose stick dies, would need new keys for everyone. Whoever can read them
+ * (root, or someone holding the card) can read every onion service's own key and every relay password too, which
+ * is strictly more: deleting them would cost the owner much and an attacker nothing.
  */
 
 const KEYS = STATE.clientKeys;
@@ -33,7 +40,7 @@ export async function ensureClientKeys(plan: BuildPlan, tor: Owner): Promise<Cli
   const keys = [...existing];
   for (let i = keys.length + 1; i <= count; i++) keys.push(newClientKey(generatedClientName(i)));
   if (keys.length !== existing.length) await atomicWrite(KEYS, `${JSON.stringify(keys, null, 2)}\n`, 0o600);
-  for (const service of plan.tor.services) {
+  for (const service of relaysOf(plan).map((relay) => relay.onion)) {
     const dir = join(service.dir, AUTHORIZED_CLIENTS);
     await ensureDir(dir, 0o700, tor);
     for (const key of keys) {
@@ -42,6 +49,21 @@ export async function ensureClientKeys(plan: BuildPlan, tor: Owner): Promise<Cli
     }
   }
   return keys;
+}
+
+/**
+ * The admin's own client key for the SSH onion service, when client authorization is on: members' keys open the
+ * relays, this one alone opens SSH (security review M5). Exported only to the stick's admin folder.
+ */
+export async function ensureAdminClientKey(plan: BuildPlan, tor: Owner): Promise<{ key: ClientKey; created: boolean } | undefined> {
+  const service = plan.ssh.onion;
+  if (!service || !plan.tor.clientOnionAuthDir) return undefined;
+  const existing = await readFile(STATE.adminClientKey, 'utf8').then((text) => JSON.parse(text) as ClientKey, () => undefined);
+  const key = existing ?? newClientKey(ADMIN_KEY_NAME);
+  if (!existing) await atomicWrite(STATE.adminClientKey, `${JSON.stringify(key, null, 2)}\n`, 0o600);
+  await ensureDir(join(service.dir, AUTHORIZED_CLIENTS), 0o700, tor);
+  await atomicWrite(join(service.dir, AUTHORIZED_CLIENTS, `${ADMIN_KEY_NAME}.auth`), authorizedClientLine(key.publicKey), 0o600, tor);
+  return { key, created: !existing };
 }
 
 /** A client's `.auth_private` line for one onion service. */

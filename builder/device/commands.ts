@@ -1,5 +1,5 @@
 import type { Command } from '../command-table.ts';
-import { DEVICE_COMMAND, STATE_DIR, UNITS, unitName } from '../plan/layout.ts';
+import { DEVICE_COMMAND, HEALTH_FILE, STATE_DIR, UNITS, unitName } from '../plan/layout.ts';
 
 /**
  * The device program's commands (DEVICE_COMMAND on the Pi), declared once: main.ts parses and
@@ -28,18 +28,27 @@ export const DEVICE_COMMANDS: Command[] = [
         name: 'device',
         type: 'string',
         value: 'DEV',
-        defaultText: "the stick with the recipe's label, if one is plugged in",
-        help: 'The block device to write; the udev rule passes the stick just plugged in.',
+        defaultText: "the one USB stick with the recipe's label",
+        help: 'The USB stick (partition) to write, when more than one carries the label.',
+      },
+      {
+        name: 'auto',
+        type: 'boolean',
+        help:
+          `What ${UNITS.export} runs for a stick plugged in: the secrets only for the one automatic export after first boot ` +
+          `(or encrypted, with export.encrypt_to), otherwise only ${HEALTH_FILE}.`,
       },
     ],
-    summary: "Writes the addresses to the USB stick again (a stick with another label is never written). Needs root.",
+    summary:
+      'Writes the relay addresses and keys, in the clear, to the USB stick with the recipe\'s label (never to another ' +
+      'label, never to a device that is not USB storage). Needs root: a stick plugged in gets no secret otherwise.',
   },
   {
     name: 'firstboot',
     flags: [],
     summary:
       `What ${UNITS.firstboot} runs once, before Tor: onion keys, client-authorization keys, \`init\` of every relay, the INI ` +
-      'settings, the addresses, then the USB export. Every step checks what exists, so running it again changes nothing; ' +
+      `settings, the addresses; the USB export is ${UNITS.export}'s. Every step checks what exists, so running it again changes nothing; ` +
       `\`journalctl -u ${unitName(UNITS.firstboot)}\` tells what it did.`,
   },
 ];

@@ -1,111 +1,133 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import QRCode from 'qrcode';
+import { readFile, rm } from 'node:fs/promises';
+import { ENCRYPTED_ARCHIVE, HEALTH_FILE, STATE, stickFolder } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
-import { STATE } from '../plan/layout.ts';
-import { type ServerRecord, addressLines } from './server-list.ts';
-import { type ClientKey, authPrivate } from './client-auth.ts';
+import type { ClientKey } from './client-auth.ts';
+import { encryptTo, tarOf } from './encrypt.ts';
+import { type ExportRecord, recordExport } from './export-log.ts';
+import { runningHostname } from './host.ts';
+import { type ExportState, encryptedReadme, healthReadme, secretFiles } from './export-files.ts';
+import type { ServerRecord } from './server-list.ts';
+import { healthReport } from './status.ts';
+import { type StickFile, StickRefused, writeToStick } from './stick-writer.ts';
+import { type BlockDevice, describeDevice, isUsb, labelledDevices } from './usb-sticks.ts';
 
-const run = promisify(execFile);
-const MTOOLS = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
-
-/**
- * The USB export: the addresses, written to a stick with the recipe's FAT label. The stick is never mounted:
- * mtools writes the FAT filesystem from user space, so nothing on the stick is ever executed, opened as a
- * device or followed as a link, and a stick pulled out early leaves no mount behind. A stick with any other
- * label is never written.
- */
-
-export type ExportResult = { written: string[]; device: string } | { skipped: string };
-
-async function probe(device: string, tag: 'LABEL' | 'TYPE'): Promise<string> {
-  const { stdout } = await run('blkid', ['-o', 'value', '-s', tag, device]).catch(() => ({ stdout: '' }));
-  return stdout.trim();
-}
-
-/** The block device carrying the label, if one is plugged in. */
-async function findStick(label: string): Promise<string | undefined> {
-  const { stdout } = await run('blkid', ['-t', `LABEL=${label}`, '-o', 'device']).catch(() => ({ stdout: '' }));
-  return stdout.split('\n').find(Boolean);
-}
 
 /**
- * The host name the Pi has now, which names the stick's folder: Raspberry Pi Imager may have set another than the
- * recipe's. Only characters every FAT driver takes; the recipe's name if the kernel has none.
+ * The export model (README: "Who gets the secrets"). Secrets leave the Pi for a stick in three ways only:
+ * - once, automatically: the first labelled USB stick after first boot, and only when it is the only one
+ *   (two sticks with the label at that moment: neither gets anything, and the console and journal say why);
+ * - whenever root runs `simplex-pi export` on the Pi (an explicit act of someone who already holds root);
+ * - encrypted to the recipe's export.encrypt_to, on every labelled stick: useless to anyone but the owner.
+ * Any other labelled USB stick gets the health report, which holds no secret; a labelled device that is not USB
+ * storage gets nothing at all.
  */
-export function runningHostname(plan: BuildPlan, current = hostname()): string {
-  const safe = current.trim().replace(/[^A-Za-z0-9._-]/g, '-');
-  return safe || plan.hostname;
+
+export type Log = (line: string) => void;
+
+type Written = 'secrets' | 'encrypted' | 'health';
+
+async function readJson<T>(path: string, fallback: T): Promise<T> {
+  return readFile(path, 'utf8').then((text) => JSON.parse(text) as T, (error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return fallback;
+    throw error;
+  });
 }
 
-export function stickFolder(host: string): string {
-  return `simplex-pi-${host}`;
+async function exportState(): Promise<ExportState> {
+  const { servers } = await readJson<{ servers: ServerRecord[] }>(STATE.servers, { servers: [] });
+  if (!servers.length) throw new Error(`${STATE.servers} is missing: first boot has not finished, there is nothing to export yet`);
+  return {
+    servers,
+    clientKeys: await readJson<ClientKey[]>(STATE.clientKeys, []),
+    adminKey: await readJson<ClientKey | undefined>(STATE.adminClientKey, undefined),
+  };
 }
 
-export function readme(plan: BuildPlan, records: readonly ServerRecord[], host = runningHostname(plan)): string {
-  return [
-    `SimpleX relays of "${plan.name}" (host ${host})`,
-    '',
-    'THIS STICK NOW HOLDS SECRETS. The SMP addresses contain the password that lets people create queues on',
-    'your relays. Give them only to the members of your group, then wipe or lock away this stick.',
-    '',
-    'Files:',
-    '  addresses.txt  every server address, one per line',
-    '  servers.json   the same, for programs',
-    '  qr/            one QR code per server: in the SimpleX app, Settings > Network & servers > SMP servers',
-    '                 (or XFTP servers) > Add server > Scan server QR code',
-    '  client-auth/   (only with client authorization) one folder per person: the keys their Tor (Orbot) needs to',
-    '                 reach the relays at all. Give each person only their own folder.',
-    '',
-    'Servers:',
-    ...records.map((r) => `  ${r.name.padEnd(6)} ${r.address}`),
-    '',
-  ].join('\r\n');
+/** What one stick gets, as files in its folder. */
+async function filesFor(plan: BuildPlan, kind: Written, host: string): Promise<StickFile[]> {
+  const health: StickFile = { path: HEALTH_FILE, content: (await healthReport(plan)).replaceAll('\n', '\r\n') };
+  if (kind === 'health') return [{ path: 'README.txt', content: healthReadme(plan, host) }, health];
+  const secrets = await secretFiles(plan, await exportState(), host);
+  if (kind === 'secrets') return [...secrets, health];
+  const recipient = plan.export.encryptTo!;
+  const archive = await encryptTo(recipient, await tarOf(secrets, new Date()));
+  return [{ path: 'README.txt', content: encryptedReadme(plan, host, recipient) }, { path: ENCRYPTED_ARCHIVE, content: Buffer.from(archive) }, health];
 }
 
-/** Write the export files into a scratch directory, then onto the stick with mtools. */
-export async function exportToStick(plan: BuildPlan, device: string | undefined): Promise<ExportResult> {
-  const label = plan.export.usbLabel;
-  const stick = device ?? (await findStick(label));
-  if (!stick) return { skipped: `no USB stick labelled ${label} is plugged in; plug one in at any time and the addresses are written to it` };
-  const found = await probe(stick, 'LABEL');
-  if (found !== label) return { skipped: `${stick} is labelled "${found}", not ${label}: not writing to it` };
-  const type = await probe(stick, 'TYPE');
-  if (type !== 'vfat') return { skipped: `${stick} is ${type || 'not a filesystem'}, not FAT: not writing to it` };
-
-  const servers = JSON.parse(await readFile(STATE.servers, 'utf8')) as { servers: ServerRecord[] };
-  const records = servers.servers;
-  const scratch = await mkdtemp(join(tmpdir(), 'simplex-pi-export-'));
-  try {
-    const host = runningHostname(plan);
-    const folder = stickFolder(host);
-    const files: Array<[string, Buffer | string]> = [['README.txt', readme(plan, records, host)]];
-    if (plan.export.formats.includes('txt')) files.push(['addresses.txt', addressLines(records, '\r\n')]);
-    if (plan.export.formats.includes('json')) files.push(['servers.json', `${JSON.stringify(servers, null, 2)}\n`]);
-    if (plan.export.formats.includes('qr')) {
-      for (const record of records.filter((r) => r.kind !== 'ssh')) {
-        files.push([`qr/${record.name}.png`, await QRCode.toBuffer(record.address, { errorCorrectionLevel: 'M', margin: 4, scale: 8 })]);
-      }
-    }
-    const clientKeys: ClientKey[] = JSON.parse(await readFile(STATE.clientKeys, 'utf8').catch(() => '[]'));
-    for (const key of clientKeys) {
-      for (const record of records) files.push([`client-auth/${key.name}/${record.name}.auth_private`, authPrivate(record.onion, key)]);
-    }
-    const target = `${stick}`;
-    await run('mmd', ['-D', 's', '-i', target, `::/${folder}`], { env: MTOOLS }).catch(() => undefined);
-    const dirs = new Set(files.map(([name]) => name.split('/').slice(0, -1)).flatMap((parts) => parts.map((_, i) => parts.slice(0, i + 1).join('/'))));
-    for (const sub of [...dirs].sort()) await run('mmd', ['-D', 's', '-i', target, `::/${folder}/${sub}`], { env: MTOOLS }).catch(() => undefined);
-    for (const [name, content] of files) {
-      const local = join(scratch, name.replaceAll('/', '_'));
-      await writeFile(local, content);
-      await run('mcopy', ['-o', '-i', target, local, `::/${folder}/${name}`], { env: MTOOLS });
-    }
-    await run('sync', []);
-    return { written: files.map(([name]) => `${folder}/${name}`), device: stick };
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
+async function writeExport(plan: BuildPlan, stick: BlockDevice, kind: Written, trigger: ExportRecord['trigger'], log: Log): Promise<void> {
+  const host = runningHostname(plan);
+  const files = await filesFor(plan, kind, host);
+  await writeToStick(stick.device, plan.export.usbLabel, stickFolder(host), files);
+  if (kind !== 'health') {
+    await recordExport({ at: new Date().toISOString(), kind, trigger, device: stick.device, serial: stick.serial ?? null, filesystem: stick.fsUuid ?? null });
   }
+  const what = { secrets: 'the addresses and keys', encrypted: `the addresses and keys, encrypted to ${plan.export.encryptTo}`, health: 'the health report only (no secrets)' }[kind];
+  log(`export: wrote ${what} to ${stick.device}${stick.serial ? ` (${stick.serial})` : ''}: ${files.length} files in ${stickFolder(host)}/`);
+}
+
+async function pending(): Promise<boolean> {
+  return readFile(STATE.exportPending).then(() => true, () => false);
+}
+
+/**
+ * What the export unit runs, for every labelled stick plugged in and at every boot: returns false when it refused
+ * something the owner must know about (the unit then fails, which `systemctl --failed` and status show).
+ */
+export async function automaticExport(plan: BuildPlan, log: Log): Promise<boolean> {
+  const label = plan.export.usbLabel;
+  const { usb, other } = await labelledDevices(label);
+  for (const device of other) log(`export: ignoring ${device.device}: it carries the label ${label} but is not a USB stick`);
+  if (!usb.length) {
+    log(`export: no USB stick labelled ${label} is plugged in`);
+    return true;
+  }
+  let ok = true;
+  const firstExport = await pending();
+  if (firstExport && !plan.export.encryptTo) {
+    if (usb.length > 1) {
+      log(
+        `export: REFUSED: ${usb.length} USB sticks carry the label ${label} (${usb.map((s) => s.device).join(', ')}). The relay ` +
+          'addresses and keys go to exactly one stick: none gets them. Unplug them all, then plug in only your own: the export ' +
+          'runs again when it is plugged in.',
+      );
+      return false;
+    }
+    await writeExport(plan, usb[0]!, 'secrets', 'first', log);
+    await rm(STATE.exportPending, { force: true });
+    log('export: that was the one automatic export of secrets; a stick plugged in from now on gets only the health report (`sudo simplex-pi export` writes the secrets again)');
+    return true;
+  }
+  for (const stick of usb) {
+    try {
+      await writeExport(plan, stick, plan.export.encryptTo ? 'encrypted' : 'health', firstExport ? 'first' : 'plugged', log);
+    } catch (error) {
+      if (!(error instanceof StickRefused)) throw error;
+      log(`export: ${error.message}`);
+      ok = false;
+    }
+  }
+  if (firstExport) await rm(STATE.exportPending, { force: true });
+  return ok;
+}
+
+/** `sudo simplex-pi export [--device DEV]`: root asks for the secrets, in the clear, on one labelled USB stick. */
+export async function explicitExport(plan: BuildPlan, device: string | undefined, log: Log): Promise<void> {
+  const label = plan.export.usbLabel;
+  let stick: BlockDevice;
+  if (device) {
+    stick = await describeDevice(device);
+    if (!isUsb(stick)) throw new StickRefused(`${device} is not a USB stick (udev names its bus ${stick.bus ?? 'nothing'}): not writing to it`);
+  } else {
+    const { usb } = await labelledDevices(label);
+    if (usb.length !== 1) {
+      throw new StickRefused(
+        usb.length
+          ? `${usb.length} USB sticks carry the label ${label} (${usb.map((s) => s.device).join(', ')}): name the one to write with --device`
+          : `no USB stick labelled ${label} is plugged in: plug one in (a FAT stick with the label ${label}) and run this again`,
+      );
+    }
+    stick = usb[0]!;
+  }
+  await writeExport(plan, stick, 'secrets', 'root', log);
+  await rm(STATE.exportPending, { force: true });
 }

@@ -10,7 +10,7 @@ import { readIni } from './ini.ts';
 import { ensureOnionService } from './onion-service.ts';
 import { ensurePassword, ensureServer } from './servers.ts';
 import { type ServerRecord, addressLines } from './server-list.ts';
-import { ensureClientKeys, ensureRelayClientAuth } from './client-auth.ts';
+import { ensureAdminClientKey, ensureClientKeys, ensureRelayClientAuth } from './client-auth.ts';
 import { checkXftpQuota } from './storage.ts';
 
 export type { ServerRecord };
@@ -67,11 +67,16 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
   const ownKey = await ensureRelayClientAuth(plan, tor, plan.smp.instances.map((i) => ({ service: i.onion, onion: records.find((r) => r.name === i.name)!.onion })));
   if (plan.tor.clientOnionAuthDir) log(`client authorization: the Pi's own key for its SMP relays ${ownKey.created ? 'created' : 'kept'} (they route messages for each other)`);
   const clientKeys = await ensureClientKeys(plan, tor);
-  if (clientKeys.length) log(`client authorization: ${clientKeys.length} client key(s); only their holders can reach the onion services`);
+  if (clientKeys.length) log(`client authorization: ${clientKeys.length} client key(s); only their holders can reach the relays`);
+  const admin = await ensureAdminClientKey(plan, tor);
+  if (admin) log(`client authorization: the admin's key for SSH ${admin.created ? 'created' : 'kept'}; members' keys do not open SSH`);
 
   // The root-only copy of every address; the USB export reads it.
   await atomicWrite(STATE.servers, `${JSON.stringify({ name: plan.name, servers: records }, null, 2)}\n`, 0o600);
   await atomicWrite(STATE.addresses, addressLines(records), 0o600);
+  // The one automatic export of secrets (device/export.ts) is allowed from now on, until it has happened. Written
+  // before firstboot.done: first boot never runs again once that exists, so this is never written twice.
+  await atomicWrite(STATE.exportPending, `${new Date().toISOString()}\n`, 0o600);
   await atomicWrite(STATE.firstbootDone, `${new Date().toISOString()}\n`, 0o600);
   log(`done: ${records.length} servers; addresses in ${STATE.addresses}`);
   return records;

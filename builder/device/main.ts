@@ -1,19 +1,22 @@
 // The simplex-pi program on the Pi: bundled into one .mjs (at run time it needs only Node's built-ins; the QR code
 // library is bundled in) and run by Debian's Node 18/20.
+import { webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { PLAN_PATH, PLAN_SCHEMA_VERSION, STATE, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
-import { exportToStick } from './export.ts';
+import { automaticExport, explicitExport } from './export.ts';
+import { StickRefused } from './stick-writer.ts';
 import { status } from './status.ts';
 import { firstboot } from './firstboot.ts';
 import { commandHelp, parseCommand, programHelp, wantsHelp, type Parsed } from '../command-table.ts';
 import { COMMAND_NAME, DEVICE_COMMANDS } from './commands.ts';
 
-async function runExport(plan: BuildPlan, device: string | undefined): Promise<void> {
-  const result = await exportToStick(plan, device);
-  if ('skipped' in result) console.log(`export: ${result.skipped}`);
-  else console.log(`export: wrote ${result.written.length} files to ${result.device}: ${result.written.join(', ')}`);
-}
+// The age encryption library (export.encrypt_to) draws its randomness from WebCrypto, which Node 18 (bookworm)
+// has but does not make global.
+if (!globalThis.crypto) Object.assign(globalThis, { crypto: webcrypto });
+
+/** A refusal is an answer, not a failure of the program: said plainly, with a non-zero exit for the unit. */
+class Refused extends Error {}
 
 const PLAN = process.env.SIMPLEX_PI_PLAN ?? PLAN_PATH;
 
@@ -24,14 +27,21 @@ async function loadPlan(): Promise<BuildPlan> {
 }
 
 /** Each command's code, by its name in DEVICE_COMMANDS (commands.ts). */
-const HANDLERS: Record<string, (parsed: Parsed<{ device?: string }>) => Promise<void>> = {
+const HANDLERS: Record<string, (parsed: Parsed<{ device?: string; auto?: boolean }>) => Promise<void>> = {
   firstboot: async () => {
-    const plan = await loadPlan();
-    await firstboot(plan, (line) => console.log(line));
-    // A stick already plugged in gets the addresses now; one plugged in later, through the udev rule.
-    await runExport(plan, undefined);
+    await firstboot(await loadPlan(), (line) => console.log(line));
   },
-  export: async ({ values }) => runExport(await loadPlan(), values.device),
+  export: async ({ values }) => {
+    const plan = await loadPlan();
+    const log = (line: string) => console.log(line);
+    if (values.auto) {
+      if (!(await automaticExport(plan, log))) throw new Refused('export: nothing secret was written (see above)');
+      return;
+    }
+    await explicitExport(plan, values.device, log).catch((error: unknown) => {
+      throw error instanceof StickRefused ? new Refused(`export: ${error.message}`) : error;
+    });
+  },
   status: async () => {
     process.stdout.write(await status(await loadPlan()));
   },
@@ -69,6 +79,10 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
     const command = process.argv[2];
+    if (error instanceof Refused) {
+      console.error(error.message);
+      process.exit(1);
+    }
     console.error(`simplex-pi ${command ?? ''}: ${error instanceof Error ? error.message : String(error)}`);
     if (command === 'firstboot') {
       console.error(

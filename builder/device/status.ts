@@ -4,7 +4,8 @@ import { createConnection } from 'node:net';
 import { promisify } from 'node:util';
 import { STATE, TOR_CONTROL_COOKIE, TOR_CONTROL_SOCKET, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
-import { runningHostname } from './export.ts';
+import { describeExport, lastExport } from './export-log.ts';
+import { runningHostname } from './host.ts';
 import { checkXftpQuota } from './storage.ts';
 
 const run = promisify(execFile);
@@ -54,8 +55,8 @@ async function unitState(unit: string): Promise<string> {
   return result.stdout.trim() || 'unknown';
 }
 
-/** `simplex-pi status`: what a person needs to see whether the relays work, without knowing systemd or Tor. */
-export async function status(plan: BuildPlan): Promise<string> {
+/** The state of the Pi without a secret in it: first boot, the services, storage, Tor, the last export. */
+async function healthLines(plan: BuildPlan): Promise<string[]> {
   const host = runningHostname(plan);
   // Raspberry Pi Imager may have given the Pi another host name than the recipe's; the stick's folder uses this one.
   const lines: string[] = [`simplex-pi "${plan.name}" on ${host}${host === plan.hostname ? '' : ` (the recipe named it ${plan.hostname})`}`, ''];
@@ -73,7 +74,23 @@ export async function status(plan: BuildPlan): Promise<string> {
     const quota = await checkXftpQuota(plan.xftp.quota, plan.xftp.filesPath).catch((error: Error) => ({ ok: false, message: `cannot check the XFTP quota: ${error.message}` }));
     lines.push('', `Storage: ${quota.ok ? 'ok ' : '!! '} ${quota.message}`);
   }
-  lines.push('', `Tor: ${await torBootstrap()}`, '');
+  lines.push('', `Tor: ${await torBootstrap()}`);
+  const exported = await lastExport().then(
+    (record) => (record ? describeExport(record) : 'never'),
+    () => 'unknown (run with sudo)',
+  );
+  lines.push(`Secrets last exported to a stick: ${exported}`, '');
+  return lines;
+}
+
+/** The health report a plugged-in stick gets: no address, no key, no password. */
+export async function healthReport(plan: BuildPlan): Promise<string> {
+  return `${[...(await healthLines(plan)), `Written ${new Date().toISOString()}`].join('\n')}\n`;
+}
+
+/** `simplex-pi status`: what a person needs to see whether the relays work, without knowing systemd or Tor. */
+export async function status(plan: BuildPlan): Promise<string> {
+  const lines = await healthLines(plan);
   const addresses = await readFile(STATE.addresses, 'utf8').catch((error: NodeJS.ErrnoException) =>
     error.code === 'EACCES' ? 'Run `sudo simplex-pi status` to see the addresses.\n' : 'No addresses yet: first boot has not finished.\n',
   );

@@ -36,6 +36,15 @@ export const STATE = {
   clientKeys: `${STATE_DIR}/client-auth.json`,
   /** The Pi's own client key for its SMP relays (they route messages for each other); never exported. */
   selfClientKey: `${STATE_DIR}/client-auth-self.json`,
+  /** The admin's client key for the SSH onion service: members' keys never open it (exported under ADMIN_FOLDER). */
+  adminClientKey: `${STATE_DIR}/client-auth-admin.json`,
+  /**
+   * Written by first boot, removed by the first export that writes the secrets to a stick: while it exists, the
+   * one labelled USB stick plugged in gets them without anyone logging in. Afterwards only `export` run by root does.
+   */
+  exportPending: `${STATE_DIR}/export.pending`,
+  /** One JSON line per export of secrets (when, which stick, plain or encrypted): `status` shows the last. */
+  exportLog: `${STATE_DIR}/exports.log`,
   /** The Debian base's one-time root filesystem growth (overlays/debian-base). */
   growrootDone: `${STATE_DIR}/growroot.done`,
 } as const;
@@ -49,9 +58,11 @@ export const TOR_USER = 'debian-tor';
 // Units.
 export const UNITS = {
   firstboot: 'simplex-pi-firstboot.service',
-  /** A template: the udev rule starts one instance per stick (`simplex-pi-export@sda1.service`). */
-  exportTemplate: 'simplex-pi-export@.service',
-  exportInstancePrefix: 'simplex-pi-export@',
+  /**
+   * Started by the udev rule for a labelled USB stick, and at boot after first boot. One unit, not a template:
+   * systemd never runs it twice at once, however many partitions or sticks appear (security review L2).
+   */
+  export: 'simplex-pi-export.service',
   /** Debian's tor: tor.service is a wrapper; the daemon is the tor@default instance. */
   torWrapper: 'tor.service',
   tor: 'tor@default.service',
@@ -85,6 +96,9 @@ export const SELF_KEY_NAME = 'simplex-pi-relays';
 export function generatedClientName(index: number | 'N'): string {
   return `client-${index}`;
 }
+
+/** The admin's client key for the SSH onion service (STATE.adminClientKey): `<name>.auth` in its AUTHORIZED_CLIENTS. */
+export const ADMIN_KEY_NAME = 'simplex-pi-admin';
 
 /** A client's line in an onion service's authorized_clients/<name>.auth (Tor's format). */
 export function authorizedClientLine(publicKey: string): string {
@@ -177,3 +191,22 @@ export const XFTP_UNIT = 'simplex-xftp.service';
 /** Where the XFTP relay keeps files in transit; xftp-server creates neither it nor its parent. */
 export const XFTP_FILES_DIR = '/srv/simplex-xftp/files';
 export const SSH_SERVICE = 'simplex-ssh';
+
+// The USB export.
+/** The stick's folder: `simplex-pi-<the host name the Pi has>`. */
+export function stickFolder(host: string): string {
+  return `simplex-pi-${host}`;
+}
+/** The export unit's RuntimeDirectory= (under /run, on tmpfs): where files are laid out before mtools copies them. */
+export const EXPORT_RUNTIME_DIR = 'simplex-pi-export';
+/** In the stick's folder: the admin's material (the SSH address and its client key), apart from the members'. */
+export const ADMIN_FOLDER = 'admin';
+/** In the stick's folder: what every export writes, secret or not (services, Tor, storage, last export). */
+export const HEALTH_FILE = 'health.txt';
+/** In the stick's folder, with export.encrypt_to: every secret file in one tar archive, encrypted with age. */
+export const ENCRYPTED_ARCHIVE = 'secrets.tar.age';
+/**
+ * FAT labels of the bases' own partitions (Debian's raspi images, Raspberry Pi OS, cloud-init's NoCloud): never an
+ * export label, or the export would write into the Pi's own boot partition (security review L1).
+ */
+export const RESERVED_FS_LABELS = ['RASPIFIRM', 'RASPIROOT', 'BOOTFS', 'ROOTFS', 'CIDATA', 'BOOT'] as const;

@@ -155,7 +155,8 @@ export interface BuildPlan {
     onion: OnionService | null;
   };
   network: { outbound: 'tor-only' | 'open'; allowPing: boolean };
-  export: { usbLabel: string; formats: Array<'txt' | 'json' | 'qr'> };
+  /** The USB export (device/export.ts): the stick's label, what to write, and the age recipient secrets are encrypted to. */
+  export: { usbLabel: string; formats: Array<'txt' | 'json' | 'qr'>; encryptTo: string | null };
   simplexmq: { version: string; releaseNotesUrl: string; binaries: BinaryInput[]; memoryDenyWriteExecute: boolean };
   /** Units the configure stage enables. */
   units: string[];
@@ -297,14 +298,14 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
     },
     ssh: { enabled: sshEnabled, port: SSH_PORT, overTor: recipe.admin.ssh.over_tor, lan: recipe.admin.ssh.lan, user: recipe.admin.user, authorizedKeys: recipe.admin.ssh.authorized_keys, onion: sshOnion },
     network: { outbound: recipe.network.outbound, allowPing: recipe.network.allow_ping },
-    export: { usbLabel: recipe.export.usb_label, formats: recipe.export.formats },
+    export: { usbLabel: recipe.export.usb_label, formats: recipe.export.formats, encryptTo: recipe.export.encrypt_to },
     simplexmq: {
       version,
       releaseNotesUrl: expand(recipe.simplexmq.release_notes_url, version),
       binaries,
       memoryDenyWriteExecute: recipe.simplexmq.memory_deny_write_execute,
     },
-    units: [UNITS.firstboot, ...relays.map((r) => r.unit), UNITS.nftables, ...(sshEnabled ? [UNITS.ssh] : [])],
+    units: [UNITS.firstboot, UNITS.export, ...relays.map((r) => r.unit), UNITS.nftables, ...(sshEnabled ? [UNITS.ssh] : [])],
     // Tor is not enabled by us (Debian's package enables it) but is what everything else depends on.
     reportedUnits: [
       { unit: UNITS.tor },

@@ -1,7 +1,10 @@
+import { Encrypter } from 'age-encryption';
 import { z } from 'zod';
 import { INIT_FORMATS } from '../base/init-format.ts';
 import {
   AUTHORIZED_CLIENTS,
+  ENCRYPTED_ARCHIVE,
+  RESERVED_FS_LABELS,
   RESERVED_LOCAL_PORTS,
   SELF_KEY_NAME,
   SSH_PORT,
@@ -357,20 +360,48 @@ const networkSchema = z.strictObject({
   allow_ping: bool().default(false).meta({ description: 'Answer pings from the local network.' }),
 });
 
+/** An age X25519 recipient, checked the way the device will use it (bech32 checksum and key length). */
+function isAgeRecipient(text: string): boolean {
+  // Only X25519 (age1 + 58 bech32 characters): the post-quantum and tag kinds need an age newer than Debian's.
+  if (!/^age1[02-9ac-hj-np-z]{58}$/.test(text)) return false;
+  try {
+    new Encrypter().addRecipient(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const exportSchema = z.strictObject({
   usb_label: z
     .string()
     .regex(/^[A-Z0-9_-]{1,11}$/, { error: 'must be 1–11 upper-case letters, digits, - or _ (a FAT volume label)' })
+    .refine((label) => !(RESERVED_FS_LABELS as readonly string[]).includes(label), {
+      error: `must not be a label the Pi's own partitions carry (${RESERVED_FS_LABELS.join(', ')}): the export would write into them`,
+    })
     .default('SIMPLEX')
     .meta({
       description:
-        'The FAT label of the stick that receives the addresses (1–11 upper-case letters, digits, `-`, `_`). A stick with another label is never written.',
+        'The FAT label of the USB stick that receives the addresses (1–11 upper-case letters, digits, `-`, `_`). A stick with ' +
+        'another label, or a device that is not USB storage, is never written. The secrets go once, automatically, to the one ' +
+        'labelled stick plugged in after first boot; later sticks get only a health report unless `sudo simplex-pi export` ' +
+        'is run on the Pi (README: who gets the secrets).',
     }),
   formats: z
     .array(z.enum(['txt', 'json', 'qr'], { error: 'must be txt, json or qr' }))
     .min(1, { error: 'must name at least one format' })
     .default(['txt', 'json', 'qr'])
     .meta({ description: 'What to write: `addresses.txt` (`txt`), `servers.json` (`json`), QR codes (`qr`).' }),
+  encrypt_to: z
+    .string()
+    .refine(isAgeRecipient, { error: 'must be an age X25519 recipient (age1… as `age-keygen` prints it; post-quantum age1pq1… recipients are not supported)' })
+    .nullable()
+    .default(null)
+    .meta({
+      description:
+        'An age recipient (`age1…`, from `age-keygen`). Every labelled USB stick plugged in then gets the addresses and keys as one ' +
+        `archive encrypted to it (\`${ENCRYPTED_ARCHIVE}\`; open it with \`age -d -i KEY ${ENCRYPTED_ARCHIVE} | tar x\`), and never in the clear.`,
+    }),
 });
 
 export const recipeSchema = z

@@ -110,9 +110,10 @@ function planEntries(plan: BuildPlan): ImageEntry[] {
   }
   // The Pi's own keys for its relays are made at first boot; Tor refuses a ClientOnionAuthDir it does not own.
   if (plan.tor.clientOnionAuthDir) entries.push(dir(plan.tor.clientOnionAuthDir, 0o700, TOR_USER));
-  // Client authorization: public keys only. Tor demands its directories be its own and 0700.
+  // Client authorization: public keys only, on the relays' services (SSH's admits only the admin's key, made at first
+  // boot). Tor demands its directories be its own and 0700.
   if (plan.tor.clientAuth.keys.length) {
-    for (const service of plan.tor.services) {
+    for (const service of relaysOf(plan).map((relay) => relay.onion)) {
       const clients = `${service.dir}/${AUTHORIZED_CLIENTS}`;
       entries.push(dir(service.dir, 0o700, TOR_USER), dir(clients, 0o700, TOR_USER));
       for (const key of plan.tor.clientAuth.keys) {

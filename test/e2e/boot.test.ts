@@ -7,7 +7,7 @@ import { sha256File } from '../../builder/hash.ts';
 import { freePort, isRoot } from '../helpers/env.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { type BootFiles, Vm, VmTestRun, copyDisk, largerCard, extractBootFiles, makeStick, vmScratch } from '../helpers/vm.ts';
-import { type AgentReport, type StickContents, type SystemReport, buildE2eImage, filesOnCard, fingerprintOf, hashesOnCard, keyFilesOf, readStick } from './cluster.ts';
+import { type AgentReport, type StickContents, type SystemReport, buildE2eImage, filesOnCard, fingerprintOf, hashesOnCard, keyFilesOf, readStick, secretsOnStick, stickFiles } from './cluster.ts';
 
 /**
  * Issue 5: the built image, booted for real (qemu-system-aarch64 -M virt, its own kernel and initramfs, no
@@ -20,6 +20,8 @@ import { type AgentReport, type StickContents, type SystemReport, buildE2eImage,
 const haveQemu = existsSync('/usr/bin/qemu-system-aarch64');
 const BOOT_LIMIT = 8 * 60 * 1000;
 const SERVERS = ['smp1', 'smp2', 'smp3', 'xftp', 'ssh'];
+/** What members get on the stick: the relays (SSH's address goes only to the admin folder). */
+const RELAYS = SERVERS.filter((s) => s !== 'ssh');
 const ONION = /^[a-z2-7]{56}\.onion$/;
 /** The address qemu's user-mode network gives the guest, where its host forwards go. */
 const GUEST_IP = '10.0.2.15';
@@ -40,6 +42,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   let cardA: { report: AgentReport; stick: StickContents };
   let cardB: { report: AgentReport };
   let otherStickSha256: string;
+  let decoySha256: string;
 
   beforeAll(async () => {
     await server.start();
@@ -51,9 +54,12 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
     // Card A is a larger SD card than the image, as users' cards are: first boot must grow into it.
     await largerCard(image, disk('A'), 2);
     await copyDisk(image, disk('B'));
-    for (const name of ['A', 'B', 'later']) await makeStick(stick(name), plan.export.usbLabel);
+    for (const name of ['A', 'B', 'B2', 'later']) await makeStick(stick(name), plan.export.usbLabel);
     await makeStick(stick('other'), 'BACKUP');
     otherStickSha256 = await sha256File(stick('other'));
+    // The recipe's label on a disk that is not USB storage (a virtio disk): it must never be written.
+    await makeStick(stick('decoy'), plan.export.usbLabel);
+    decoySha256 = await sha256File(stick('decoy'));
   }, 20 * 60 * 1000);
 
   /** A request to the agent that changes something in the VM (messages, relays); it must have worked. */
@@ -72,9 +78,9 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
     'first boot: the addresses of every relay reach the USB stick, matching the onions Tor serves; Tor and every relay run',
     { timeout: BOOT_LIMIT + 60_000 },
     track(async () => {
-      const vm = await start({ name: 'A-first', disk: disk('A'), stick: stick('A') });
+      const vm = await start({ name: 'A-first', disk: disk('A'), stick: stick('A'), virtioDisks: [stick('decoy')] });
       await vm.waitForAgent('ready', BOOT_LIMIT);
-      const exported = await vm.waitForLine(/simplex-pi\[\d+\]: export: wrote/, 1000);
+      const exported = await vm.waitForLine(/export: wrote the addresses and keys to \/dev\/sd[a-z]/, 120_000);
       timings.firstBootAddressesOnStick = exported.at / 1000;
       timings.firstBootReady = vm.elapsed() / 1000;
       const report = await vm.report<AgentReport>();
@@ -88,24 +94,35 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       expect(system.fsAvailBytes).toBeGreaterThan(1.5 * 1024 ** 3);
       expect(system.machineId).toMatch(/^[0-9a-f]{32}$/);
 
-      // The stick, read on the host like a user would: every server, well-formed, QR codes decoding to them.
+      // The stick, read on the host like a user would: every relay, well-formed, QR codes decoding to them; SSH's
+      // address only in the admin folder.
       const contents = readStick(stick('A'), plan.hostname);
-      expect([...contents.addresses.keys()].sort()).toEqual([...SERVERS].sort());
+      expect([...contents.addresses.keys()].sort()).toEqual([...RELAYS].sort());
       for (const name of ['smp1', 'smp2', 'smp3']) {
         expect(contents.addresses.get(name)).toMatch(/^smp:\/\/[A-Za-z0-9_-]{43}=?:[A-Za-z0-9_=-]{20,}@[a-z2-7]{56}\.onion(:5223)?$/);
       }
       expect(contents.addresses.get('xftp')).toMatch(/^xftp:\/\/[A-Za-z0-9_-]{43}=:[A-Za-z0-9_-]{43}=@[a-z2-7]{56}\.onion:443$/);
       for (const name of ['smp1', 'smp2', 'smp3', 'xftp']) expect(contents.qr.get(name)).toBe(contents.addresses.get(name));
       expect(contents.servers.map((s) => [s.name, s.address])).toEqual([...contents.addresses.entries()]);
-      expect(report.addresses?.replaceAll('\n', '\r\n')).toBe([...contents.addresses].map(([n, a]) => `${n}\t${a}\r\n`).join(''));
+      expect(report.addresses?.replaceAll('\n', '\r\n')).toBe([...contents.addresses, ['ssh', contents.ssh]].map(([n, a]) => `${n}\t${a}\r\n`).join(''));
 
       // Each address's onion is the hostname in Tor's own service directory, read while Tor runs the service.
       // (Tor rewrites that file whenever it differs from what it derives from the key: it is Tor's word.)
       for (const name of SERVERS) {
         const hostname = report.onions[`simplex-${name}`]?.hostname;
         expect(hostname).toMatch(ONION);
-        expect(contents.addresses.get(name)).toContain(hostname!);
+        expect(name === 'ssh' ? contents.ssh : contents.addresses.get(name)).toContain(hostname!);
       }
+      // Client authorization: the member's key opens every relay, the admin's own key alone opens SSH.
+      const onStick = stickFiles(stick('A'));
+      const folder = `simplex-pi-${plan.hostname}`;
+      expect([...onStick.keys()].filter((f) => f.includes('/client-auth/')).sort()).toEqual(RELAYS.map((r) => `${folder}/client-auth/client-1/${r}.auth_private`).sort());
+      expect(onStick.get(`${folder}/admin/ssh.auth_private`)?.toString()).toMatch(new RegExp(`^${report.onions['simplex-ssh']!.hostname!.replace('.onion', '')}:descriptor:x25519:[A-Z2-7]{52}\n$`));
+      // The recipe's label on a virtio disk: ignored, never written, and not counted as a second stick.
+      expect(await sha256File(stick('decoy'))).toBe(decoySha256);
+      expect(report.exportJournal).toMatch(/export: ignoring \/dev\/vd[a-z]: it carries the label SIMPLEX but is not a USB stick/);
+      expect(report.units['simplex-pi-export.service']).toMatchObject({ Result: 'success' });
+      expect(report.status).toMatch(/^Secrets last exported to a stick: \S+, in the clear, to \/dev\/sd[a-z]+\d*( \(.*\))?: the automatic first export$/m);
 
       // Tor and every relay unit ran (no restarts), and every relay port was listening.
       expect(report.units['tor@default.service']?.ActiveState).toBe('active');
@@ -129,8 +146,8 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   );
 
   it(
-    'second boot of the same card: first boot is skipped, keys unchanged, and a stick plugged in later receives the same addresses',
-    { timeout: BOOT_LIMIT + 120_000 },
+    'second boot: first boot is skipped, keys unchanged; a labelled stick plugged in later gets the health report and no secret, root\'s explicit export gives it the addresses; the journal of every boot holds no secret',
+    { timeout: BOOT_LIMIT + 240_000 },
     track(async () => {
       expect(cardA, 'needs the first boot').toBeDefined();
       const vm = await start({ name: 'A-second', disk: disk('A'), laterSticks: [stick('other'), stick('later')] });
@@ -143,20 +160,45 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       expect(before.keys).toEqual(cardA.report.keys);
       expect(Object.values(before.keys).every((hash) => hash !== null)).toBe(true);
       expect(before.onions).toEqual(cardA.report.onions);
+      // Relay passwords, the member's key, the admin's key and the Pi's own key: what no later stick may get.
+      expect(before.secrets).toHaveLength(RELAYS.length + 3);
 
       // A stick with another label is left alone; one with the recipe's label, plugged in while the Pi runs,
-      // gets the addresses through the udev rule.
+      // gets the health report through the udev rule, and nothing secret: the one automatic export was card A's
+      // first boot.
       await vm.plugStick(0);
       await vm.plugStick(1);
       let after = before;
-      for (let i = 0; i < 60 && !/wrote \d+ files/.test(after.exportJournal); i++) {
+      for (let i = 0; i < 60 && !/wrote the health report/.test(after.exportJournal); i++) {
         await sleep(2000);
         after = await vm.report<AgentReport>();
       }
-      expect(after.exportJournal).toMatch(/export: wrote \d+ files to \/dev\/sd[a-z]/);
+      expect(after.exportJournal).toMatch(/export: wrote the health report only \(no secrets\) to \/dev\/sd[a-z]/);
+      const plugged = join(dir, 'stick-later-plugged.img');
+      await copyDisk(stick('later'), plugged);
+      expect(await secretsOnStick(plugged, before.secrets)).toEqual([]);
+      const folder = `simplex-pi-${plan.hostname}`;
+      const health = stickFiles(plugged);
+      expect([...health.keys()].sort()).toEqual([`${folder}/README.txt`, `${folder}/health.txt`]);
+      expect(health.get(`${folder}/health.txt`)!.toString()).toMatch(/^Services:\r$/m);
+      for (const onion of Object.values(before.onions)) expect(health.get(`${folder}/health.txt`)!.toString()).not.toContain(onion.hostname!.slice(0, 56));
+
+      // The journal of both boots (first boot, two starts of every relay): no password and no private key, read
+      // through journalctl and in the journal files' raw bytes. The control line shows both readings see one.
+      const journal = await vm.report<{ marker: string; secretCount: number; files: number; boots: number; inExport: string[]; inFiles: string[] }>('journal-secrets', 180_000);
+      expect(journal.secretCount).toBe(before.secrets.length);
+      expect(journal.files).toBeGreaterThan(0);
+      expect(journal.inExport).toEqual([journal.marker]);
+      expect(journal.inFiles).toEqual([journal.marker]);
+
+      // The owner's explicit export, as root on the Pi: the same addresses as at first boot.
+      const explicit = await vm.report<{ ok: boolean; output: string }>('export', 180_000);
+      expect(explicit.ok, explicit.output).toBe(true);
+      expect(explicit.output).toMatch(/export: wrote the addresses and keys to \/dev\/sd[a-z]/);
       await vm.powerOff();
       const later = readStick(stick('later'), plan.hostname);
       expect([...later.addresses]).toEqual([...cardA.stick.addresses]);
+      expect(later.ssh).toBe(cardA.stick.ssh);
       expect(await sha256File(stick('other'))).toBe(otherStickSha256);
     }),
   );
@@ -285,7 +327,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   );
 
   it(
-    'power cut in the middle of first boot: the next boot completes, keeping every key the cut run had written',
+    'power cut in the middle of first boot: the next boot completes, keeping every key the cut run had written; two labelled sticks then get no secret',
     { timeout: 2 * BOOT_LIMIT + 120_000 },
     track(async () => {
       const vm = await start({ name: 'B-cut', disk: disk('B'), stick: stick('B') });
@@ -304,16 +346,28 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       expect(afterCut['/var/lib/simplex-pi/firstboot.done']).toBeNull();
       for (const path of kept) expect(afterCut[path], path).toMatch(/^[0-9a-f]{64}$/);
 
-      const resumed = await start({ name: 'B-resumed', disk: disk('B'), stick: stick('B') });
+      // Two sticks with the recipe's label at this (the finishing) first boot: neither gets a secret, and the
+      // console and the journal say why.
+      const resumed = await start({ name: 'B-resumed', disk: disk('B'), stick: stick('B'), moreSticks: [stick('B2')] });
       await resumed.waitForAgent('ready', BOOT_LIMIT);
-      const report = await resumed.report<AgentReport>();
+      const refusal = await resumed.waitForLine(/export: REFUSED: 2 USB sticks carry the label SIMPLEX/, 120_000);
+      let report = await resumed.report<AgentReport>();
+      for (let i = 0; i < 30 && report.units['simplex-pi-export.service']?.ActiveState !== 'failed'; i++) {
+        await sleep(2000);
+        report = await resumed.report<AgentReport>();
+      }
       await resumed.powerOff();
+      expect(refusal.text).toMatch(/neither|none gets them/);
+      expect(report.exportJournal).toContain('export: REFUSED: 2 USB sticks carry the label SIMPLEX');
+      expect(report.units['simplex-pi-export.service']).toMatchObject({ ActiveState: 'failed' });
+      expect(report.secrets).toHaveLength(RELAYS.length + 3);
+      for (const name of ['B', 'B2']) expect(await secretsOnStick(stick(name), report.secrets), `stick ${name}`).toEqual([]);
       expect(report.units['simplex-pi-firstboot.service']).toMatchObject({ ActiveState: 'active', Result: 'success' });
       for (const path of kept) expect(report.keys[path], path).toBe(afterCut[path]);
       for (const { server, part } of made) expect(report.firstbootJournal).toContain(`${server}: ${part} kept`);
-      const contents = readStick(stick('B'), plan.hostname);
-      expect([...contents.addresses.keys()].sort()).toEqual([...SERVERS].sort());
-      for (const name of SERVERS) expect(contents.addresses.get(name)).toContain(report.onions[`simplex-${name}`]!.hostname!);
+      const addresses = new Map(report.servers!.servers.map((s) => [s.name, s.address]));
+      expect([...addresses.keys()].sort()).toEqual([...SERVERS].sort());
+      for (const name of SERVERS) expect(addresses.get(name)).toContain(report.onions[`simplex-${name}`]!.hostname!);
       cardB = { report };
     }),
   );

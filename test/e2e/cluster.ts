@@ -7,6 +7,7 @@ import { attachPartition } from '../../builder/image/loop.ts';
 import { unmount } from '../../builder/image/mounts.ts';
 import { raspberryPiLayout, readPartitionTable } from '../../builder/image/partitions.ts';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
+import { ADMIN_FOLDER, stickFolder } from '../../builder/plan/layout.ts';
 import { Resources } from '../../builder/resources.ts';
 import { REPO, TEST_CACHE, cli, testSshPublicKey } from '../helpers/env.ts';
 import type { TestServer } from '../helpers/http-server.ts';
@@ -19,7 +20,7 @@ import { decodeQrPng, listStick, readStickFile } from '../helpers/stick.ts';
  * powered-off card.
  */
 
-/** The e2e image: Debian base, the simplexmq stand-ins, 3 SMP relays + XFTP + SSH over Tor, and the test overlay. */
+/** The e2e image: Debian base, the simplexmq stand-ins, 3 SMP relays + XFTP + SSH over Tor, one client key, and the test overlay. */
 const E2E_OVERLAY = join(REPO, 'test/e2e/overlay');
 
 export interface E2eImage {
@@ -33,7 +34,7 @@ export async function buildE2eImage(server: TestServer, dir: string, cache = TES
   const standins = await serveStandins(server, dir, '6.5.2');
   const name = options.name ?? 'e2e';
   const recipe = join(dir, `${name}.yaml`);
-  await writeFile(recipe, debianStandinRecipe({ name, standins, sshKey: await testSshPublicKey(), instances: 3, overlays: [E2E_OVERLAY], base: options.base }));
+  await writeFile(recipe, debianStandinRecipe({ name, standins, sshKey: await testSshPublicKey(), instances: 3, clientKeys: 1, overlays: [E2E_OVERLAY], base: options.base }));
   const out = join(dir, 'out');
   const started = Date.now();
   const result = await cli(['build', '--recipe', recipe, '--out', out, '--cache', cache, '--compress', 'none']);
@@ -64,6 +65,8 @@ export interface AgentReport {
   firstbootDone: boolean;
   firstbootJournal: string;
   exportJournal: string;
+  /** Every secret first boot made, as the Pi holds them: relay passwords, client-authorization private keys. */
+  secrets: string[];
   relayJournal: Record<string, string>;
   status: string;
   interfaces: Record<string, string[]>;
@@ -100,16 +103,32 @@ export interface SystemReport {
 
 export interface StickContents {
   files: string[];
-  /** name -> address, from addresses.txt. */
+  /** name -> address, from addresses.txt (the relays). */
   addresses: Map<string, string>;
   servers: ServerRecord[];
   /** name -> the text its QR code decodes to. */
   qr: Map<string, string | undefined>;
+  /** The admin folder's SSH line (`ssh user@onion`). */
+  ssh: string | undefined;
 }
 
-/** Read what first boot wrote to a stick (mtools; the stick image is never mounted). */
+/** Every file on the stick with its bytes (directories left out). */
+export function stickFiles(stick: string): Map<string, Buffer> {
+  return new Map(listStick(stick).filter((f) => !f.endsWith('/')).map((f) => [f.replace(/^::\//, ''), readStickFile(stick, f.replace(/^::\//, ''))]));
+}
+
+/**
+ * Which of the secrets stand anywhere in the stick image's bytes: in a file, a directory entry, or the slack and
+ * free space around them. Stronger than reading its files, and independent of how the export named them.
+ */
+export async function secretsOnStick(stick: string, secrets: readonly string[]): Promise<string[]> {
+  const bytes = await readFile(stick);
+  return secrets.filter((secret) => bytes.includes(Buffer.from(secret)));
+}
+
+/** Read what an export of secrets wrote to a stick (mtools; the stick image is never mounted). */
 export function readStick(stick: string, hostname: string): StickContents {
-  const folder = `simplex-pi-${hostname}`;
+  const folder = stickFolder(hostname);
   const files = listStick(stick);
   const addresses = new Map<string, string>();
   for (const line of readStickFile(stick, `${folder}/addresses.txt`).toString().split('\r\n').filter(Boolean)) {
@@ -121,7 +140,8 @@ export function readStick(stick: string, hostname: string): StickContents {
   for (const file of files.filter((f) => f.startsWith(`::/${folder}/qr/`) && f.endsWith('.png'))) {
     qr.set(file.replace(/^.*\/qr\/(.*)\.png$/, '$1'), decodeQrPng(readStickFile(stick, file.replace(/^::\//, ''))));
   }
-  return { files, addresses, servers, qr };
+  const ssh = /^ {2}(ssh \S+)\r$/m.exec(readStickFile(stick, `${folder}/${ADMIN_FOLDER}/ssh.txt`).toString())?.[1];
+  return { files, addresses, servers, qr, ssh };
 }
 
 /**

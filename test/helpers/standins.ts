@@ -34,13 +34,23 @@ export async function serveStandins(server: TestServer, dir: string, version: st
 }
 
 /** A recipe (on the Debian base unless `base` says otherwise) with the stand-ins pinned by url + sha256 and SSH over Tor (a way to log in). */
-export function debianStandinRecipe(options: { name: string; standins: ServedStandins; sshKey: string; instances?: number; overlays?: string[]; base?: object }): string {
-  const { name, standins, sshKey, instances, overlays } = options;
+export function debianStandinRecipe(options: {
+  name: string;
+  standins: ServedStandins;
+  sshKey: string;
+  instances?: number;
+  overlays?: string[];
+  base?: object;
+  /** tor.client_auth.generate: client keys the Pi makes at first boot. */
+  clientKeys?: number;
+}): string {
+  const { name, standins, sshKey, instances, overlays, clientKeys } = options;
   return [
     `name: ${name}`,
     `base: ${JSON.stringify(options.base ?? { provider: 'debian' })}`,
     `admin: { ssh: { over_tor: true, authorized_keys: ["${sshKey}"] } }`,
     ...(instances === undefined ? [] : [`smp: { instances: ${instances} }`]),
+    ...(clientKeys === undefined ? [] : [`tor: { client_auth: { generate: ${clientKeys} } }`]),
     // A quota the test cards can hold (first boot and `status` warn about one they cannot).
     'xftp: { quota: 1gb }',
     ...(overlays === undefined ? [] : [`overlays: ${JSON.stringify(overlays)}`]),

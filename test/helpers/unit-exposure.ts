@@ -20,8 +20,8 @@ export interface ShippedUnit {
   kind: 'unit' | 'template' | 'drop-in';
 }
 
-/** The instance a template is scored as: the only template started per instance is the USB export's, per partition. */
-export const TEMPLATE_INSTANCE = 'sda1';
+/** The instance a template unit is scored as (a target names it so: `name@example.service`). */
+export const TEMPLATE_INSTANCE = 'example';
 
 /** Every service unit, template and drop-in on a service that the rendered tree `rootfs` has. */
 export async function shippedUnits(rootfs: string): Promise<ShippedUnit[]> {
@@ -49,7 +49,7 @@ export interface ExposureTarget {
 export function exposureTargets(plan: BuildPlan): Map<string, ExposureTarget> {
   const targets = new Map<string, ExposureTarget>([
     [UNITS.firstboot, { max: 4.0, why: 'root, with only the capabilities to write into the directories of Tor and the relays and to start init as the relay user' }],
-    [UNITS.exportTemplate.replace('@', `@${TEMPLATE_INSTANCE}`), { max: 2.5, why: 'root without capabilities: reads the state directory, writes the stick' }],
+    [UNITS.export, { max: 2.5, why: 'root without capabilities: reads the state directory, writes the stick' }],
     [UNITS.ssh, { max: null, why: "Debian's sshd (our drop-in only makes its host keys): its sessions are the admin's shell, so a sandbox on it would confine every admin command" }],
   ]);
   for (const relay of relaysOf(plan)) targets.set(relay.unit, { max: 1.5, why: 'the relay user, no capabilities, loopback only, its own directories only' });

@@ -86,6 +86,10 @@ export interface VmOptions {
   dir: string;
   /** A USB stick present at power-on. */
   stick?: string;
+  /** More USB sticks present at power-on. */
+  moreSticks?: string[];
+  /** Disks on the virtio bus (not USB) present at power-on: a labelled one must never be written. */
+  virtioDisks?: string[];
   /** Sticks that can be plugged in later with `plugStick`. */
   laterSticks?: string[];
   /** Forward a host port on 127.0.0.1 to a guest port through a restricted user-mode network. */
@@ -280,7 +284,10 @@ function qemuArgs(o: VmOptions, commandLine: string): string[] {
     '-device', 'virtserialport,bus=vser.0,chardev=agent,name=simplex-pi-e2e',
     '-qmp', `unix:${sock('qmp')},server=on,wait=off`,
   ];
-  if (o.stick) args.push('-drive', `file=${o.stick},format=raw,if=none,id=stick`, '-device', 'usb-storage,bus=xhci.0,drive=stick,removable=on');
+  [...(o.stick ? [o.stick] : []), ...(o.moreSticks ?? [])].forEach((stick, i) =>
+    args.push('-drive', `file=${stick},format=raw,if=none,id=stick${i}`, '-device', `usb-storage,bus=xhci.0,drive=stick${i},removable=on`),
+  );
+  (o.virtioDisks ?? []).forEach((disk) => args.push('-drive', `file=${disk},format=raw,if=virtio`));
   (o.laterSticks ?? []).forEach((stick, i) => args.push('-drive', `file=${stick},format=raw,if=none,id=later${i}`));
   if (o.forward) {
     // restrict=on: the guest reaches nothing outside (not the host, not the Internet); only this forward comes in.

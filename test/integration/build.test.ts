@@ -5,8 +5,8 @@ import { chown, lstat, mkdir, readFile, readdir, readlink, stat, statfs, writeFi
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hostname } from 'node:os';
-import { runningHostname, stickFolder } from '../../builder/device/export.ts';
+import { secretFiles } from '../../builder/device/export-files.ts';
+import type { ServerRecord } from '../../builder/device/server-list.ts';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { findSecrets } from '../../builder/image/secrets.ts';
 import { checkTimezone } from '../../builder/image/zoneinfo.ts';
@@ -275,7 +275,7 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
     }
   });
 
-  it('writes the addresses and decodable QR codes to a stick with the recipe\'s label, and never to another stick', { timeout: 20 * 60 * 1000 }, async () => {
+  it("export: first boot leaves it to the export unit; a labelled device that is not USB storage is never written; the files for a stick hold each member's keys for the relays only, and the admin's for SSH", { timeout: 20 * 60 * 1000 }, async () => {
     const image = join(dir, 'export.img');
     execFileSync('cp', ['--sparse=always', join(dir, 'out-one', 'one.img'), image]);
     const stick = async (name: string, label: string) => {
@@ -284,77 +284,60 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       execFileSync('mkfs.vfat', ['-F', '32', '-n', label, path]);
       return path;
     };
-    const good = await stick('good', 'SIMPLEX');
-    const other = await stick('other', 'BACKUP');
-    const otherBefore = createHash('sha256').update(await readFile(other)).digest('hex');
+    // A loop device carries the label but is not USB storage: as the SD card's own partitions, never written.
+    const labelled = await stick('labelled', 'SIMPLEX');
+    const labelledBefore = createHash('sha256').update(await readFile(labelled)).digest('hex');
     const resources = new Resources();
     const mounted = await mountImage(image, join(dir, 'export-root'), resources, silentLog);
     try {
       const root = mounted.root;
-      const attach = (file: string) => {
-        const device = execFileSync('losetup', ['--find', '--show', file]).toString().trim();
-        resources.hold(`test stick ${device}`, async () => void execFileSync('losetup', ['--detach', device]));
-        return device;
-      };
-      const goodDevice = attach(good);
-      const otherDevice = attach(other);
+      const device = execFileSync('losetup', ['--find', '--show', labelled]).toString().trim();
+      resources.hold(`test stick ${device}`, async () => void execFileSync('losetup', ['--detach', device]));
       const first = await chrootRun(root, ['/usr/local/bin/simplex-pi', 'firstboot'], { allowFailure: true, timeout: 15 * 60 * 1000 });
       expect(first.exitCode, `${first.stdout}\n${first.stderr}`).toBe(0);
-      // A stick plugged in at first boot is found by its label.
-      expect(first.stdout).toMatch(new RegExp(`export: wrote \\d+ files to ${goodDevice}`));
-      const refused = await chrootRun(root, ['/usr/local/bin/simplex-pi', 'export', '--device', otherDevice], { allowFailure: true });
-      expect(refused.stdout).toContain(`${otherDevice} is labelled "BACKUP", not SIMPLEX: not writing to it`);
-      const addresses = (await readFile(join(root, 'var/lib/simplex-pi/addresses.txt'), 'utf8')).trim().split('\n').map((l) => l.split('\t'));
-      // Keep the public halves the Pi wrote, to match them against the private halves on the stick.
-      for (const [name] of addresses) {
-        const serviceDir = join(root, 'var/lib/tor', `simplex-${name}`, 'authorized_clients');
-        const info = await stat(serviceDir);
-        expect((info.mode & 0o777).toString(8)).toBe('700');
-        await mkdir(join(dir, 'client-auth-public', name!), { recursive: true });
-        for (const client of ['client-1', 'client-2']) {
-          execFileSync('cp', [join(serviceDir, `${client}.auth`), join(dir, 'client-auth-public', name!, `${client}.auth`)]);
-        }
-      }
-      await resources.releaseAll();
+      expect(first.stdout).not.toMatch(/export/);
+      expect(first.stdout).toContain("client authorization: the admin's key for SSH created; members' keys do not open SSH");
+      // The one automatic export is now allowed, until it has happened.
+      expect(existsSync(join(root, 'var/lib/simplex-pi/export.pending'))).toBe(true);
+      const refused = await chrootRun(root, ['/usr/local/bin/simplex-pi', 'export', '--device', device], { allowFailure: true });
+      expect(refused.exitCode).toBe(1);
+      expect(refused.stderr).toContain(`export: ${device} is not a USB stick`);
+      expect(createHash('sha256').update(await readFile(labelled)).digest('hex')).toBe(labelledBefore);
 
-      expect(createHash('sha256').update(await readFile(other)).digest('hex')).toBe(otherBefore);
-      const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
-      // Named after the host name the system has when the export runs: in a chroot, this machine's.
-      const folder = stickFolder(runningHostname({ hostname: 'simplex-pi' } as BuildPlan, hostname()));
-      const listing = execFileSync('mdir', ['-/', '-b', '-i', good, '::/'], { env }).toString().split('\n').filter(Boolean);
-      expect(listing).toEqual(
-        expect.arrayContaining([
-          `::/${folder}/README.txt`,
-          `::/${folder}/addresses.txt`,
-          `::/${folder}/servers.json`,
-          `::/${folder}/qr/smp1.png`,
-          `::/${folder}/qr/smp2.png`,
-          `::/${folder}/qr/xftp.png`,
-        ]),
-      );
-      const read = (name: string) => execFileSync('mtype', ['-i', good, `::/${folder}/${name}`], { env });
-      expect(read('addresses.txt').toString().replaceAll('\r\n', '\n')).toBe(addresses.map(([n, a]) => `${n}\t${a}\n`).join(''));
-      expect(read('README.txt').toString()).toContain('THIS STICK NOW HOLDS SECRETS');
-      // Client authorization: each generated client gets its private key for every onion service; the Pi keeps
-      // the public half in each service's authorized_clients.
+      // What a stick would get, made from the state first boot left, by the device's own code.
+      const plan = JSON.parse(await readFile(join(root, 'etc/simplex-pi/plan.json'), 'utf8')) as BuildPlan;
+      const state = (file: string) => readFile(join(root, 'var/lib/simplex-pi', file), 'utf8').then((text) => JSON.parse(text));
+      const servers = (await state('servers.json')).servers as ServerRecord[];
+      const files = new Map((await secretFiles(plan, { servers, clientKeys: await state('client-auth.json'), adminKey: await state('client-auth-admin.json') }, 'pi')).map((f) => [f.path, f.content]));
+      const relays = servers.filter((s) => s.kind !== 'ssh');
+      const ssh = servers.find((s) => s.kind === 'ssh')!;
+      expect(files.get('addresses.txt')!.toString().replaceAll('\r\n', '\n')).toBe(relays.map((r) => `${r.name}\t${r.address}\n`).join(''));
+      // Each member's private key belongs to the public key every relay's Tor admits, and to no key SSH admits.
+      const admitted = async (service: string) => {
+        const dir = join(root, 'var/lib/tor', service, 'authorized_clients');
+        return new Map(await Promise.all((await readdir(dir)).map(async (f) => [f.replace(/\.auth$/, ''), (await readFile(join(dir, f), 'utf8')).trim().split(':')[2]!] as const)));
+      };
+      const publicOf = (privateKey: string) => {
+        const pkcs8 = Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), fromBase32(privateKey)]);
+        return base32(Buffer.from(createPublicKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })).export({ format: 'jwk' }).x!, 'base64url')).toUpperCase();
+      };
       for (const client of ['client-1', 'client-2']) {
-        for (const [name] of addresses) {
-          const line = read(`client-auth/${client}/${name}.auth_private`).toString();
-          const [onion, , , privateKey] = line.trim().split(':');
+        for (const relay of relays) {
+          const line = files.get(`client-auth/${client}/${relay.name}.auth_private`)!.toString();
           expect(line).toMatch(/^[a-z2-7]{56}:descriptor:x25519:[A-Z2-7]{52}\n$/);
-          const onionFor = addresses.find(([n]) => n === name)![1]!;
-          expect(onionFor).toContain(`${onion}.onion`);
-          const authFile = (await readFile(join(dir, 'client-auth-public', name!, `${client}.auth`), 'utf8')).trim();
-          expect(authFile).toMatch(/^descriptor:x25519:[A-Z2-7]{52}$/);
-          // The public key the Pi authorised is the one that belongs to the private key on the stick.
-          const pkcs8 = Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), fromBase32(privateKey!)]);
-          const derived = createPublicKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })).export({ format: 'jwk' }).x!;
-          expect(Buffer.from(derived, 'base64url').equals(fromBase32(authFile.split(':')[2]!))).toBe(true);
+          const [onion, , , privateKey] = line.trim().split(':');
+          expect(relay.onion).toBe(`${onion}.onion`);
+          expect((await admitted(`simplex-${relay.name}`)).get(client)).toBe(publicOf(privateKey!));
         }
+        expect(files.has(`client-auth/${client}/ssh.auth_private`)).toBe(false);
       }
-      for (const [name, address] of addresses.filter(([n]) => n !== 'ssh')) {
-        expect(decodeQrPng(read(`qr/${name}.png`))).toBe(address);
-      }
+      const sshAdmits = await admitted('simplex-ssh');
+      expect([...sshAdmits.keys()]).toEqual(['simplex-pi-admin']);
+      const adminLine = files.get('admin/ssh.auth_private')!.toString();
+      expect(adminLine.startsWith(ssh.onion.replace(/\.onion$/, ':descriptor:x25519:'))).toBe(true);
+      expect(sshAdmits.get('simplex-pi-admin')).toBe(publicOf(adminLine.trim().split(':')[3]!));
+      expect(files.get('admin/ssh.txt')!.toString()).toContain(ssh.address);
+      for (const relay of relays) expect(decodeQrPng(files.get(`qr/${relay.name}.png`) as Buffer)).toBe(relay.address);
     } finally {
       await resources.releaseAll();
     }

@@ -1,6 +1,8 @@
 import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { readme, runningHostname, stickFolder } from '../../builder/device/export.ts';
+import { readme } from '../../builder/device/export-files.ts';
+import { runningHostname } from '../../builder/device/host.ts';
+import { stickFolder } from '../../builder/plan/layout.ts';
 import { status } from '../../builder/device/status.ts';
 import { resolvePlan } from '../../builder/plan/plan.ts';
 import { parseRecipe } from '../../builder/recipe/load.ts';
@@ -16,7 +18,7 @@ describe("the stick and status use the host name the Pi has, not the recipe's", 
   });
 
   it("by default the kernel's host name (os.hostname()), made safe for FAT, the recipe's if the kernel has none", () => {
-    expect(readme(plan, [])).toContain(`(host ${runningHostname(plan, hostname())})`);
+    expect(readme(plan, [], runningHostname(plan))).toContain(`(host ${runningHostname(plan, hostname())})`);
     expect(runningHostname(plan, 'odd name/with:chars')).toBe('odd-name-with-chars');
     expect(runningHostname(plan, '')).toBe('from-the-recipe');
   });

@@ -28,7 +28,8 @@ function layoutLiterals(): string[] {
 const NAMES = [
   layout.XFTP_SERVICE,
   layout.SSH_SERVICE,
-  layout.UNITS.exportInstancePrefix,
+  layout.UNITS.export,
+  layout.ADMIN_KEY_NAME,
   layout.TOR_USER,
   '/etc/opt/',
   '/var/opt/',
@@ -160,6 +161,6 @@ describe('one source for the image layout (builder/plan/layout.ts)', () => {
       ['nftables.service', undefined],
       ['ssh.service', 22],
     ]);
-    expect(plan.units).toEqual(['simplex-pi-firstboot.service', 'simplex-smp@1.service', 'simplex-smp@2.service', 'simplex-smp@3.service', 'simplex-xftp.service', 'nftables.service', 'ssh.service']);
+    expect(plan.units).toEqual(['simplex-pi-firstboot.service', 'simplex-pi-export.service', 'simplex-smp@1.service', 'simplex-smp@2.service', 'simplex-smp@3.service', 'simplex-xftp.service', 'nftables.service', 'ssh.service']);
   });
 });

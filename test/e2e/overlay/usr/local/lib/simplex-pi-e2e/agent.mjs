@@ -18,11 +18,15 @@
 //   relay slow-save <n> <ms> -> the stand-in pauses <ms> after each 8 KiB it saves (runtime drop-in), the
 //               kernel writes dirty pages back within a second, and relay n restarts to take it
 //   relay stop <n> -> ask systemd to stop relay n and answer at once, once it has started saving
+//   export   -> the owner's explicit `simplex-pi export` (root), with its output and exit status
+//   journal-secrets -> which of the Pi's secrets (relay passwords, client private keys) stand in the journal:
+//               `journalctl -o export` of every boot kept, and the raw bytes of every journal file; a control
+//               line logged first shows both readings would find one
 //   poweroff -> a clean shutdown
 // Reads what the shipped system wrote; changes nothing but the power state and, when asked, those two layers,
 // the messages on a relay and a relay's stop signal (until the next boot).
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, read, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { connect } from 'node:tls';
@@ -95,6 +99,54 @@ function keyHashes() {
   return Object.fromEntries(paths.map((p) => [p, sha256(p)]));
 }
 
+/** Every secret first boot made, as the Pi holds them: each relay's password, every client-authorization private key. */
+function secrets() {
+  const servers = JSON.parse(readText('/var/lib/simplex-pi/servers.json') ?? '{"servers":[]}').servers;
+  const passwords = servers.map((s) => /^[a-z]+:\/\/[^:@/]+:([^@]+)@/.exec(s.address)?.[1]).filter(Boolean);
+  const keys = JSON.parse(readText('/var/lib/simplex-pi/client-auth.json') ?? '[]').map((k) => k.privateKey);
+  for (const file of ['client-auth-admin.json', 'client-auth-self.json']) {
+    const key = readText(`/var/lib/simplex-pi/${file}`);
+    if (key) keys.push(JSON.parse(key).privateKey);
+  }
+  return [...passwords, ...keys];
+}
+
+function journalFiles(dir) {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? journalFiles(`${dir}/${e.name}`) : /\.journal~?$/.test(e.name) ? [`${dir}/${e.name}`] : []));
+}
+
+function journalSecrets() {
+  const marker = `e2e-control-${randomBytes(12).toString('hex')}`;
+  execFileSync('systemd-cat', ['-t', 'simplex-pi-e2e'], { input: `control line ${marker}\n` });
+  sh('journalctl', ['--flush']);
+  sh('journalctl', ['--sync']);
+  const exported = execFileSync('journalctl', ['-o', 'export', '--no-pager'], { maxBuffer: 512 * 1024 * 1024 });
+  const files = [...journalFiles('/var/log/journal'), ...journalFiles('/run/log/journal')];
+  const contents = files.map((f) => readFileSync(f));
+  const all = [marker, ...secrets()];
+  return {
+    ok: true,
+    marker,
+    secretCount: all.length - 1,
+    persistent: journalFiles('/var/log/journal').length > 0,
+    boots: sh('journalctl', ['--list-boots', '--no-pager']).trim().split('\n').length,
+    files: files.length,
+    exportBytes: exported.length,
+    inExport: all.filter((secret) => exported.includes(secret)),
+    inFiles: all.filter((secret) => contents.some((buffer) => buffer.includes(secret))),
+  };
+}
+
+function explicitExport() {
+  try {
+    const output = execFileSync('/usr/local/bin/simplex-pi', ['export'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return { ok: true, output };
+  } catch (error) {
+    return { ok: false, output: `${error.stdout ?? ''}${error.stderr ?? ''}`, status: error.status };
+  }
+}
+
 /** Cheap checks first: every `systemctl` spawn is slow in an emulated VM and would delay what it measures. */
 function interfaces() {
   return Object.fromEntries(Object.entries(networkInterfaces()).map(([name, list]) => [name, list.map((a) => a.address)]));
@@ -110,7 +162,7 @@ function ready() {
 
 function report() {
   const units = {};
-  for (const name of ['simplex-pi-firstboot.service', 'tor.service', 'tor@default.service', 'nftables.service', 'ssh.service', ...relayUnits]) {
+  for (const name of ['simplex-pi-firstboot.service', 'simplex-pi-export.service', 'tor.service', 'tor@default.service', 'nftables.service', 'ssh.service', ...relayUnits]) {
     units[name] = unit(name);
   }
   const onions = {};
@@ -131,7 +183,8 @@ function report() {
     servers: JSON.parse(readText('/var/lib/simplex-pi/servers.json') ?? 'null'),
     firstbootDone: existsSync('/var/lib/simplex-pi/firstboot.done'),
     firstbootJournal: sh('journalctl', ['-b', '-u', 'simplex-pi-firstboot.service', '-o', 'cat', '--no-pager']),
-    exportJournal: sh('journalctl', ['-b', '-u', 'simplex-pi-export@*', '-o', 'cat', '--no-pager']),
+    exportJournal: sh('journalctl', ['-b', '-u', 'simplex-pi-export.service', '-o', 'cat', '--no-pager']),
+    secrets: secrets(),
     relayJournal,
     status: sh('/usr/local/bin/simplex-pi', ['status']),
     interfaces: interfaces(),
@@ -321,6 +374,8 @@ async function serve(fd) {
       else if (request === 'net') send(fd, { event: 'net', report: { interfaces: interfaces() } });
       else if (request === 'journal') send(fd, { event: 'journal', report: { journal: sh('journalctl', ['-b', '-u', plan.smp.instances[0].unit, '-o', 'cat', '--no-pager']) } });
       else if (request === 'system') send(fd, { event: 'system', report: system() });
+      else if (request === 'export') send(fd, { event: 'export', report: explicitExport() });
+      else if (request === 'journal-secrets') send(fd, { event: 'journal-secrets', report: journalSecrets() });
       else if (request.startsWith('control ')) send(fd, { event: 'control', report: control(request.slice('control '.length)) });
       else if (request.startsWith('messages ')) send(fd, { event: 'messages', report: await messages(request.split(' ').slice(1)) });
       else if (request.startsWith('relay ')) send(fd, { event: 'relay', report: await relay(request.split(' ').slice(1)) });
