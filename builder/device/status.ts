@@ -10,7 +10,7 @@ import { checkXftpQuota } from './storage.ts';
 
 const run = promisify(execFile);
 
-/** Local TCP ports in LISTEN state, from /proc/net/tcp and tcp6 (hex fields; state 0A is LISTEN). */
+/** Local TCP ports in LISTEN state, from /proc's tcp and tcp6 tables (hex fields; state 0A is LISTEN). */
 export function listeningPorts(...tables: string[]): Set<number> {
   const ports = new Set<number>();
   for (const table of tables) {
@@ -62,7 +62,9 @@ async function healthLines(plan: BuildPlan): Promise<string[]> {
   const lines: string[] = [`simplex-pi "${plan.name}" on ${host}${host === plan.hostname ? '' : ` (the recipe named it ${plan.hostname})`}`, ''];
   const done = await readFile(STATE.firstbootDone, 'utf8').catch(() => undefined);
   lines.push(done ? `First boot: finished ${done.trim()}` : `First boot: NOT FINISHED. See \`journalctl -u ${unitName(UNITS.firstboot)}\` for what it is doing or what went wrong.`);
-  const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
+  // PID 1's tables, the Pi's own network: the export unit, which writes this report to a stick, has a network of
+  // its own (PrivateNetwork=), where /proc/net shows no relay listening.
+  const tables = await Promise.all(['/proc/1/net/tcp', '/proc/1/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
   const listening = listeningPorts(...tables);
   lines.push('', 'Services:');
   for (const { unit, port } of plan.reportedUnits) {
