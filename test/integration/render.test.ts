@@ -230,9 +230,11 @@ describe('recipe options, rendered and checked by the real tools', () => {
     expect(conf).toContain('VanguardsLiteEnabled 0');
     expect(conf).not.toMatch(/HiddenServiceMaxStreams|HiddenServicePoWDefensesEnabled/);
     expect(conf).toContain('HiddenServicePort 5223 127.0.0.1:6001');
-    for (const service of ['simplex-smp1', 'simplex-smp2', 'simplex-ssh']) {
+    for (const service of ['simplex-smp1', 'simplex-smp2']) {
       expect(await readFile(join(rendered.rootfs, `var/lib/tor/${service}/authorized_clients/alice.auth`), 'utf8')).toBe(`descriptor:x25519:${aliceKey}\n`);
     }
+    // Members' keys do not open SSH: its onion service admits only the admin's key, which first boot makes.
+    expect(existsSync(join(rendered.rootfs, 'var/lib/tor/simplex-ssh/authorized_clients/alice.auth'))).toBe(false);
     const files = await readFile(join(rendered.out, 'files.txt'), 'utf8');
     expect(files).toMatch(/^d0700 debian-tor:debian-tor\s+\/var\/lib\/tor\/simplex-smp1\/authorized_clients$/m);
     expect(files).toMatch(/^-0600 debian-tor:debian-tor\s+\/var\/lib\/tor\/simplex-smp1\/authorized_clients\/alice\.auth$/m);
@@ -292,7 +294,7 @@ describe('recipe options, rendered and checked by the real tools', () => {
 
   it('carries the relay settings to the first-boot program: no password, expiry, no XFTP', async () => {
     expect(rendered.plan.xftp).toBeNull();
-    expect(rendered.plan.units).toEqual(['simplex-pi-firstboot.service', 'simplex-smp@1.service', 'simplex-smp@2.service', 'nftables.service', 'ssh.service']);
+    expect(rendered.plan.units).toEqual(['simplex-pi-firstboot.service', 'simplex-pi-export.service', 'simplex-smp@1.service', 'simplex-smp@2.service', 'nftables.service', 'ssh.service']);
     expect(rendered.plan.smp.instances[0]!.initArgs).toEqual(['init', '-y', '--disable-web', '--no-password']);
     expect(rendered.plan.smp.instances[1]!.ini).toContainEqual({ section: 'STORE_LOG', key: 'expire_messages_days', value: '7' });
     expect(existsSync(join(rendered.rootfs, 'etc/systemd/system/simplex-xftp.service'))).toBe(false);
