@@ -1,14 +1,11 @@
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
-import { promisify } from 'node:util';
 import { STATE, TOR_CONTROL_COOKIE, TOR_CONTROL_SOCKET, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { describeExport, lastExport } from './export-log.ts';
 import { runningHostname } from './host.ts';
 import { checkXftpQuota } from './storage.ts';
-
-const run = promisify(execFile);
+import { runTool } from './tool.ts';
 
 /** Local TCP ports in LISTEN state, from /proc's tcp and tcp6 tables (hex fields; state 0A is LISTEN). */
 export function listeningPorts(...tables: string[]): Set<number> {
@@ -51,7 +48,8 @@ export async function torBootstrap(socket = TOR_CONTROL_SOCKET, cookieFile = TOR
 
 async function unitState(unit: string): Promise<string> {
   // Bounded like every command the device program runs: a systemd that does not answer makes the state unknown.
-  const result = await run('systemctl', ['is-active', unit], { timeout: 10_000 }).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
+  // `is-active` exits non-zero for every state but active, and still prints it.
+  const result = await runTool('systemctl', ['is-active', unit], { timeoutMs: 10_000 }).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
   return result.stdout.trim() || 'unknown';
 }
 
