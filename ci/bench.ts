@@ -76,8 +76,8 @@ async function renderFigures(): Promise<void> {
 /**
  * The sandbox of every service the `team` preset ships (10 SMP relays, XFTP, SSH over Tor: every unit there is),
  * scored by this host's `systemd-analyze security --offline=true` on the rendered tree, against the targets the
- * render test holds them to (test/helpers/unit-exposure.ts). For comparison, Debian's tor@default (as this host
- * packages it; we add no drop-in to it) and the Debian base's own growroot unit (static, not rendered).
+ * render test holds them to (test/helpers/unit-exposure.ts). Debian's units we add a drop-in to (ssh, tor@default)
+ * are scored as this host packages them, and the Debian base's own growroot unit (static, not rendered) too.
  */
 async function exposureFigures(): Promise<void> {
   const out = join(await scratch('bench-exposure'), 'out');
@@ -89,7 +89,7 @@ async function exposureFigures(): Promise<void> {
     await copyFile(join(OVERLAYS, 'debian-base/rootfs/etc/systemd/system', UNITS.growroot), join(root, 'etc/systemd/system', UNITS.growroot));
     const found = await unitExposures(root, rootfs, plan, [UNITS.tor, UNITS.growroot]);
     const what = (u: UnitExposure) =>
-      u.kind === 'drop-in' ? "the base's unit with our drop-in" : u.unit === UNITS.tor ? "Debian's, unchanged" : u.unit === UNITS.growroot ? 'Debian base only' : 'ours';
+      u.kind === 'drop-in' ? "the base's, with our drop-in" : u.unit === UNITS.growroot ? 'the Debian base only (static)' : u.file ? 'ours' : "the base's";
     console.log(`| unit (team preset, systemd-analyze security --offline, ${(await execa('systemd-analyze', ['--version'])).stdout.split('\n')[0]}) | what | exposure | target |`);
     console.log('|---|---|---|---|');
     for (const u of found) console.log(`| ${u.unit} | ${what(u)} | ${u.exposure.toFixed(1)} | ${u.target ? (u.target.max === null ? `none: ${u.target.why}` : `<= ${u.target.max.toFixed(1)}`) : '-'} |`);

@@ -18,6 +18,8 @@ export const DEVICE_COMMAND = `${BINARY_DIR}/simplex-pi`;
 /** Helper scripts the units run (overlays/rootfs/usr/local/lib/simplex-pi/). */
 export const DEVICE_LIB_DIR = '/usr/local/lib/simplex-pi';
 export const SET_ASIDE_TORN_RECORD = `${DEVICE_LIB_DIR}/set-aside-torn-record`;
+/** Run as root before each relay starts: refuses the start unless the firewall's table is loaded. */
+export const REQUIRE_FIREWALL = `${DEVICE_LIB_DIR}/require-firewall`;
 
 /**
  * What the device program keeps: root only (0700), never in the image (first boot makes all of it). systemd makes
@@ -54,6 +56,13 @@ export const STATE = {
 export const RELAY_USER = 'simplex';
 /** Debian's tor runs as this user; its onion service directories must be its own. */
 export const TOR_USER = 'debian-tor';
+/**
+ * systemd-timesyncd's user: with outbound tor-only, the firewall lets it alone send NTP and look up its servers'
+ * names. A Pi has no clock that runs while it is off (the 5 only with a battery), and Tor cannot work with a wrong one.
+ */
+export const TIMESYNC_USER = 'systemd-timesync';
+/** systemd-resolved's user, where the base has it (the Debian base): it looks up names for every other program. */
+export const RESOLVED_USER = 'systemd-resolve';
 
 // Units.
 export const UNITS = {
@@ -75,6 +84,10 @@ export const UNITS = {
 export function unitName(unit: string): string {
   return unit.replace(/\.service$/, '');
 }
+
+// The firewall.
+/** The ruleset's one table (family inet: IPv4 and IPv6 alike); the relays check for it by name before they start. */
+export const FIREWALL_TABLE = 'simplex_pi';
 
 // Tor.
 /** The only directory Debian's tor unit may write: every onion service's keys live under it. */

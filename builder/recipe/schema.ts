@@ -334,7 +334,8 @@ const adminSchema = z.strictObject({
         .default(false)
         .meta({
           description:
-            `SSH also from the local network (the firewall opens port ${SSH_PORT}). ` +
+            `SSH also from the local network: the firewall opens port ${SSH_PORT} to private and link-local addresses only ` +
+            '(10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, fe80::/10, fc00::/7), never to a global one. ' +
             'Raspberry Pi Imager\'s "Enable SSH" never opens it: SSH from the ' +
             "network is the recipe's choice, and passwords are never accepted, whatever Imager sets " +
             "([what Imager's SSH options do](../docs/raspios-base.md#ssh-and-raspberry-pi-imagers-ssh-options)).",
@@ -354,8 +355,11 @@ const networkSchema = z.strictObject({
     .default('tor-only')
     .meta({
       description:
-        '`tor-only`: the Pi may open connections only for Tor, DHCP, DNS and NTP (Tor needs the right time). Note that this also blocks apt: ' +
-        'install updates by rebuilding the image or with `open`. `open`: no outbound filter.',
+        '`tor-only`: only Tor may connect out. The exceptions, each for one program: DHCP as a DHCP client sends it, NTP from ' +
+        'systemd-timesyncd, and DNS from systemd-timesyncd and, where the base has it, systemd-resolved (for the NTP servers: Tor ' +
+        'needs the right time); anything else is refused ([what the firewall allows, and why](../README.md#the-firewall)). ' +
+        'Note that this also blocks apt: install updates by rebuilding the image or with `open`. ' +
+        '`open`: no outbound filter.',
     }),
   allow_ping: bool().default(false).meta({ description: 'Answer pings from the local network.' }),
 });

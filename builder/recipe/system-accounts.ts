@@ -25,7 +25,7 @@ export const SYSTEM_ACCOUNTS: readonly string[] = [
   RELAY_USER, TOR_USER,
 ];
 
-/** Families of system accounts: systemd's own (systemd-network, systemd-timesync, …) and Debian's newer `_name` form (_apt, _chrony, _rpc). */
+/** Families of system accounts: systemd's own (systemd-network, systemd-coredump, …) and Debian's newer `_name` form (_apt, _chrony, _rpc). */
 export const SYSTEM_ACCOUNT_PREFIXES: readonly string[] = ['systemd-', '_'];
 
 export function isSystemAccountName(name: string): boolean {

@@ -5,7 +5,7 @@ import Handlebars from 'handlebars';
 import { UserError } from '../errors.ts';
 import { ZONEINFO } from '../image/zoneinfo.ts';
 import * as layout from '../plan/layout.ts';
-import { AUTHORIZED_CLIENTS, PLAN_PATH, SSH_AUTHORIZED_KEYS_DIR, TOR_USER, adminSudoers, authorizedClientLine } from '../plan/layout.ts';
+import { AUTHORIZED_CLIENTS, PLAN_PATH, RESOLVED_USER, SSH_AUTHORIZED_KEYS_DIR, TOR_USER, adminSudoers, authorizedClientLine } from '../plan/layout.ts';
 import type { BuildPlan, RelayServer } from '../plan/plan.ts';
 import { relaysOf } from '../plan/relays.ts';
 import { unitSandbox } from './sandbox.ts';
@@ -41,6 +41,23 @@ const file = (path: string, content: string | Buffer, mode = 0o644, owner = 'roo
 const dir = (path: string, mode: number, owner = 'root', group = owner): ImageEntry => ({ path, kind: 'dir', mode, owner, group });
 
 /**
+ * What the render knows of the image it is for: nothing for `simplex-pi render`, the image's own accounts in a
+ * build (configure reads them from its /etc/passwd).
+ */
+export interface ImageFacts {
+  users?: ReadonlySet<string>;
+}
+
+/**
+ * What the firewall template may name beyond what every image has (image/firewall-users.ts says why it must not
+ * name more): systemd-resolved's account only in an image that has it. Without an image, the ruleset names only
+ * what configure requires, so the file `render` writes loads on any base a build accepts.
+ */
+function firewallContext(image: ImageFacts): { resolver: boolean } {
+  return { resolver: image.users?.has(RESOLVED_USER) ?? false };
+}
+
+/**
  * Handlebars for configuration files: no HTML escaping, a missing value is an error rather than an empty string,
  * and the partials in overlays/partials/ (shared blocks such as the relay sandbox).
  */
@@ -62,9 +79,10 @@ async function engine(overlays: string): Promise<typeof Handlebars> {
  * executable bit); everything is owned by root. Templates get `plan`, `layout` and `sandbox` (the paths the units'
  * sandboxes are made of, render/sandbox.ts); `[relay.unit].hbs` also gets its `relay`.
  */
-export async function renderOverlay(overlayDir: string, plan: BuildPlan, overlays = OVERLAYS): Promise<ImageEntry[]> {
+export async function renderOverlay(overlayDir: string, plan: BuildPlan, overlays = OVERLAYS, image: ImageFacts = {}): Promise<ImageEntry[]> {
   const hb = await engine(overlays);
   const sandbox = unitSandbox(plan);
+  const firewall = firewallContext(image);
   const entries: ImageEntry[] = [];
   for (const entry of await walkTree(overlayDir)) {
     if (entry.kind !== 'file') continue;
@@ -76,7 +94,7 @@ export async function renderOverlay(overlayDir: string, plan: BuildPlan, overlay
     }
     const render = (context: { relay?: RelayServer }): string => {
       try {
-        return hb.compile(source.toString('utf8'), { noEscape: true, strict: true })({ plan, layout, sandbox, ...context });
+        return hb.compile(source.toString('utf8'), { noEscape: true, strict: true })({ plan, layout, sandbox, firewall, ...context });
       } catch (error) {
         throw new UserError(`cannot render ${join(overlayDir, entry.path)}: ${(error as Error).message}`);
       }
@@ -133,8 +151,8 @@ function planEntries(plan: BuildPlan): ImageEntry[] {
 }
 
 /** Everything the configure stage writes into the root filesystem, in the order it is written. */
-export async function renderImageFiles(plan: BuildPlan, overlays = OVERLAYS): Promise<ImageEntry[]> {
-  return [...(await renderOverlay(join(overlays, 'rootfs'), plan, overlays)), ...planEntries(plan)];
+export async function renderImageFiles(plan: BuildPlan, overlays = OVERLAYS, image: ImageFacts = {}): Promise<ImageEntry[]> {
+  return [...(await renderOverlay(join(overlays, 'rootfs'), plan, overlays, image)), ...planEntries(plan)];
 }
 
 /** An ls-like listing, for `simplex-pi render` readers: ownership cannot be shown by the files themselves. */

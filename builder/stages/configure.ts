@@ -10,9 +10,10 @@ import type { MountedImage } from '../image/mount-image.ts';
 import { disarmRenameWizard } from '../image/userconf.ts';
 import { checkTimezone } from '../image/zoneinfo.ts';
 import { checkAdminUser } from '../image/admin-user.ts';
+import { checkFirewallUsers } from '../image/firewall-users.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { imageIds, writeEntries } from '../image/install.ts';
-import { renderImageFiles } from '../render/render.ts';
+import { OVERLAYS, renderImageFiles } from '../render/render.ts';
 import type { StageContext } from '../pipeline/context.ts';
 
 async function userExists(root: string, name: string): Promise<boolean> {
@@ -69,9 +70,11 @@ async function imageInitFormat(ctx: StageContext, base: BaseImage, mounted: Moun
 
 /**
  * configure: Raspberry Pi Imager's init_format for this image (decided with the image in hand, handed on to emit),
- * the time zone checked against the image's tzdata, the relay user, the rendered configuration (the same files
- * `simplex-pi render` writes), the recipe's own overlays, the host name, cloud-init's package step left out
- * (cloud-init.ts says why), Raspberry Pi OS's first-user wizard disarmed (userconf.ts), and the relay units enabled.
+ * the time zone checked against the image's tzdata, the accounts the firewall names checked against its
+ * /etc/passwd (firewall-users.ts says why), the relay user, the rendered configuration (nearly the same files
+ * `simplex-pi render` writes: the firewall may name accounts only this image is known to have), the recipe's own
+ * overlays, the host name, cloud-init's package step left out (cloud-init.ts says why), Raspberry Pi OS's
+ * first-user wizard disarmed (userconf.ts), and the relay units enabled.
  */
 export async function configureStage(ctx: StageContext, { base, mounted }: { base: BaseImage; mounted: MountedImage }): Promise<{ initFormat: InitFormatChoice }> {
   const { plan } = ctx;
@@ -81,8 +84,10 @@ export async function configureStage(ctx: StageContext, { base, mounted }: { bas
   await checkTimezone(root, plan.timezone);
   // Before anything is written: an account of the image's own services must never become the sudo-without-password admin.
   if (plan.ssh.enabled && plan.ssh.authorizedKeys.length) await checkAdminUser(root, plan.ssh.user);
+  // The firewall may name only accounts the image has: one it lacks and the ruleset does not load at boot.
+  const users = await checkFirewallUsers(root, plan);
   await ensureUsers(ctx, root, plan);
-  const entries = await renderImageFiles(plan);
+  const entries = await renderImageFiles(plan, OVERLAYS, { users });
   await writeEntries(root, entries, await imageIds(root));
   for (const entry of entries) ctx.log.info(`wrote ${entry.path} (${entry.kind} ${entry.mode.toString(8)} ${entry.owner}:${entry.group})`);
   await copyRecipeOverlays(ctx, root);

@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { cp, mkdir, readFile, readdir, writeFile, chmod } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { createConnection } from 'node:net';
-import { BINARY_DIR, DEVICE_COMMAND, DEVICE_LIB_DIR, RELAY_KINDS, TOR_DIR } from '../../builder/plan/layout.ts';
+import { BINARY_DIR, DEVICE_COMMAND, DEVICE_LIB_DIR, RELAY_KINDS, TIMESYNC_USER, TOR_DIR, TOR_USER } from '../../builder/plan/layout.ts';
 import { freePort, scratch } from './env.ts';
+import { asImage, imagePasswd } from './netns.ts';
 
 /**
  * The real tools, run on rendered files the way they run on the Pi, adapted only where a path must point into
@@ -78,8 +79,14 @@ export async function torOnionAuthView(rendered: string): Promise<{ keys: Map<st
   }
 }
 
-export async function nftCheck(rendered: string): Promise<{ ok: boolean; output: string }> {
-  const result = await execa('nft', ['-c', '-f', join(rendered, 'etc/nftables.conf')], { reject: false, all: true });
+/**
+ * `nft -c` on the rendered ruleset, as the image's nft would load it: with the image's accounts (`users`, of those
+ * the firewall may name; by default the ones every base a build accepts has) rather than this machine's.
+ */
+export async function nftCheck(rendered: string, users: readonly string[] = [TOR_USER, TIMESYNC_USER]): Promise<{ ok: boolean; output: string }> {
+  const passwd = await imagePasswd(users);
+  const [command, ...args] = asImage(passwd.path, ['nft', '-c', '-f', join(rendered, 'etc/nftables.conf')]);
+  const result = await execa(command!, args, { reject: false, all: true });
   return { ok: result.exitCode === 0, output: String(result.all) };
 }
 
@@ -130,6 +137,24 @@ export async function systemdRoot(rendered: string): Promise<string> {
 export async function systemdVerify(root: string, units: string[]): Promise<string> {
   const result = await execa('systemd-analyze', ['verify', `--root=${root}`, ...units], { reject: false, all: true });
   return `${String(result.all)}${result.exitCode ? `\n(exit ${result.exitCode})` : ''}`.trim();
+}
+
+/**
+ * Stand-ins for the programs the base's own units run (Debian's tor and ssh units, from this machine), which
+ * systemd-analyze verify insists exist under the root: what is checked is our drop-ins, not those packages. Ours
+ * (the relays, DEVICE_LIB_DIR) are never stood in for: a missing one stays an error.
+ */
+export async function standInBasePrograms(root: string, units: string[]): Promise<void> {
+  for (let round = 0; round < 5; round++) {
+    const missing = [...(await systemdVerify(root, units)).matchAll(/Command (\/\S+) is not executable/g)]
+      .map((m) => m[1]!)
+      .filter((path) => !path.startsWith(`${DEVICE_LIB_DIR}/`) && !path.startsWith(`${BINARY_DIR}/`));
+    if (!missing.length) return;
+    for (const path of missing) {
+      await mkdir(join(root, dirname(path)), { recursive: true });
+      await writeFile(join(root, path), '#!/bin/sh\n', { mode: 0o755 });
+    }
+  }
 }
 
 export async function systemdExposure(root: string, unit: string): Promise<number> {

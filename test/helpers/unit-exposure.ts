@@ -50,7 +50,8 @@ export function exposureTargets(plan: BuildPlan): Map<string, ExposureTarget> {
   const targets = new Map<string, ExposureTarget>([
     [UNITS.firstboot, { max: 4.0, why: 'root, with only the capabilities to write into the directories of Tor and the relays and to start init as the relay user' }],
     [UNITS.export, { max: 2.5, why: 'root without capabilities: reads the state directory, writes the stick' }],
-    [UNITS.ssh, { max: null, why: "Debian's sshd (our drop-in only makes its host keys): its sessions are the admin's shell, so a sandbox on it would confine every admin command" }],
+    [UNITS.ssh, { max: null, why: "Debian's sshd (our drop-ins make its host keys and require the firewall): its sessions are the admin's shell, so a sandbox on it would confine every admin command" }],
+    [UNITS.tor, { max: null, why: "Debian's tor (our drop-in only requires the firewall), as Debian sandboxes it" }],
   ]);
   for (const relay of relaysOf(plan)) targets.set(relay.unit, { max: 1.5, why: 'the relay user, no capabilities, loopback only, its own directories only' });
   return targets;
@@ -62,13 +63,15 @@ export interface UnitExposure extends ShippedUnit {
 }
 
 /**
- * The exposure of every unit `rootfs` (a rendered tree) ships, and of `others` (units of the base, for comparison),
- * with its target; `root` is systemdRoot(rootfs). One systemd-analyze at a time.
+ * The exposure of every unit `rootfs` (a rendered tree) ships, and of `others` (units of the base, for comparison;
+ * `file` empty) that it does not, with its target; `root` is systemdRoot(rootfs). One systemd-analyze at a time.
  */
 export async function unitExposures(root: string, rootfs: string, plan: BuildPlan, others: string[] = []): Promise<UnitExposure[]> {
   const targets = exposureTargets(plan);
   const found: UnitExposure[] = [];
-  for (const u of [...(await shippedUnits(rootfs)), ...others.map((unit): ShippedUnit => ({ unit, file: '', kind: 'unit' }))]) {
+  const shipped = await shippedUnits(rootfs);
+  const more = others.filter((unit) => !shipped.some((u) => u.unit === unit)).map((unit): ShippedUnit => ({ unit, file: '', kind: 'unit' }));
+  for (const u of [...shipped, ...more]) {
     found.push({ ...u, exposure: await systemdExposure(root, u.unit), target: targets.get(u.unit) });
   }
   return found;

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { cp, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import { cp, readFile, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
@@ -8,7 +8,7 @@ import { listPresets } from '../../builder/recipe/presets.ts';
 import { cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';
 import { type ClientKey, authPrivate } from '../../builder/device/client-auth.ts';
 import { base32, newOnionKey } from '../../builder/device/onion.ts';
-import { nftCheck, sshdCheck, systemdRoot, systemdVerify, torOnionAuthView, torRun, torVerify } from '../helpers/real-tools.ts';
+import { nftCheck, sshdCheck, standInBasePrograms, systemdRoot, systemdVerify, torOnionAuthView, torRun, torVerify } from '../helpers/real-tools.ts';
 import { shippedUnits, unitExposures } from '../helpers/unit-exposure.ts';
 import { UNITS } from '../../builder/plan/layout.ts';
 import { relaysOf } from '../../builder/plan/relays.ts';
@@ -62,6 +62,16 @@ describe.each(presets.map((p) => [p.recipe.name, p.file] as const))('preset %s, 
     const over = found.filter((u) => u.target!.max !== null && u.exposure > u.target!.max).map((u) => `${u.unit}: ${u.exposure} > ${u.target!.max}`);
     expect(over).toEqual([]);
     expect(found.find((u) => u.unit === UNITS.firstboot)?.exposure).toBeLessThanOrEqual(4.0);
+  });
+
+  it('fail closed: systemd makes Tor, sshd and every relay require nftables.service (in a root without it, it refuses to start them)', async () => {
+    const root = await systemdRoot(rendered.rootfs);
+    const units = [UNITS.tor, UNITS.ssh, ...rendered.plan.smp.instances.map((i) => i.unit), ...(rendered.plan.xftp ? [rendered.plan.xftp.unit] : [])];
+    await standInBasePrograms(root, units);
+    expect(await systemdVerify(root, units)).toBe('');
+    await rm(join(root, 'usr/lib/systemd/system', UNITS.nftables));
+    const refused = await systemdVerify(root, units);
+    for (const unit of units) expect(refused).toContain(`${unit}: Failed to create ${unit}/start: Unit ${UNITS.nftables} not found.`);
   });
 });
 
@@ -233,7 +243,7 @@ describe('recipe options, rendered and checked by the real tools', () => {
     for (const service of ['simplex-smp1', 'simplex-smp2']) {
       expect(await readFile(join(rendered.rootfs, `var/lib/tor/${service}/authorized_clients/alice.auth`), 'utf8')).toBe(`descriptor:x25519:${aliceKey}\n`);
     }
-    // Members' keys do not open SSH: its onion service admits only the admin's key, which first boot makes.
+    // A member's key opens the relays, never SSH: that onion admits only the admin's key, made at first boot.
     expect(existsSync(join(rendered.rootfs, 'var/lib/tor/simplex-ssh/authorized_clients/alice.auth'))).toBe(false);
     const files = await readFile(join(rendered.out, 'files.txt'), 'utf8');
     expect(files).toMatch(/^d0700 debian-tor:debian-tor\s+\/var\/lib\/tor\/simplex-smp1\/authorized_clients$/m);
@@ -279,8 +289,11 @@ describe('recipe options, rendered and checked by the real tools', () => {
     const result = await nftCheck(rendered.rootfs);
     expect(result.ok, result.output).toBe(true);
     const nft = await readFile(join(rendered.rootfs, 'etc/nftables.conf'), 'utf8');
-    expect(nft).toContain('tcp dport 22 accept');
-    expect(nft).toContain('icmp type echo-request limit rate 5/second accept');
+    // From private and link-local sources only: never the whole IPv6 internet.
+    expect(nft).toMatch(/^\t\tip saddr \{ 10\.0\.0\.0\/8, 172\.16\.0\.0\/12, 192\.168\.0\.0\/16, 169\.254\.0\.0\/16 \} tcp dport 22 counter accept /m);
+    expect(nft).toMatch(/^\t\tip6 saddr \{ fe80::\/10, fc00::\/7 \} tcp dport 22 counter accept /m);
+    expect(nft).not.toMatch(/^\t\ttcp dport 22/m);
+    expect(nft).toContain('icmp type echo-request limit rate 5/second counter accept');
     expect(nft).toMatch(/hook output priority filter; policy accept;/);
     expect(nft).not.toMatch(/dport 600[01]\b/);
   });

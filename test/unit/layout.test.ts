@@ -31,6 +31,8 @@ const NAMES = [
   layout.UNITS.export,
   layout.ADMIN_KEY_NAME,
   layout.TOR_USER,
+  layout.TIMESYNC_USER,
+  layout.RESOLVED_USER,
   '/etc/opt/',
   '/var/opt/',
   'simplex-smp${',
@@ -133,8 +135,9 @@ describe('one source for the image layout (builder/plan/layout.ts)', () => {
     for (const { file, literal, count } of ALLOWED) expect((await readFile(join(repo, file), 'utf8')).split(literal).length - 1, `${file} ${literal}`).toBeGreaterThanOrEqual(count);
   });
 
-  it('what the overlay tree holds is where the layout says: the torn-record helper, the Debian base growroot marker', async () => {
+  it('what the overlay tree holds is where the layout says: the torn-record helper, the firewall check, the Debian base growroot marker', async () => {
     expect(existsSync(join(repo, 'overlays/rootfs', layout.SET_ASIDE_TORN_RECORD))).toBe(true);
+    expect(existsSync(join(repo, 'overlays/rootfs', `${layout.REQUIRE_FIREWALL}.hbs`))).toBe(true);
     expect(await readFile(join(repo, 'overlays/debian-base/rootfs/usr/lib/simplex-pi/growroot'), 'utf8')).toContain(layout.STATE.growrootDone);
     expect(await readFile(join(repo, 'overlays/debian-base/rootfs/etc/systemd/system', layout.UNITS.growroot), 'utf8')).toContain(`ConditionPathExists=!${layout.STATE.growrootDone}`);
   });
