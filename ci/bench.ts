@@ -1,20 +1,23 @@
 // npm run bench: figures on this machine. Prints, never asserts. `npm run bench -- --render-only` for the quick part.
-// Render time and systemd-analyze security exposure per preset.
+// Render time per preset, and the systemd-analyze security exposure of every service the team preset ships.
 // Cold build (empty cache, Debian base built with mmdebstrap), warm rebuild after a recipe edit (cached base
 // and packages layer), time per stage, raw/compressed/allocated image sizes, and peak disk use of cache + output.
 // The simplexmq stand-in is served from 127.0.0.1 like in the tests (real binaries cannot be downloaded here).
 // Boot times in qemu-system-aarch64 (first boot to addresses on the stick, plain boot); `-- --vm-only` for those.
 // The Raspberry Pi OS look-alike: its build cold and cached, the pipeline on it, a customised first boot;
 // `-- --raspios-only` for those.
-import { statfs, writeFile, readFile, rm, stat } from 'node:fs/promises';
+import { copyFile, statfs, writeFile, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { DEVICE_COMMAND, XFTP_UNIT, smpUnit } from '../builder/plan/layout.ts';
+import { DEVICE_COMMAND, UNITS } from '../builder/plan/layout.ts';
+import type { BuildPlan } from '../builder/plan/plan.ts';
+import { OVERLAYS } from '../builder/render/render.ts';
 import { listPresets } from '../builder/recipe/presets.ts';
 import { chrootRun } from '../builder/image/chroot.ts';
 import { mountImage } from '../builder/image/mount-image.ts';
 import { silentLog } from '../builder/log.ts';
 import { Resources } from '../builder/resources.ts';
-import { systemdExposure, systemdRoot } from '../test/helpers/real-tools.ts';
+import { systemdRoot } from '../test/helpers/real-tools.ts';
+import { type UnitExposure, unitExposures } from '../test/helpers/unit-exposure.ts';
 import { execa } from 'execa';
 import { TestServer } from '../test/helpers/http-server.ts';
 import { REPO, scratch, testSshPublicKey } from '../test/helpers/env.ts';
@@ -55,23 +58,46 @@ async function timedBuild(label: string, recipe: string, out: string, cache: str
   return { label, seconds, peak, stages, outputs: manifest.outputs as Array<{ name: string; size: number }> };
 }
 
-/** Render time and sandbox exposure per preset: quick, no root. */
+/** Render time per preset: quick, no root. */
 async function renderFigures(): Promise<void> {
-  console.log(`| preset | render (CLI, wall) | exposure ${smpUnit(1)} | exposure ${XFTP_UNIT} |`);
-  console.log('|---|---|---|---|');
+  console.log('| preset | render (CLI, wall) |');
+  console.log('|---|---|');
   for (const preset of await listPresets()) {
     const out = join(await scratch('bench-render'), 'out');
     const started = performance.now();
     await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'render', '--recipe', preset.file, '--out', out]);
     const seconds = (performance.now() - started) / 1000;
-    const root = await systemdRoot(join(out, 'rootfs'));
-    const smp = await systemdExposure(root, smpUnit(1));
-    const xftp = preset.recipe.xftp.enabled ? await systemdExposure(root, XFTP_UNIT) : NaN;
-    console.log(`| ${preset.recipe.name} (${preset.recipe.smp.instances} SMP) | ${seconds.toFixed(2)} s | ${smp} | ${Number.isNaN(xftp) ? '-' : xftp} |`);
+    console.log(`| ${preset.recipe.name} (${preset.recipe.smp.instances} SMP) | ${seconds.toFixed(2)} s |`);
+    await rm(dirname(out), { recursive: true, force: true });
+  }
+  console.log('');
+}
+
+/**
+ * The sandbox of every service the `team` preset ships (10 SMP relays, XFTP, SSH over Tor: every unit there is),
+ * scored by this host's `systemd-analyze security --offline=true` on the rendered tree, against the targets the
+ * render test holds them to (test/helpers/unit-exposure.ts). Debian's units we add a drop-in to (ssh, tor@default)
+ * are scored as this host packages them, and the Debian base's own growroot unit (static, not rendered) too.
+ */
+async function exposureFigures(): Promise<void> {
+  const out = join(await scratch('bench-exposure'), 'out');
+  await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'render', '--recipe', join(REPO, 'recipes/team.yaml'), '--out', out]);
+  const rootfs = join(out, 'rootfs');
+  const plan = JSON.parse(await readFile(join(out, 'plan.json'), 'utf8')) as BuildPlan;
+  const root = await systemdRoot(rootfs);
+  try {
+    await copyFile(join(OVERLAYS, 'debian-base/rootfs/etc/systemd/system', UNITS.growroot), join(root, 'etc/systemd/system', UNITS.growroot));
+    const found = await unitExposures(root, rootfs, plan, [UNITS.tor, UNITS.growroot]);
+    const what = (u: UnitExposure) =>
+      u.kind === 'drop-in' ? "the base's, with our drop-in" : u.unit === UNITS.growroot ? 'the Debian base only (static)' : u.file ? 'ours' : "the base's";
+    console.log(`| unit (team preset, systemd-analyze security --offline, ${(await execa('systemd-analyze', ['--version'])).stdout.split('\n')[0]}) | what | exposure | target |`);
+    console.log('|---|---|---|---|');
+    for (const u of found) console.log(`| ${u.unit} | ${what(u)} | ${u.exposure.toFixed(1)} | ${u.target ? (u.target.max === null ? `none: ${u.target.why}` : `<= ${u.target.max.toFixed(1)}`) : '-'} |`);
+    console.log('');
+  } finally {
     await rm(dirname(out), { recursive: true, force: true });
     await rm(root, { recursive: true, force: true });
   }
-  console.log('');
 }
 
 /**
@@ -183,6 +209,7 @@ async function raspiosFigures(cache: string, server: TestServer, dir: string): P
 }
 
 await renderFigures();
+await exposureFigures();
 if (process.argv.includes('--render-only')) process.exit(0);
 /** One part on its own, with an existing cache (BENCH_CACHE) so the Debian base need not be built again. */
 async function only(name: string, figures: (cache: string, server: TestServer, dir: string) => Promise<void>): Promise<never> {

@@ -34,22 +34,51 @@ async function identityComplete(spec: ServerSpec): Promise<boolean> {
 }
 
 /**
- * Run a program as the relay user and return its output; fail with that output if it fails, without the password
- * `init` prints in the server's address: the error ends up in the first-boot unit's journal.
+ * How long one relay's `init` may take: seconds on a Pi (GHC's start and a few openssl commands), minutes under
+ * emulation. Past this it is stopped: first boot fails with a message naming it, and continues at the next boot.
+ * The first-boot unit's TimeoutStartSec= bounds the whole run.
  */
-function runAs(owner: Owner, file: string, args: string[], env: Record<string, string>): Promise<string> {
+export const INIT_TIMEOUT_MS = 5 * 60 * 1000;
+
+/**
+ * Run a program as the relay user and return its output; fail with that output if it fails, or if it has not
+ * finished within `timeoutMs`: then it and whatever it started (openssl) are killed. It runs in a process group of
+ * its own so that the kill reaches them all (the first-boot unit keeps CAP_KILL for it: they are the relay
+ * user's processes, not root's). The error leaves out the password `init` prints in the server's address: it ends
+ * up in the first-boot unit's journal.
+ */
+export function runAs(owner: Owner, file: string, args: string[], env: Record<string, string>, timeoutMs = INIT_TIMEOUT_MS): Promise<string> {
   return new Promise((resolve, reject) => {
+    const command = `${file} ${args.join(' ')}`;
     const child = spawn(file, args, {
       uid: owner.uid,
       gid: owner.gid,
       env: { PATH: `${BINARY_DIR}:/usr/bin:/bin`, HOME: '/nonexistent', LANG: 'C.UTF-8', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
     });
     let output = '';
+    let settled = false;
+    const settle = (error: Error | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve(output);
+    };
+    const timer = setTimeout(() => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // Already gone; or not allowed, and then systemd kills what is left when first boot ends.
+      }
+      const seconds = Math.round(timeoutMs / 1000);
+      settle(new Error(`${command} did not finish within ${seconds} s and was stopped. Output so far:\n${output.trim() || '(none)'}`));
+    }, timeoutMs);
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(output) : reject(new Error(`${file} ${args.join(' ')} exited with ${code}:\n${redactPasswords(output.trim())}`))));
+    child.on('error', (error) => settle(error));
+    child.on('close', (code, signal) => settle(code === 0 ? undefined : new Error(`${command} ${code === null ? `was killed by ${signal}` : `exited with ${code}`}:\n${redactPasswords(output.trim())}`)));
   });
 }
 

@@ -1,15 +1,12 @@
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
-import { promisify } from 'node:util';
 import { STATE, STATE_DIR, TOR_CONTROL_COOKIE, TOR_CONTROL_SOCKET, TOR_USER, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { COMMAND_NAME } from './commands.ts';
 import { describeExport, lastExport } from './export-log.ts';
 import { runningHostname } from './host.ts';
 import { checkXftpQuota } from './storage.ts';
-
-const run = promisify(execFile);
+import { runTool } from './tool.ts';
 
 /**
  * Whether reading failed for want of root: most of what status reports is root's to read (STATE_DIR, Tor's
@@ -24,7 +21,7 @@ export function denied(error: unknown): boolean {
 /** What a person without root is told to run instead. */
 export const WITH_SUDO = `run \`sudo ${COMMAND_NAME} status\``;
 
-/** Local TCP ports in LISTEN state, from /proc/net/tcp and tcp6 (hex fields; state 0A is LISTEN). */
+/** Local TCP ports in LISTEN state, from /proc's tcp and tcp6 tables (hex fields; state 0A is LISTEN). */
 export function listeningPorts(...tables: string[]): Set<number> {
   const ports = new Set<number>();
   for (const table of tables) {
@@ -65,7 +62,9 @@ export async function torBootstrap(socket = TOR_CONTROL_SOCKET, cookieFile = TOR
 }
 
 async function unitState(unit: string): Promise<string> {
-  const result = await run('systemctl', ['is-active', unit]).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
+  // Bounded like every command the device program runs: a systemd that does not answer makes the state unknown.
+  // `is-active` exits non-zero for every state but active, and still prints it.
+  const result = await runTool('systemctl', ['is-active', unit], { timeoutMs: 10_000 }).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
   return result.stdout.trim() || 'unknown';
 }
 
@@ -77,7 +76,9 @@ async function healthLines(plan: BuildPlan): Promise<string[]> {
   const done = await readFile(STATE.firstbootDone, 'utf8').catch((error: unknown) => (denied(error) ? null : undefined));
   if (done === null) lines.push(`First boot: unknown: permission denied (only root may read ${STATE_DIR}); ${WITH_SUDO}`);
   else lines.push(done ? `First boot: finished ${done.trim()}` : `First boot: NOT FINISHED. See \`journalctl -u ${unitName(UNITS.firstboot)}\` for what it is doing or what went wrong.`);
-  const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
+  // PID 1's tables, the Pi's own network: the export unit, which writes this report to a stick, has a network of
+  // its own (PrivateNetwork=), where /proc/net shows no relay listening.
+  const tables = await Promise.all(['/proc/1/net/tcp', '/proc/1/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
   const listening = listeningPorts(...tables);
   lines.push('', 'Services:');
   for (const { unit, port } of plan.reportedUnits) {

@@ -23,8 +23,12 @@ export const REQUIRE_FIREWALL = `${DEVICE_LIB_DIR}/require-firewall`;
 /** Runs each relay with the passwords taken out of its output, which the journal keeps (the script says how). */
 export const REDACT_PASSWORDS = `${DEVICE_LIB_DIR}/redact-passwords`;
 
-/** What the device program keeps: root only (0700), never in the image (first boot makes all of it). */
-export const STATE_DIR = '/var/lib/simplex-pi';
+/**
+ * What the device program keeps: root only (0700), never in the image (first boot makes all of it). systemd makes
+ * it for the first-boot unit (its StateDirectory=, a name under /var/lib).
+ */
+export const STATE_DIRECTORY = 'simplex-pi';
+export const STATE_DIR = `/var/lib/${STATE_DIRECTORY}`;
 export const STATE = {
   /** Written last by a finished first boot; its unit's condition skips later boots, the export unit waits for it. */
   firstbootDone: `${STATE_DIR}/firstboot.done`,

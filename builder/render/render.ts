@@ -8,6 +8,7 @@ import * as layout from '../plan/layout.ts';
 import { AUTHORIZED_CLIENTS, PLAN_PATH, RESOLVED_USER, SSH_AUTHORIZED_KEYS_DIR, TOR_USER, adminSudoers, authorizedClientLine } from '../plan/layout.ts';
 import type { BuildPlan, RelayServer } from '../plan/plan.ts';
 import { relaysOf } from '../plan/relays.ts';
+import { unitSandbox } from './sandbox.ts';
 import { walkTree } from './tree.ts';
 
 export const OVERLAYS = join(dirname(fileURLToPath(import.meta.url)), '../../overlays');
@@ -75,10 +76,12 @@ async function engine(overlays: string): Promise<typeof Handlebars> {
  * Render an overlay tree: `*.hbs` files through handlebars with the plan (the `.hbs` suffix dropped), every other
  * file as it is. A template that renders to nothing but whitespace is left out: that is how a file exists only
  * when the recipe asks for it (sshd settings only with SSH). Modes come from the repository (git keeps the
- * executable bit); everything is owned by root.
+ * executable bit); everything is owned by root. Templates get `plan`, `layout` and `sandbox` (the paths the units'
+ * sandboxes are made of, render/sandbox.ts); `[relay.unit].hbs` also gets its `relay`.
  */
 export async function renderOverlay(overlayDir: string, plan: BuildPlan, overlays = OVERLAYS, image: ImageFacts = {}): Promise<ImageEntry[]> {
   const hb = await engine(overlays);
+  const sandbox = unitSandbox(plan);
   const firewall = firewallContext(image);
   const entries: ImageEntry[] = [];
   for (const entry of await walkTree(overlayDir)) {
@@ -91,7 +94,7 @@ export async function renderOverlay(overlayDir: string, plan: BuildPlan, overlay
     }
     const render = (context: { relay?: RelayServer }): string => {
       try {
-        return hb.compile(source.toString('utf8'), { noEscape: true, strict: true })({ plan, layout, firewall, ...context });
+        return hb.compile(source.toString('utf8'), { noEscape: true, strict: true })({ plan, layout, sandbox, firewall, ...context });
       } catch (error) {
         throw new UserError(`cannot render ${join(overlayDir, entry.path)}: ${(error as Error).message}`);
       }

@@ -3,7 +3,7 @@ import { cp, mkdir, readFile, readdir, writeFile, chmod } from 'node:fs/promises
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { createConnection } from 'node:net';
-import { BINARY_DIR, DEVICE_LIB_DIR, RELAY_KINDS, TIMESYNC_USER, TOR_DIR, TOR_USER } from '../../builder/plan/layout.ts';
+import { BINARY_DIR, DEVICE_COMMAND, DEVICE_LIB_DIR, RELAY_KINDS, TIMESYNC_USER, TOR_DIR, TOR_USER } from '../../builder/plan/layout.ts';
 import { freePort, scratch } from './env.ts';
 import { asImage, imagePasswd } from './netns.ts';
 
@@ -118,7 +118,7 @@ export async function sshdCheck(
 
 /**
  * A root for systemd-analyze: this host's systemd units plus the rendered /etc, with stand-in executables where
- * the units expect the relay binaries.
+ * the units expect the relay binaries and the device program.
  */
 export async function systemdRoot(rendered: string): Promise<string> {
   const root = await scratch('systemd');
@@ -129,6 +129,8 @@ export async function systemdRoot(rendered: string): Promise<string> {
   await cp(join(rendered, DEVICE_LIB_DIR), join(root, DEVICE_LIB_DIR), { recursive: true }).catch(() => undefined);
   await mkdir(join(root, BINARY_DIR), { recursive: true });
   for (const { binary } of Object.values(RELAY_KINDS)) await writeFile(join(root, BINARY_DIR, binary), '#!/bin/sh\n', { mode: 0o755 });
+  // The device program, which the install-device stage puts there (first boot and the USB export run it).
+  await writeFile(join(root, DEVICE_COMMAND), '#!/bin/sh\n', { mode: 0o755 });
   return root;
 }
 

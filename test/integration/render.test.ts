@@ -8,8 +8,11 @@ import { listPresets } from '../../builder/recipe/presets.ts';
 import { cli, isRoot, scratch, testSshPublicKey } from '../helpers/env.ts';
 import { type ClientKey, authPrivate } from '../../builder/device/client-auth.ts';
 import { base32, newOnionKey } from '../../builder/device/onion.ts';
+import { nftCheck, sshdCheck, standInBasePrograms, systemdRoot, systemdVerify, torOnionAuthView, torRun, torVerify } from '../helpers/real-tools.ts';
+import { shippedUnits, unitExposures } from '../helpers/unit-exposure.ts';
 import { UNITS } from '../../builder/plan/layout.ts';
-import { nftCheck, sshdCheck, standInBasePrograms, systemdExposure, systemdRoot, systemdVerify, torOnionAuthView, torRun, torVerify } from '../helpers/real-tools.ts';
+import { relaysOf } from '../../builder/plan/relays.ts';
+import { INIT_TIMEOUT_MS } from '../../builder/device/servers.ts';
 
 const presets = await listPresets();
 
@@ -43,11 +46,22 @@ describe.each(presets.map((p) => [p.recipe.name, p.file] as const))('preset %s, 
     expect(result.effective.get('passwordauthentication')).toEqual(['no']);
   });
 
-  it('systemd-analyze verify has nothing to say about the relay units, and each is sandboxed to an exposure of 2.0 or less', async () => {
+  it('systemd-analyze verify has nothing to say about any service unit of ours (the relays, first boot, the USB export)', async () => {
     const root = await systemdRoot(rendered.rootfs);
-    const units = [...rendered.plan.smp.instances.map((i) => i.unit), ...(rendered.plan.xftp ? [rendered.plan.xftp.unit] : [])];
+    // Not the base's units we add a drop-in to: their programs are the base's, not in the rendered tree.
+    const units = (await shippedUnits(rendered.rootfs)).filter((u) => u.kind !== 'drop-in').map((u) => u.unit);
+    expect(units).toEqual(expect.arrayContaining([UNITS.firstboot, ...rendered.plan.smp.instances.map((i) => i.unit)]));
     expect(await systemdVerify(root, units)).toBe('');
-    for (const unit of [units[0]!, units.at(-1)!]) expect(await systemdExposure(root, unit)).toBeLessThanOrEqual(2.0);
+  });
+
+  it('every service the image ships is sandboxed to its exposure target (systemd-analyze security): first boot 4.0, the USB export 2.5, relays 1.5', async () => {
+    const root = await systemdRoot(rendered.rootfs);
+    const found = await unitExposures(root, rendered.rootfs, rendered.plan);
+    // A unit with no target is a unit nobody decided a sandbox for: it fails here until it has one.
+    expect(found.filter((u) => !u.target).map((u) => u.unit), 'units with no exposure target in test/helpers/unit-exposure.ts').toEqual([]);
+    const over = found.filter((u) => u.target!.max !== null && u.exposure > u.target!.max).map((u) => `${u.unit}: ${u.exposure} > ${u.target!.max}`);
+    expect(over).toEqual([]);
+    expect(found.find((u) => u.unit === UNITS.firstboot)?.exposure).toBeLessThanOrEqual(4.0);
   });
 
   it('fail closed: systemd makes Tor, sshd and every relay require nftables.service (in a root without it, it refuses to start them)', async () => {
@@ -117,7 +131,7 @@ describe('team: the published guide\'s topology without its mistakes', () => {
     expect(new Set([...ports, String(rendered.plan.xftp!.localPort)]).size).toBe(11);
   });
 
-  it('mistake avoided: no symlink or BindPaths trick; each instance is chosen with SMP_SERVER_CFG_PATH and SMP_SERVER_LOG_PATH', async () => {
+  it('mistake avoided: no symlink, no directory mounted in another\'s place; each instance is chosen with SMP_SERVER_CFG_PATH and SMP_SERVER_LOG_PATH', async () => {
     // One unit file per instance (named like the instance, so systemd uses it as it is), every path written out.
     expect(existsSync(join(rendered.rootfs, 'etc/systemd/system/simplex-smp@.service'))).toBe(false);
     for (const n of [1, 7, 10]) {
@@ -128,7 +142,9 @@ describe('team: the published guide\'s topology without its mistakes', () => {
       expect(unit).toContain(`ReadWritePaths=/var/opt/simplex-smp${n}\n`);
       expect(unit).toContain(`ExecStartPre=/usr/local/lib/simplex-pi/set-aside-torn-record /var/opt/simplex-smp${n}/smp-server-messages.log /var/opt/simplex-smp${n}/smp-server-ntfs.log\n`);
       expect(unit).toContain('ExecStart=/usr/local/lib/simplex-pi/redact-passwords /usr/local/bin/smp-server start +RTS -N -RTS\n');
-      expect(unit).not.toMatch(/BindPaths|ln -s|%i/);
+      expect(unit).not.toMatch(/ln -s|%i/);
+      // The sandbox binds the relay's own directories back where they are (below), never one path onto another.
+      for (const line of unit.match(/^Bind(ReadOnly)?Paths=.*$/gm) ?? []) expect(line).not.toMatch(/=.*:/);
       expect(unit).toMatch(/^User=simplex$/m);
     }
     expect(existsSync(join(rendered.rootfs, 'etc/systemd/system/simplex-smp@11.service'))).toBe(false);
@@ -136,6 +152,53 @@ describe('team: the published guide\'s topology without its mistakes', () => {
     expect(xftp).toContain('Environment=XFTP_SERVER_CFG_PATH=/etc/opt/simplex-xftp\n');
     expect(xftp).toContain('ReadWritePaths=/var/opt/simplex-xftp /srv/simplex-xftp/files\n');
     expect(xftp).not.toContain('set-aside-torn-record');
+  });
+
+  it('each relay sees only its own directories: the other relays\' keys, passwords and stores are hidden from it (they all run as one user)', async () => {
+    const relays = relaysOf(rendered.plan);
+    const under = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`);
+    for (const relay of relays) {
+      const unit = await readFile(join(rendered.rootfs, 'etc/systemd/system', relay.unit), 'utf8');
+      const values = (key: string) => [...unit.matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))].flatMap((m) => m[1]!.trim().split(/\s+/));
+      expect(values('TemporaryFileSystem').every((v) => v.endsWith(':ro'))).toBe(true);
+      const hidden = values('TemporaryFileSystem').map((v) => v.replace(/:ro$/, ''));
+      const readOnly = values('BindReadOnlyPaths');
+      const writable = values('BindPaths');
+      expect(readOnly).toEqual([relay.cfgPath]);
+      expect(writable).toEqual(relay.writablePaths);
+      for (const path of values('ReadWritePaths')) expect(writable).toContain(path);
+      // Its own directories lie under the hidden ones, and are bound back; no other relay's is.
+      for (const path of [relay.cfgPath, ...relay.writablePaths]) expect(hidden.some((dir) => under(path, dir)), `${relay.unit}: ${path}`).toBe(true);
+      for (const other of relays.filter((o) => o !== relay)) {
+        for (const path of [other.cfgPath, ...other.writablePaths]) {
+          expect(hidden.some((dir) => under(path, dir)), `${relay.unit} hides ${path}`).toBe(true);
+          expect([...readOnly, ...writable].some((bound) => under(path, bound) || under(bound, path)), `${relay.unit} binds ${path}`).toBe(false);
+        }
+      }
+    }
+    const smp1 = await readFile(join(rendered.rootfs, 'etc/systemd/system/simplex-smp@1.service'), 'utf8');
+    expect(smp1).toContain('TemporaryFileSystem=/etc/opt:ro /srv/simplex-xftp:ro /var/opt:ro\nBindReadOnlyPaths=/etc/opt/simplex-smp1\nBindPaths=/var/opt/simplex-smp1\n');
+  });
+
+  it('first boot is sandboxed: it writes only Tor\'s, the relays\' and its own directories, with the capabilities for that, no network, no devices, and a bounded time', async () => {
+    const unit = await readFile(join(rendered.rootfs, 'etc/systemd/system', UNITS.firstboot), 'utf8');
+    const values = (key: string) => [...unit.matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))].flatMap((m) => m[1]!.trim().split(/\s+/));
+    const relays = relaysOf(rendered.plan);
+    expect(values('ProtectSystem')).toEqual(['strict']);
+    expect(values('ReadWritePaths')).toEqual(['/var/lib/tor', ...relays.flatMap((r) => [r.cfgPath, r.logPath]), '/srv/simplex-xftp']);
+    expect(values('StateDirectory')).toEqual(['simplex-pi']);
+    expect(values('StateDirectoryMode')).toEqual(['0700']);
+    expect(values('CapabilityBoundingSet').sort()).toEqual(['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID']);
+    expect(values('PrivateNetwork')).toEqual(['yes']);
+    expect(values('PrivateDevices')).toEqual(['yes']);
+    expect(values('RestrictAddressFamilies')).toEqual(['AF_UNIX']);
+    // Bounded, and longer than any one init may take (the program stops an init that hangs itself).
+    expect(values('TimeoutStartSec')).toEqual(['30min']);
+    expect(30 * 60 * 1000).toBeGreaterThan(2 * INIT_TIMEOUT_MS);
+    // What decides when it runs is as before.
+    expect(values('ConditionPathExists')).toEqual(['!/var/lib/simplex-pi/firstboot.done']);
+    expect(values('Before')).toEqual(['tor.service', 'tor@default.service']);
+    expect(values('Type')).toEqual(['oneshot']);
   });
 
   it('mistake avoided: no relay port and no SSH port open to the network (input policy drop)', async () => {
