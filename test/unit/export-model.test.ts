@@ -1,18 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { recipeErrorOf } from '../helpers/recipe-error.ts';
 import { type ExportState, healthReadme, secretFiles } from '../../builder/device/export-files.ts';
 import { parseUdevDb } from '../../builder/device/usb-sticks.ts';
 import { ADMIN_FOLDER, RESERVED_FS_LABELS } from '../../builder/plan/layout.ts';
 import { resolvePlan } from '../../builder/plan/plan.ts';
 import { parseRecipe } from '../../builder/recipe/load.ts';
 
-const errorOf = (text: string): string => {
-  try {
-    parseRecipe(text, 'r.yaml');
-  } catch (error) {
-    return (error as Error).message;
-  }
-  throw new Error('recipe was accepted');
-};
+const errorOf = recipeErrorOf;
 
 // `udevadm info --export-db` as udev 252 prints it, trimmed: a USB stick's FAT partition, the same label on a
 // virtio disk (what the VM test plugs in as a non-USB device), and the SD card's own boot partition.

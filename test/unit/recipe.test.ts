@@ -1,19 +1,13 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { recipeErrorOf } from '../helpers/recipe-error.ts';
 import { UserError } from '../../builder/errors.ts';
 import { MAX_ALIAS_COUNT, parseRecipe } from '../../builder/recipe/load.ts';
 import { closest } from '../../builder/recipe/errors.ts';
 import { RELAY_USER, SELF_KEY_NAME, TOR_USER, generatedClientName } from '../../builder/plan/layout.ts';
 import { isSystemAccountName } from '../../builder/recipe/system-accounts.ts';
 
-const errorOf = (text: string): string => {
-  try {
-    parseRecipe(text, 'r.yaml');
-  } catch (error) {
-    return (error as Error).message;
-  }
-  throw new Error('recipe was accepted');
-};
+const errorOf = recipeErrorOf;
 
 describe('recipe loading', () => {
   it('refuses a simplexmq version without aarch64 release assets unless the binaries are given, and accepts pre-releases', () => {
