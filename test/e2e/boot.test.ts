@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -146,7 +148,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   );
 
   it(
-    'second boot: first boot is skipped, keys unchanged; a labelled stick plugged in later gets the health report and no secret, root\'s explicit export gives it the addresses; the journal of every boot holds no secret',
+    'second boot: first boot is skipped, keys unchanged; a labelled stick plugged in later gets the health report and no secret, root\'s explicit export gives it the addresses, export.encrypt_to an archive the age CLI opens; the journal of every boot holds no secret',
     { timeout: BOOT_LIMIT + 240_000 },
     track(async () => {
       expect(cardA, 'needs the first boot').toBeDefined();
@@ -195,11 +197,27 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       const explicit = await vm.report<{ ok: boolean; output: string }>('export', 180_000);
       expect(explicit.ok, explicit.output).toBe(true);
       expect(explicit.output).toMatch(/export: wrote the addresses and keys to \/dev\/sd[a-z]/);
+
+      // export.encrypt_to: the device's own code (its Node, the bundled age) encrypts to the owner's key, and the
+      // standard age CLI on the owner's computer opens it: the same addresses and keys.
+      execFileSync('age-keygen', ['-o', join(dir, 'owner-identity.txt')], { stdio: 'ignore' });
+      const recipient = execFileSync('age-keygen', ['-y', join(dir, 'owner-identity.txt')]).toString().trim();
+      const sealed = await vm.report<{ ok: boolean; output: string }>(`export-encrypted ${recipient}`, 180_000);
+      expect(sealed.ok, sealed.output).toBe(true);
+      expect(sealed.output).toContain(`export: wrote the addresses and keys, encrypted to ${recipient}, to /dev/sd`);
       await vm.powerOff();
       const later = readStick(stick('later'), plan.hostname);
       expect([...later.addresses]).toEqual([...cardA.stick.addresses]);
       expect(later.ssh).toBe(cardA.stick.ssh);
       expect(await sha256File(stick('other'))).toBe(otherStickSha256);
+      const archive = join(dir, 'secrets.tar.age');
+      await writeFile(archive, stickFiles(stick('later')).get(`${folder}/secrets.tar.age`)!);
+      const opened = join(dir, 'opened');
+      await mkdir(opened);
+      execFileSync('age', ['-d', '-i', join(dir, 'owner-identity.txt'), '-o', join(opened, 'secrets.tar'), archive]);
+      execFileSync('tar', ['-xf', join(opened, 'secrets.tar'), '-C', opened]);
+      expect(await readFile(join(opened, 'addresses.txt'), 'utf8')).toBe([...cardA.stick.addresses].map(([n, a]) => `${n}\t${a}\r\n`).join(''));
+      expect(await readFile(join(opened, 'admin/ssh.auth_private'), 'utf8')).toMatch(/:descriptor:x25519:[A-Z2-7]{52}\n$/);
     }),
   );
 

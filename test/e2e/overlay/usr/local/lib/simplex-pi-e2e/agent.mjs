@@ -21,6 +21,9 @@
 //   relay try-restart <n> -> restart relay n's unit, whatever comes of it: its state, whether it listens, its journal
 //   relay wait-active <n> -> wait up to 60 s for relay n to be active and listening again
 //   export   -> the owner's explicit `simplex-pi export` (root), with its output and exit status
+//   export-encrypted <age recipient> -> what the export unit runs (`simplex-pi export --auto`) for a recipe with
+//               export.encrypt_to set to that recipient: the shipped plan with that one field, through the
+//               program's SIMPLEX_PI_PLAN (the device's own code, Node and sticks; only the plan's place differs)
 //   journal-secrets -> which of the Pi's secrets (relay passwords, client private keys) stand in the journal:
 //               `journalctl -o export` of every boot kept, and the raw bytes of every journal file; a control
 //               line logged first shows both readings would find one
@@ -143,6 +146,12 @@ function journalSecrets() {
   };
 }
 
+function encryptedExport(recipient) {
+  const path = '/run/simplex-pi-e2e-plan.json';
+  writeFileSync(path, JSON.stringify({ ...plan, export: { ...plan.export, encryptTo: recipient } }));
+  return explicitExport(['export', '--auto'], { ...process.env, SIMPLEX_PI_PLAN: path });
+}
+
 /** The packet counters of the firewall's output chain, by each rule's comment (the final reject's too). */
 function outputCounters() {
   const counters = {};
@@ -186,9 +195,9 @@ function probe([proto, host, port, user]) {
   return { ok: true, outcome, met, counters: after };
 }
 
-function explicitExport() {
+function explicitExport(args = ['export'], env = process.env) {
   try {
-    const output = execFileSync('/usr/local/bin/simplex-pi', ['export'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const output = execFileSync('/usr/local/bin/simplex-pi', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env });
     return { ok: true, output };
   } catch (error) {
     return { ok: false, output: `${error.stdout ?? ''}${error.stderr ?? ''}`, status: error.status };
@@ -437,6 +446,7 @@ async function serve(fd) {
       else if (request === 'journal') send(fd, { event: 'journal', report: { journal: sh('journalctl', ['-b', '-u', plan.smp.instances[0].unit, '-o', 'cat', '--no-pager']) } });
       else if (request === 'system') send(fd, { event: 'system', report: system() });
       else if (request === 'export') send(fd, { event: 'export', report: explicitExport() });
+      else if (request.startsWith('export-encrypted ')) send(fd, { event: 'export-encrypted', report: encryptedExport(request.split(' ')[1]) });
       else if (request.startsWith('probe ')) send(fd, { event: 'probe', report: probe(request.split(' ').slice(1)) });
       else if (request === 'journal-secrets') send(fd, { event: 'journal-secrets', report: journalSecrets() });
       else if (request.startsWith('control ')) send(fd, { event: 'control', report: control(request.slice('control '.length)) });
