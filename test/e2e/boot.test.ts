@@ -133,6 +133,16 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
         expect(report.listening.some((l) => l.endsWith(`:${instance.localPort}`)), `port ${instance.localPort}`).toBe(true);
       }
       expect(report.units[plan.xftp!.unit]).toMatchObject({ ActiveState: 'active', SubState: 'running', NRestarts: '0' });
+      // Each relay is its unit's main process (the password filter exec'd it) and sees only its own directories:
+      // another relay's keys and passwords are not there for it, though all run as one user.
+      for (const relay of [...plan.smp.instances, plan.xftp!]) {
+        const service = relay.cfgPath.split('/').pop()!;
+        const view = report.relayView[relay.unit]!;
+        expect({ etcOpt: view.etcOpt, varOpt: view.varOpt }, relay.unit).toEqual({ etcOpt: [service], varOpt: [service] });
+        // The relay's program (the stand-in's launcher becomes node), not the wrapper's shell or its sed.
+        expect(view.comm, relay.unit).toMatch(/^(smp-server|xftp-server|node)$/);
+      }
+      expect(report.relayJournal[plan.smp.instances[0]!.unit]).toMatch(/Server address: smp:\/\/[A-Za-z0-9_=-]+:<hidden>@/);
       expect(report.listening.some((l) => l.endsWith(`:${plan.xftp!.localPort}`))).toBe(true);
       expect(report.units['simplex-pi-firstboot.service']).toMatchObject({ ActiveState: 'active', Result: 'success', ConditionResult: 'yes' });
       expect(report.units['nftables.service']?.ActiveState).toBe('active');

@@ -68,6 +68,8 @@ export interface AgentReport {
   /** Every secret first boot made, as the Pi holds them: relay passwords, client-authorization private keys. */
   secrets: string[];
   relayJournal: Record<string, string>;
+  /** Per relay unit: its main process's name, and what its mount namespace shows in /etc/opt and /var/opt. */
+  relayView: Record<string, { comm: string | null; etcOpt: string[]; varOpt: string[] }>;
   status: string;
   interfaces: Record<string, string[]>;
   nftTables: string;

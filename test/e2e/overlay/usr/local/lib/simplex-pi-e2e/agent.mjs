@@ -227,6 +227,16 @@ function report() {
     const hostname = `${service.dir}/hostname`;
     onions[service.name] = { hostname: readText(hostname)?.trim() ?? null, mtime: existsSync(hostname) ? statSync(hostname).mtimeMs : null };
   }
+  // What each relay's own mount namespace shows of the relays' directories (its sandbox hides the others').
+  const relayView = {};
+  for (const name of relayUnits) {
+    const pid = sh('systemctl', ['show', name, '-p', 'MainPID', '--value']).trim();
+    relayView[name] = {
+      comm: readText(`/proc/${pid}/comm`)?.trim() ?? null,
+      etcOpt: sh('nsenter', ['-t', pid, '-m', '--', 'ls', '-1', '/etc/opt']).trim().split('\n'),
+      varOpt: sh('nsenter', ['-t', pid, '-m', '--', 'ls', '-1', '/var/opt']).trim().split('\n'),
+    };
+  }
   const relayJournal = {};
   for (const name of relayUnits) relayJournal[name] = sh('journalctl', ['-b', '-u', name, '-o', 'cat', '--no-pager']);
   return {
@@ -243,6 +253,7 @@ function report() {
     exportJournal: sh('journalctl', ['-b', '-u', 'simplex-pi-export.service', '-o', 'cat', '--no-pager']),
     secrets: secrets(),
     relayJournal,
+    relayView,
     status: sh('/usr/local/bin/simplex-pi', ['status']),
     interfaces: interfaces(),
     nftTables: sh('nft', ['list', 'tables']),
