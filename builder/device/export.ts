@@ -61,7 +61,7 @@ async function writeExport(plan: BuildPlan, stick: BlockDevice, kind: Written, t
   if (kind !== 'health') {
     await recordExport({ at: new Date().toISOString(), kind, trigger, device: stick.device, serial: stick.serial ?? null, filesystem: stick.fsUuid ?? null });
   }
-  const what = { secrets: 'the addresses and keys', encrypted: `the addresses and keys, encrypted to ${plan.export.encryptTo}`, health: 'the health report only (no secrets)' }[kind];
+  const what = { secrets: 'the addresses and keys', encrypted: `the addresses and keys (encrypted to ${plan.export.encryptTo})`, health: 'the health report only (no secrets)' }[kind];
   log(`export: wrote ${what} to ${stick.device}${stick.serial ? ` (${stick.serial})` : ''}: ${files.length} files in ${stickFolder(host)}/`);
 }
 

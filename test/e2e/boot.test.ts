@@ -214,7 +214,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       const recipient = execFileSync('age-keygen', ['-y', join(dir, 'owner-identity.txt')]).toString().trim();
       const sealed = await vm.report<{ ok: boolean; output: string }>(`export-encrypted ${recipient}`, 180_000);
       expect(sealed.ok, sealed.output).toBe(true);
-      expect(sealed.output).toContain(`export: wrote the addresses and keys, encrypted to ${recipient}, to /dev/sd`);
+      expect(sealed.output).toContain(`export: wrote the addresses and keys (encrypted to ${recipient}) to /dev/sd`);
       await vm.powerOff();
       const later = readStick(stick('later'), plan.hostname);
       expect([...later.addresses]).toEqual([...cardA.stick.addresses]);
