@@ -183,7 +183,19 @@ if (proto === 'tcp') {
   socket.send(Buffer.from('simplex-pi-e2e probe'), Number(port), host, (error) => (error ? done(error.code) : setTimeout(() => done('sent'), 1000)));
 }`;
 
+/**
+ * qemu's restricted network hands out no gateway (libslirp offers none with restrict=on): the Pi has no default
+ * route. The probes' documentation prefix is routed onto the link for the test, so a packet reaches nftables'
+ * output chain and, if it passes, goes into qemu's network, which delivers nothing.
+ */
+function routeProbePrefix(host) {
+  if (!/^192\.0\.2\./.test(host)) return;
+  const link = Object.entries(networkInterfaces()).find(([, list]) => list.some((a) => a.family === 'IPv4' && !a.internal))?.[0];
+  if (link) sh('ip', ['route', 'replace', '192.0.2.0/24', 'dev', link]);
+}
+
 function probe([proto, host, port, user]) {
+  routeProbePrefix(host);
   const before = outputCounters();
   const node = process.execPath;
   const account = readFileSync('/etc/passwd', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[0] === user);
