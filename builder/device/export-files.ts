@@ -27,8 +27,11 @@ function header(plan: BuildPlan, host: string): string[] {
   return [`SimpleX relays of "${plan.name}" (host ${host})`, ''];
 }
 
+/** How the secrets came to the stick: the one automatic export after first boot, or root's `simplex-pi export`. */
+export type SecretsTrigger = 'first' | 'root';
+
 /** README.txt of a stick that holds the secrets in the clear. */
-export function readme(plan: BuildPlan, records: readonly ServerRecord[], host: string): string {
+export function readme(plan: BuildPlan, records: readonly ServerRecord[], host: string, trigger: SecretsTrigger = 'first'): string {
   const relays = relaysOnly(records);
   return [
     ...header(plan, host),
@@ -45,8 +48,10 @@ export function readme(plan: BuildPlan, records: readonly ServerRecord[], host: 
     `  ${ADMIN_FOLDER}/         for the administrator only: the SSH address and its key. Never hand it to members.`,
     `  ${HEALTH_FILE}     whether the relays, Tor and the card were well when this was written (no secrets)`,
     '',
-    'This stick got the secrets once, automatically, at first boot. A stick plugged in later gets only the health',
-    'report, unless you log in and run `sudo simplex-pi export`.',
+    trigger === 'first'
+      ? 'This stick got the secrets in the one automatic export after first boot. A stick plugged in later gets only'
+      : 'This stick got the secrets because root ran `simplex-pi export` on the Pi. A stick plugged in gets only',
+    'the health report, unless you log in and run `sudo simplex-pi export`.',
     '',
     'Relays:',
     ...relays.map((r) => `  ${r.name.padEnd(6)} ${r.address}`),
@@ -54,11 +59,16 @@ export function readme(plan: BuildPlan, records: readonly ServerRecord[], host: 
   ].join(CRLF);
 }
 
-/** README.txt of a stick that got no secret: why, and how to get them. */
-export function healthReadme(plan: BuildPlan, host: string): string {
+/**
+ * README.txt of a stick that got no secret this time: why, and how to get them. `stillHolds`: the folder keeps the
+ * secret files of an earlier export, which this one did not remove (they are the owner's): say so.
+ */
+export function healthReadme(plan: BuildPlan, host: string, stillHolds = false): string {
   return [
     ...header(plan, host),
-    `This stick holds no secret: only ${HEALTH_FILE}, whether the relays, Tor and the card are well.`,
+    stillHolds
+      ? `THIS STICK STILL HOLDS SECRETS from an earlier export (addresses.txt, qr/, client-auth/, ${ADMIN_FOLDER}/): keep it safe or wipe it. This time it got only ${HEALTH_FILE}.`
+      : `This stick holds no secret: only ${HEALTH_FILE}, whether the relays, Tor and the card are well.`,
     '',
     'The relay addresses and keys were written once, to the stick plugged in at first boot. Since then a stick',
     'gets them only when the administrator asks for it on the Pi: log in (SSH or keyboard) and run',
@@ -70,10 +80,11 @@ export function healthReadme(plan: BuildPlan, host: string): string {
   ].join(CRLF);
 }
 
-/** README.txt of a stick that holds the secrets encrypted to the recipe's age recipient. */
-export function encryptedReadme(plan: BuildPlan, host: string, recipient: string): string {
+/** README.txt of a stick that holds the secrets encrypted to the recipe's age recipient (`stillHolds`: see healthReadme). */
+export function encryptedReadme(plan: BuildPlan, host: string, recipient: string, stillHolds = false): string {
   return [
     ...header(plan, host),
+    ...(stillHolds ? [`THIS STICK ALSO HOLDS SECRETS IN THE CLEAR from an earlier export (addresses.txt, qr/, client-auth/, ${ADMIN_FOLDER}/): keep it safe or wipe it.`, ''] : []),
     `${ENCRYPTED_ARCHIVE} holds the relay addresses and keys, encrypted with age to ${recipient}`,
     '(the recipe\'s export.encrypt_to). Only the holder of its identity (the AGE-SECRET-KEY-1... file) can open it:',
     '',
@@ -86,10 +97,10 @@ export function encryptedReadme(plan: BuildPlan, host: string, recipient: string
 }
 
 /** The secret files: members' relay addresses and keys, and the admin's folder. */
-export async function secretFiles(plan: BuildPlan, state: ExportState, host: string): Promise<StickFile[]> {
+export async function secretFiles(plan: BuildPlan, state: ExportState, host: string, trigger: SecretsTrigger = 'first'): Promise<StickFile[]> {
   const relays = relaysOnly(state.servers);
   const ssh = state.servers.find((s) => s.kind === 'ssh');
-  const files: StickFile[] = [{ path: 'README.txt', content: readme(plan, state.servers, host) }];
+  const files: StickFile[] = [{ path: 'README.txt', content: readme(plan, state.servers, host, trigger) }];
   if (plan.export.formats.includes('txt')) files.push({ path: 'addresses.txt', content: addressLines(relays, CRLF) });
   if (plan.export.formats.includes('json')) files.push({ path: 'servers.json', content: `${JSON.stringify({ name: plan.name, servers: relays }, null, 2)}\n` });
   if (plan.export.formats.includes('qr')) {

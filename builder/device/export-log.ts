@@ -1,4 +1,4 @@
-import { appendFile, readFile } from 'node:fs/promises';
+import { appendFile, readFile, stat } from 'node:fs/promises';
 import { STATE } from '../plan/layout.ts';
 
 /** Every time secrets left the Pi for a stick: so the owner can see on `status` when, where, and whether it was expected. */
@@ -31,4 +31,15 @@ export function describeExport(record: ExportRecord): string {
   const how = record.kind === 'encrypted' ? 'encrypted' : 'in the clear';
   const why = { first: 'the automatic first export', root: '`simplex-pi export` by root', plugged: 'a stick plugged in' }[record.trigger];
   return `${record.at}, ${how}, to ${record.device}${record.serial ? ` (${record.serial})` : ''}: ${why}`;
+}
+
+/** Whether the one automatic export of secrets is still to come (STATE.exportPending). Throws EACCES for a user who may not know. */
+export async function exportArmed(): Promise<boolean> {
+  return stat(STATE.exportPending).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return false;
+      throw error;
+    },
+  );
 }

@@ -1,14 +1,15 @@
-import { readFile, rm } from 'node:fs/promises';
-import { ENCRYPTED_ARCHIVE, HEALTH_FILE, STATE, stickFolder } from '../plan/layout.ts';
+import { readFile, rename, rm } from 'node:fs/promises';
+import { ENCRYPTED_ARCHIVE, HEALTH_FILE, STATE, STATE_DIR, stickFolder } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import type { ClientKey } from './client-auth.ts';
 import { encryptTo, tarOf } from './encrypt.ts';
-import { type ExportRecord, recordExport } from './export-log.ts';
+import { type ExportRecord, exportArmed, recordExport } from './export-log.ts';
 import { runningHostname } from './host.ts';
 import { type ExportState, encryptedReadme, healthReadme, secretFiles } from './export-files.ts';
 import type { ServerRecord } from './server-list.ts';
 import { healthReport } from './status.ts';
-import { type StickFile, StickRefused, writeToStick } from './stick-writer.ts';
+import { syncDir } from './files.ts';
+import { type StickFile, StickRefused, folderHoldsSecrets, writeToStick } from './stick-writer.ts';
 import { type BlockDevice, describeDevice, isUsb, labelledDevices } from './usb-sticks.ts';
 
 
@@ -44,29 +45,55 @@ async function exportState(): Promise<ExportState> {
 }
 
 /** What one stick gets, as files in its folder. */
-async function filesFor(plan: BuildPlan, kind: Written, host: string): Promise<StickFile[]> {
+async function filesFor(plan: BuildPlan, kind: Written, trigger: ExportRecord['trigger'], host: string, stillHolds: boolean): Promise<StickFile[]> {
   const health: StickFile = { path: HEALTH_FILE, content: (await healthReport(plan)).replaceAll('\n', '\r\n') };
-  if (kind === 'health') return [{ path: 'README.txt', content: healthReadme(plan, host) }, health];
-  const secrets = await secretFiles(plan, await exportState(), host);
+  if (kind === 'health') return [{ path: 'README.txt', content: healthReadme(plan, host, stillHolds) }, health];
+  const secrets = await secretFiles(plan, await exportState(), host, trigger === 'root' ? 'root' : 'first');
   if (kind === 'secrets') return [...secrets, health];
   const recipient = plan.export.encryptTo!;
   const archive = await encryptTo(recipient, await tarOf(secrets, new Date()));
-  return [{ path: 'README.txt', content: encryptedReadme(plan, host, recipient) }, { path: ENCRYPTED_ARCHIVE, content: Buffer.from(archive) }, health];
+  return [{ path: 'README.txt', content: encryptedReadme(plan, host, recipient, stillHolds) }, { path: ENCRYPTED_ARCHIVE, content: Buffer.from(archive) }, health];
 }
 
 async function writeExport(plan: BuildPlan, stick: BlockDevice, kind: Written, trigger: ExportRecord['trigger'], log: Log): Promise<void> {
   const host = runningHostname(plan);
-  const files = await filesFor(plan, kind, host);
-  await writeToStick(stick.device, plan.export.usbLabel, stickFolder(host), files);
+  const folder = stickFolder(host);
+  // Only where no secret goes in the clear: is there one from an earlier export, which its README must not deny?
+  const stillHolds = kind !== 'secrets' && (await folderHoldsSecrets(stick.device, folder));
+  const files = await filesFor(plan, kind, trigger, host, stillHolds);
+  await writeToStick(stick.device, plan.export.usbLabel, folder, files, { diskseq: stick.diskseq, fsUuid: stick.fsUuid });
   if (kind !== 'health') {
     await recordExport({ at: new Date().toISOString(), kind, trigger, device: stick.device, serial: stick.serial ?? null, filesystem: stick.fsUuid ?? null });
   }
   const what = { secrets: 'the addresses and keys', encrypted: `the addresses and keys (encrypted to ${plan.export.encryptTo})`, health: 'the health report only (no secrets)' }[kind];
-  log(`export: wrote ${what} to ${stick.device}${stick.serial ? ` (${stick.serial})` : ''}: ${files.length} files in ${stickFolder(host)}/`);
+  log(`export: wrote ${what} to ${stick.device}${stick.serial ? ` (${stick.serial})` : ''}: ${files.length} files in ${folder}/${stillHolds ? '; it still holds secrets from an earlier export' : ''}`);
 }
 
-async function pending(): Promise<boolean> {
-  return readFile(STATE.exportPending).then(() => true, () => false);
+/**
+ * Take the pending mark before the stick is opened, durably: whatever happens from here (the write fails halfway,
+ * the card turned read-only, the power goes), the next stick is not armed. False when there was none to take.
+ */
+async function claimFirstExport(): Promise<boolean> {
+  try {
+    await rename(STATE.exportPending, STATE.exportClaimed);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+  await syncDir(STATE_DIR);
+  return true;
+}
+
+/** Put the mark back: only for a stick refused before anything was written to it. */
+async function unclaimFirstExport(): Promise<void> {
+  await rename(STATE.exportClaimed, STATE.exportPending);
+  await syncDir(STATE_DIR);
+}
+
+/** Clear the mark for good (the encrypted first export, root's explicit one). */
+async function disarmFirstExport(): Promise<void> {
+  await rm(STATE.exportPending, { force: true });
+  await syncDir(STATE_DIR);
 }
 
 /**
@@ -75,15 +102,17 @@ async function pending(): Promise<boolean> {
  */
 export async function automaticExport(plan: BuildPlan, log: Log): Promise<boolean> {
   const label = plan.export.usbLabel;
-  const { usb, other } = await labelledDevices(label);
+  const { usb: labelled, other } = await labelledDevices(label);
   for (const device of other) log(`export: ignoring ${device.device}: it carries the label ${label} but is not a USB stick`);
+  for (const device of labelled.filter((d) => d.type !== 'vfat')) {
+    log(`export: ignoring ${device.device}: it carries the label ${label} but is ${device.type ?? 'not a filesystem'}, not FAT; format the stick FAT32 (vfat) with that label`);
+  }
+  const usb = labelled.filter((d) => d.type === 'vfat');
   if (!usb.length) {
-    log(`export: no USB stick labelled ${label} is plugged in`);
+    log(`export: no FAT USB stick labelled ${label} is plugged in`);
     return true;
   }
-  let ok = true;
-  const firstExport = await pending();
-  if (firstExport && !plan.export.encryptTo) {
+  if ((await exportArmed()) && !plan.export.encryptTo) {
     if (usb.length > 1) {
       log(
         `export: REFUSED: ${usb.length} USB sticks carry the label ${label} (${usb.map((s) => s.device).join(', ')}). The relay ` +
@@ -92,11 +121,26 @@ export async function automaticExport(plan: BuildPlan, log: Log): Promise<boolea
       );
       return false;
     }
-    await writeExport(plan, usb[0]!, 'secrets', 'first', log);
-    await rm(STATE.exportPending, { force: true });
-    log('export: that was the one automatic export of secrets; a stick plugged in from now on gets only the health report (`sudo simplex-pi export` writes the secrets again)');
-    return true;
+    if (await claimFirstExport()) {
+      try {
+        await writeExport(plan, usb[0]!, 'secrets', 'first', log);
+      } catch (error) {
+        if (!(error instanceof StickRefused)) {
+          log('export: the one automatic export of secrets failed while it wrote; it is used up all the same. Run `sudo simplex-pi export` to write them again.');
+          throw error;
+        }
+        await unclaimFirstExport();
+        log(`export: ${error.message}`);
+        return false;
+      }
+      await rm(STATE.exportClaimed, { force: true });
+      log('export: that was the one automatic export of secrets; a stick plugged in from now on gets only the health report (`sudo simplex-pi export` writes the secrets again)');
+      return true;
+    }
   }
+  const firstExport = await exportArmed();
+  if (firstExport) await disarmFirstExport();
+  let ok = true;
   for (const stick of usb) {
     try {
       await writeExport(plan, stick, plan.export.encryptTo ? 'encrypted' : 'health', firstExport ? 'first' : 'plugged', log);
@@ -106,7 +150,6 @@ export async function automaticExport(plan: BuildPlan, log: Log): Promise<boolea
       ok = false;
     }
   }
-  if (firstExport) await rm(STATE.exportPending, { force: true });
   return ok;
 }
 
@@ -129,5 +172,6 @@ export async function explicitExport(plan: BuildPlan, device: string | undefined
     stick = usb[0]!;
   }
   await writeExport(plan, stick, 'secrets', 'root', log);
-  await rm(STATE.exportPending, { force: true });
+  // Secrets went to a stick by root's hand: no automatic export is needed any more.
+  await disarmFirstExport();
 }

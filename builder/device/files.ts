@@ -17,6 +17,11 @@ function fsyncDir(dir: string): void {
   }
 }
 
+/** Flush a directory, so a rename or removal in it survives a power cut. */
+export async function syncDir(dir: string): Promise<void> {
+  fsyncDir(dir);
+}
+
 const DIRECTORY = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 /**

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { STATE, STATE_DIR, TOR_USER } from '../plan/layout.ts';
 import type { BuildPlan, RelayServer } from '../plan/plan.ts';
@@ -14,6 +14,8 @@ import { ensureAdminClientKey, ensureClientKeys, ensureRelayClientAuth } from '.
 import { checkXftpQuota } from './storage.ts';
 
 export type { ServerRecord };
+
+const exists = (path: string) => stat(path).then(() => true, () => false);
 
 export type Log = (line: string) => void;
 
@@ -74,9 +76,11 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
   // The root-only copy of every address; the USB export reads it.
   await atomicWrite(STATE.servers, `${JSON.stringify({ name: plan.name, servers: records }, null, 2)}\n`, 0o600);
   await atomicWrite(STATE.addresses, addressLines(records), 0o600);
-  // The one automatic export of secrets (device/export.ts) is allowed from now on, until it has happened. Written
-  // before firstboot.done: first boot never runs again once that exists, so this is never written twice.
-  await atomicWrite(STATE.exportPending, `${new Date().toISOString()}\n`, 0o600);
+  // The one automatic export of secrets (device/export.ts) is allowed from now on, until it has happened: only when
+  // this run is the one that finishes first boot. A run by hand on a finished card (`sudo simplex-pi firstboot`)
+  // must not arm it again. Written before firstboot.done, so a power cut between the two leaves it armed and first
+  // boot unfinished, and the next boot writes both again.
+  if (!(await exists(STATE.firstbootDone))) await atomicWrite(STATE.exportPending, `${new Date().toISOString()}\n`, 0o600);
   await atomicWrite(STATE.firstbootDone, `${new Date().toISOString()}\n`, 0o600);
   log(`done: ${records.length} servers; addresses in ${STATE.addresses}`);
   return records;

@@ -3,7 +3,7 @@ import { createConnection } from 'node:net';
 import { STATE, STATE_DIR, TOR_CONTROL_COOKIE, TOR_CONTROL_SOCKET, TOR_USER, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { COMMAND_NAME } from './commands.ts';
-import { describeExport, lastExport } from './export-log.ts';
+import { describeExport, exportArmed, lastExport } from './export-log.ts';
 import { runningHostname } from './host.ts';
 import { checkXftpQuota } from './storage.ts';
 import { runTool } from './tool.ts';
@@ -69,7 +69,7 @@ async function unitState(unit: string): Promise<string> {
 }
 
 /** The state of the Pi without a secret in it: first boot, the services, storage, Tor, the last export. */
-async function healthLines(plan: BuildPlan): Promise<string[]> {
+async function healthLines(plan: BuildPlan, forStick: boolean): Promise<string[]> {
   const host = runningHostname(plan);
   // Raspberry Pi Imager may have given the Pi another host name than the recipe's; the stick's folder uses this one.
   const lines: string[] = [`simplex-pi "${plan.name}" on ${host}${host === plan.hostname ? '' : ` (the recipe named it ${plan.hostname})`}`, ''];
@@ -94,22 +94,31 @@ async function healthLines(plan: BuildPlan): Promise<string[]> {
     lines.push('', `Storage: ${quota.ok ? 'ok ' : '!! '} ${quota.message}`);
   }
   lines.push('', `Tor: ${await torBootstrap()}`);
+  // On a stick, only when: which stick and whether in the clear would tell whoever holds this one where to look.
   const exported = await lastExport().then(
-    (record) => (record ? describeExport(record) : 'never'),
+    (record) => (record ? (forStick ? record.at : describeExport(record)) : 'never'),
     () => 'unknown (run with sudo)',
   );
-  lines.push(`Secrets last exported to a stick: ${exported}`, '');
+  lines.push(`Secrets last exported to a stick: ${exported}`);
+  if (!forStick) {
+    const armed = await exportArmed().then(
+      (yes) => (yes ? 'ARMED: the next FAT USB stick with the label gets every address and key. Plug in your own, or run `sudo simplex-pi export`.' : 'done'),
+      () => 'unknown (run with sudo)',
+    );
+    lines.push(`Automatic export after first boot: ${armed}`);
+  }
+  lines.push('');
   return lines;
 }
 
 /** The health report a plugged-in stick gets: no address, no key, no password. */
 export async function healthReport(plan: BuildPlan): Promise<string> {
-  return `${[...(await healthLines(plan)), `Written ${new Date().toISOString()}`].join('\n')}\n`;
+  return `${[...(await healthLines(plan, true)), `Written ${new Date().toISOString()}`].join('\n')}\n`;
 }
 
 /** `simplex-pi status`: what a person needs to see whether the relays work, without knowing systemd or Tor. */
 export async function status(plan: BuildPlan): Promise<string> {
-  const lines = await healthLines(plan);
+  const lines = await healthLines(plan, false);
   const addresses = await readFile(STATE.addresses, 'utf8').catch((error: NodeJS.ErrnoException) =>
     denied(error) ? `Permission denied: they hold the relays' passwords, only root may read them; ${WITH_SUDO}.\n` : 'No addresses yet: first boot has not finished.\n',
   );

@@ -9,8 +9,14 @@ export interface StickFile {
   content: string | Buffer;
 }
 
-/** The stick is not the one that was checked, or not one to write: nothing more is written to it. */
+/** The stick is not the one that was checked, or not one to write: nothing was written to it. */
 export class StickRefused extends Error {}
+
+/** What the caller saw of the stick when it chose it (udev's listing): the stick written must still be that one. */
+export interface ExpectedStick {
+  diskseq?: string | undefined;
+  fsUuid?: string | undefined;
+}
 
 /**
  * Where the files are laid out before mtools copies them: a directory on tmpfs, never the SD card, whose flash
@@ -25,18 +31,23 @@ function scratchParent(): string {
  * Write files into `folder` on a FAT stick without mounting it, so nothing on the stick is ever executed, opened
  * as a device of its own or followed as a link, and a stick pulled out leaves no mount behind.
  *
- * The label is checked on the device that is written (security review L1): the disk's sequence number is read
- * before and after the label is probed, and everything is written by ONE mtools run, which opens the device once.
- * A stick swapped for another under the same name during the check changes the sequence number and gets nothing;
- * one swapped after mtools has opened the device cannot be written through that open file; and between the check
- * and that open (a process start, milliseconds) no new stick can appear: USB storage is registered no sooner than
- * usb-storage's delay_use (1 s) after it is plugged in. mtools runs with its own consistency checks on.
+ * The label is checked on the device that is written (security review L1). The disk's sequence number (which
+ * changes whenever another medium appears under a device name) must be the one udev listed when the caller chose
+ * the stick, and the same before the label is probed and just before the write; the filesystem's volume id must
+ * be the listed one; and everything is written by ONE mtools run, which opens the device once. So a stick swapped
+ * for another under the same name (sda1 again) at any point before that open gets nothing, and one swapped after
+ * it cannot be written through that open file. Between the last check and the open (a process start,
+ * milliseconds) a new stick cannot finish registering. A kernel that keeps no sequence numbers (before Linux 5.15)
+ * gets no export at all: the check would be blind. mtools runs with its own checks on.
  */
-export async function writeToStick(device: string, label: string, folder: string, files: readonly StickFile[]): Promise<void> {
+export async function writeToStick(device: string, label: string, folder: string, files: readonly StickFile[], expected: ExpectedStick = {}): Promise<void> {
   const before = await diskSequence(device);
+  if (before === undefined) throw new StickRefused(`${device}: the kernel keeps no disk sequence number for it, so a swapped stick could not be told apart: not writing to it`);
+  if (expected.diskseq !== undefined && expected.diskseq !== before) throw new StickRefused(`${device} is not the stick that was chosen (it was replaced since): not writing to it`);
   const found = await probeFilesystem(device);
   if (found.label !== label) throw new StickRefused(`${device} is labelled "${found.label}", not ${label}: not writing to it`);
   if (found.type !== 'vfat') throw new StickRefused(`${device} is ${found.type || 'not a filesystem'}, not FAT: not writing to it`);
+  if (expected.fsUuid !== undefined && expected.fsUuid !== found.uuid) throw new StickRefused(`${device} is not the stick that was chosen (another filesystem): not writing to it`);
   const scratch = await mkdtemp(join(scratchParent(), 'simplex-pi-export-'));
   try {
     const top = join(scratch, folder);
@@ -53,4 +64,16 @@ export async function writeToStick(device: string, label: string, folder: string
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/** The files and folders of an export in the clear (export-files.ts): addresses, QR codes, client keys, the admin's. */
+const SECRET_PATHS = /^(addresses\.txt|servers\.json|qr\/|client-auth\/|admin\/)/;
+
+/**
+ * Whether the stick's folder already holds secret files from an earlier export in the clear: a stick that now
+ * gets only the health report must not be told it holds no secret. Read with mtools, like the write.
+ */
+export async function folderHoldsSecrets(device: string, folder: string): Promise<boolean> {
+  const { stdout } = await runTool('mdir', ['-/', '-b', '-i', device, `::/${folder}`], { timeoutMs: 60_000 }).catch(() => ({ stdout: '' }));
+  return stdout.split('\n').some((path) => SECRET_PATHS.test(path.replace(`::/${folder}/`, '')));
 }

@@ -31,22 +31,32 @@ export interface QuotaCheck {
 
 const gib = (bytes: number) => `${(bytes / KiB ** 3).toFixed(1)} GiB`;
 
-/** The check itself, on numbers: the quota fits if what the relay may still add leaves the reserve free. */
-export function checkQuota(quota: string, storedBytes: number, freeBytes: number): QuotaCheck {
+/**
+ * The check itself, on numbers: the quota fits if what the relay may still add leaves the reserve free. With
+ * `storedBytes` unknown (a caller that may not read the relay's files: the export unit), it is counted as nothing
+ * stored, which can only make the verdict stricter.
+ */
+export function checkQuota(quota: string, storedBytes: number | undefined, freeBytes: number): QuotaCheck {
   const bytes = quotaBytes(quota);
-  const mayStillAdd = Math.max(0, bytes - storedBytes);
+  const stored = storedBytes ?? 0;
+  const mayStillAdd = Math.max(0, bytes - stored);
   const ok = mayStillAdd + STORAGE_RESERVE_BYTES <= freeBytes;
+  const storedText = storedBytes === undefined ? 'stored files not counted (only root may read them)' : `${gib(stored)} stored`;
   const message = ok
-    ? `XFTP quota ${quota} fits: ${gib(freeBytes)} free on the card, ${gib(storedBytes)} stored`
-    : `XFTP quota ${quota} is more than the card can hold: ${gib(freeBytes)} free, ${gib(storedBytes)} already stored, ` +
+    ? `XFTP quota ${quota} fits: ${gib(freeBytes)} free on the card, ${storedText}`
+    : `XFTP quota ${quota} is more than the card can hold: ${gib(freeBytes)} free, ${storedBytes === undefined ? 'stored files not counted' : `${gib(stored)} already stored`}, ` +
       `and ${gib(STORAGE_RESERVE_BYTES)} must stay free for the SMP relays' messages, the journal and Tor. Once the card is ` +
       'full the SMP relays can no longer save their queues and messages. Lower xftp.quota in the recipe and rebuild, or flash a larger card.';
-  return { ok, quotaBytes: bytes, storedBytes, freeBytes, message };
+  return { ok, quotaBytes: bytes, storedBytes: stored, freeBytes, message };
 }
 
 async function bytesUnder(dir: string): Promise<number> {
   let total = 0;
-  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+  const entries = await readdir(dir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
+  for (const entry of entries) {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) total += await bytesUnder(path);
     else if (entry.isFile()) total += (await stat(path)).size;
@@ -57,5 +67,9 @@ async function bytesUnder(dir: string): Promise<number> {
 /** The check for the XFTP relay's files directory, as the card is now. */
 export async function checkXftpQuota(quota: string, filesPath: string): Promise<QuotaCheck> {
   const fs = await statfs(filesPath);
-  return checkQuota(quota, await bytesUnder(filesPath), fs.bavail * fs.bsize);
+  const stored = await bytesUnder(filesPath).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EACCES' || error.code === 'EPERM') return undefined;
+    throw error;
+  });
+  return checkQuota(quota, stored, fs.bavail * fs.bsize);
 }

@@ -20,6 +20,8 @@ export interface BlockDevice {
   serial: string | undefined;
   /** The filesystem's own id (for FAT, its volume serial). */
   fsUuid: string | undefined;
+  /** udev's DISKSEQ (systemd 250+): the disk sequence number when udev listed it, to tell a stick swapped since. */
+  diskseq: string | undefined;
 }
 
 /** `udevadm info --export-db`: one record per device, blank-line separated, properties on `E: KEY=VALUE` lines. */
@@ -39,6 +41,7 @@ export function parseUdevDb(text: string): BlockDevice[] {
       type: env.get('ID_FS_TYPE'),
       serial: env.get('ID_SERIAL'),
       fsUuid: env.get('ID_FS_UUID'),
+      diskseq: env.get('DISKSEQ'),
     });
   }
   return devices;
@@ -48,16 +51,18 @@ export function isUsb(device: BlockDevice): boolean {
   return device.bus === 'usb';
 }
 
-/** The labelled FAT filesystems udev knows of, USB sticks and the others apart. */
+/** The filesystems with the label that udev knows of (FAT or not: the caller says why it skips one), USB sticks and the others apart. */
 export async function labelledDevices(label: string): Promise<{ usb: BlockDevice[]; other: BlockDevice[] }> {
   const { stdout } = await runTool('udevadm', ['info', '--export-db'], { timeoutMs: 20_000 });
-  const labelled = parseUdevDb(stdout).filter((d) => d.label === label && d.type === 'vfat');
+  const labelled = parseUdevDb(stdout).filter((d) => d.label === label);
   return { usb: labelled.filter(isUsb), other: labelled.filter((d) => !isUsb(d)) };
 }
 
 /** What udev knows of one device (for a device named on the command line); nothing, for a device it does not know. */
-export async function describeDevice(device: string): Promise<BlockDevice> {
-  const unknown: BlockDevice = { device, bus: undefined, label: undefined, type: undefined, serial: undefined, fsUuid: undefined };
+export async function describeDevice(name: string): Promise<BlockDevice> {
+  // /dev/disk/by-label/SIMPLEX and the like: the device node itself, which names its disk in /sys.
+  const device = await realpath(name).catch(() => name);
+  const unknown: BlockDevice = { device, bus: undefined, label: undefined, type: undefined, serial: undefined, fsUuid: undefined, diskseq: undefined };
   const { stdout } = await runTool('udevadm', ['info', '--query=property', `--name=${device}`], { timeoutMs: 20_000 }).catch(() => ({ stdout: '' }));
   const lines = stdout.split('\n').map((l) => `E: ${l}`).join('\n');
   return { ...unknown, ...parseUdevDb(lines)[0], device };
@@ -79,8 +84,8 @@ export async function diskSequence(device: string): Promise<string | undefined> 
 }
 
 /** The label and type read from the device itself now (blkid's low-level probe, not udev's or blkid's cache). */
-export async function probeFilesystem(device: string): Promise<{ label: string; type: string }> {
+export async function probeFilesystem(device: string): Promise<{ label: string; type: string; uuid: string }> {
   const { stdout } = await runTool('blkid', ['-p', '-o', 'export', device], { timeoutMs: 20_000 }).catch(() => ({ stdout: '' }));
   const value = (key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(stdout)?.[1] ?? '';
-  return { label: value('LABEL'), type: value('TYPE') };
+  return { label: value('LABEL'), type: value('TYPE'), uuid: value('UUID') };
 }

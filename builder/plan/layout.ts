@@ -47,6 +47,12 @@ export const STATE = {
    * one labelled USB stick plugged in gets them without anyone logging in. Afterwards only `export` run by root does.
    */
   exportPending: `${STATE_DIR}/export.pending`,
+  /**
+   * The pending mark, taken by the export that writes the secrets before it opens the stick: a write that fails
+   * halfway, a card that became read-only or a power cut never leave the next stranger's stick armed. Put back
+   * only when the stick was refused before anything was written to it.
+   */
+  exportClaimed: `${STATE_DIR}/export.claimed`,
   /** One JSON line per export of secrets (when, which stick, plain or encrypted): `status` shows the last. */
   exportLog: `${STATE_DIR}/exports.log`,
   /** The Debian base's one-time root filesystem growth (overlays/debian-base). */

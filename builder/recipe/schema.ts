@@ -424,7 +424,7 @@ const exportSchema = z.strictObject({
     .meta({
       description:
         'An age recipient (`age1…`, from `age-keygen`). Every labelled USB stick plugged in then gets the addresses and keys as one ' +
-        `archive encrypted to it (\`${ENCRYPTED_ARCHIVE}\`; open it with \`age -d -i KEY ${ENCRYPTED_ARCHIVE} | tar x\`), and never in the clear.`,
+        `archive encrypted to it (\`${ENCRYPTED_ARCHIVE}\`; open it with \`age -d -i KEY ${ENCRYPTED_ARCHIVE} | tar x\`); in the clear only when root runs \`sudo simplex-pi export\` on the Pi.`,
     }),
 });
 

@@ -3,7 +3,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encryptTo, tarOf } from '../../builder/device/encrypt.ts';
-import { StickRefused, writeToStick } from '../../builder/device/stick-writer.ts';
+import { StickRefused, folderHoldsSecrets, writeToStick } from '../../builder/device/stick-writer.ts';
+import { diskSequence } from '../../builder/device/usb-sticks.ts';
 import { sha256File } from '../../builder/hash.ts';
 import { isRoot, scratch } from '../helpers/env.ts';
 import { listStick, readStickFile } from '../helpers/stick.ts';
@@ -36,8 +37,16 @@ describe.runIf(isRoot)('writing an export to a stick', () => {
       { path: 'qr/smp1.png', content: Buffer.from([0x89, 0x50, 0x4e, 0x47]) },
       { path: 'client-auth/alice/smp1.auth_private', content: 'key\n' },
     ];
-    await writeToStick(good.device, 'SIMPLEX', 'simplex-pi-kitchen', files);
+    expect(await folderHoldsSecrets(good.device, 'simplex-pi-kitchen')).toBe(false);
+    await writeToStick(good.device, 'SIMPLEX', 'simplex-pi-kitchen', files, { diskseq: await diskSequence(good.device) });
+    // A later export that writes only the README: the secret files of the first are still there, and seen.
+    expect(await folderHoldsSecrets(good.device, 'simplex-pi-kitchen')).toBe(true);
     await writeToStick(good.device, 'SIMPLEX', 'simplex-pi-kitchen', [{ path: 'README.txt', content: 'second\r\n' }]);
+    // The stick chosen from udev's listing had another disk sequence number (it was swapped since): nothing is written.
+    const swapped = await writeToStick(good.device, 'SIMPLEX', 'simplex-pi-kitchen', [{ path: 'README.txt', content: 'third\r\n' }], { diskseq: '1' }).catch((e: unknown) => e);
+    expect((swapped as Error).message).toBe(`${good.device} is not the stick that was chosen (it was replaced since): not writing to it`);
+    const otherFs = await writeToStick(good.device, 'SIMPLEX', 'simplex-pi-kitchen', [{ path: 'README.txt', content: 'third\r\n' }], { fsUuid: '0000-0000' }).catch((e: unknown) => e);
+    expect((otherFs as Error).message).toBe(`${good.device} is not the stick that was chosen (another filesystem): not writing to it`);
     execFileSync('losetup', ['--detach', good.device]);
     attached.splice(attached.indexOf(good.device), 1);
     expect(listStick(good.path).filter((p) => !p.endsWith('/')).sort()).toEqual(

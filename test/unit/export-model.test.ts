@@ -24,6 +24,7 @@ E: ID_SERIAL=SanDisk_Cruzer_Blade_4C530001
 E: ID_FS_UUID=A24D-152B
 E: ID_FS_LABEL=SIMPLEX
 E: ID_FS_TYPE=vfat
+E: DISKSEQ=17
 
 P: /devices/platform/a003c00.virtio_mmio/virtio2/block/vdb
 M: vdb
@@ -52,7 +53,7 @@ describe('which devices may receive an export', () => {
   it('reads udev\'s database: block devices only, with their bus, label, type and serial', () => {
     const devices = parseUdevDb(UDEV_DB);
     expect(devices.map((d) => d.device)).toEqual(['/dev/sda1', '/dev/vdb', '/dev/mmcblk0p1']);
-    expect(devices[0]).toEqual({ device: '/dev/sda1', bus: 'usb', label: 'SIMPLEX', type: 'vfat', serial: 'SanDisk_Cruzer_Blade_4C530001', fsUuid: 'A24D-152B' });
+    expect(devices[0]).toEqual({ device: '/dev/sda1', bus: 'usb', label: 'SIMPLEX', type: 'vfat', serial: 'SanDisk_Cruzer_Blade_4C530001', fsUuid: 'A24D-152B', diskseq: '17' });
     // The virtio disk carries the label too, but no USB bus: the export lists it apart and never writes it.
     expect(devices[1]).toMatchObject({ bus: undefined, label: 'SIMPLEX' });
   });

@@ -34,4 +34,14 @@ describe('the XFTP quota against the card', () => {
     expect(Math.abs(check.freeBytes - free)).toBeLessThan(64 * 1024 ** 2);
     expect((await checkXftpQuota(`${Math.ceil(free / 1024) + 1}kb`, dir)).ok).toBe(false);
   });
+
+  it('a caller that may not read the relay\'s files (the export unit) says so, and judges as if nothing were stored', () => {
+    const GiB = 1024 ** 3;
+    const unknown = checkQuota('1gb', undefined, 2 * GiB);
+    expect(unknown.ok).toBe(true);
+    expect(unknown.message).toBe('XFTP quota 1gb fits: 2.0 GiB free on the card, stored files not counted (only root may read them)');
+    // With 0.9 GiB stored the quota would fit in 1 GiB free; not knowing that, the verdict is the stricter one.
+    expect(checkQuota('1gb', 0.9 * GiB, 1 * GiB).ok).toBe(true);
+    expect(checkQuota('1gb', undefined, 1 * GiB).ok).toBe(false);
+  });
 });
