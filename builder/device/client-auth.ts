@@ -51,6 +51,15 @@ export async function ensureClientKeys(plan: BuildPlan, tor: Owner): Promise<Cli
   return keys;
 }
 
+/** One of the Pi's own keys (its relays', the admin's): made once, kept root-only at `path`, the same ever after. */
+async function ownKey(path: string, name: string): Promise<{ key: ClientKey; created: boolean }> {
+  const existing = await readFile(path, 'utf8').then((text) => JSON.parse(text) as ClientKey, () => undefined);
+  if (existing) return { key: existing, created: false };
+  const key = newClientKey(name);
+  await atomicWrite(path, `${JSON.stringify(key, null, 2)}\n`, 0o600);
+  return { key, created: true };
+}
+
 /**
  * The admin's own client key for the SSH onion service, when client authorization is on: members' keys open the
  * relays, this one alone opens SSH (security review M5). Exported only to the stick's admin folder.
@@ -58,12 +67,10 @@ export async function ensureClientKeys(plan: BuildPlan, tor: Owner): Promise<Cli
 export async function ensureAdminClientKey(plan: BuildPlan, tor: Owner): Promise<{ key: ClientKey; created: boolean } | undefined> {
   const service = plan.ssh.onion;
   if (!service || !plan.tor.clientOnionAuthDir) return undefined;
-  const existing = await readFile(STATE.adminClientKey, 'utf8').then((text) => JSON.parse(text) as ClientKey, () => undefined);
-  const key = existing ?? newClientKey(ADMIN_KEY_NAME);
-  if (!existing) await atomicWrite(STATE.adminClientKey, `${JSON.stringify(key, null, 2)}\n`, 0o600);
+  const { key, created } = await ownKey(STATE.adminClientKey, ADMIN_KEY_NAME);
   await ensureDir(join(service.dir, AUTHORIZED_CLIENTS), 0o700, tor);
   await atomicWrite(join(service.dir, AUTHORIZED_CLIENTS, `${ADMIN_KEY_NAME}.auth`), authorizedClientLine(key.publicKey), 0o600, tor);
-  return { key, created: !existing };
+  return { key, created };
 }
 
 /** A client's `.auth_private` line for one onion service. */
@@ -85,14 +92,12 @@ const SELF_KEY = STATE.selfClientKey;
 export async function ensureRelayClientAuth(plan: BuildPlan, tor: Owner, relays: ReadonlyArray<{ service: OnionService; onion: string }>): Promise<{ created: boolean }> {
   const dir = plan.tor.clientOnionAuthDir;
   if (!dir) return { created: false };
-  const existing = await readFile(SELF_KEY, 'utf8').then((text) => JSON.parse(text) as ClientKey, () => undefined);
-  const key = existing ?? newClientKey(SELF_KEY_NAME);
-  if (!existing) await atomicWrite(SELF_KEY, `${JSON.stringify(key, null, 2)}\n`, 0o600);
+  const { key, created } = await ownKey(SELF_KEY, SELF_KEY_NAME);
   await ensureDir(dir, 0o700, tor);
   for (const { service, onion } of relays) {
     await ensureDir(join(service.dir, AUTHORIZED_CLIENTS), 0o700, tor);
     await atomicWrite(join(service.dir, AUTHORIZED_CLIENTS, `${SELF_KEY_NAME}.auth`), authorizedClientLine(key.publicKey), 0o600, tor);
     await atomicWrite(join(dir, `${service.name}.auth_private`), authPrivate(onion, key), 0o600, tor);
   }
-  return { created: !existing };
+  return { created };
 }

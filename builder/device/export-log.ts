@@ -1,4 +1,5 @@
-import { appendFile, readFile, stat } from 'node:fs/promises';
+import { appendFile, readFile } from 'node:fs/promises';
+import { exists } from '../exists.ts';
 import { STATE } from '../plan/layout.ts';
 
 /** Every time secrets left the Pi for a stick: so the owner can see on `status` when, where, and whether it was expected. */
@@ -35,11 +36,5 @@ export function describeExport(record: ExportRecord): string {
 
 /** Whether the one automatic export of secrets is still to come (STATE.exportPending). Throws EACCES for a user who may not know. */
 export async function exportArmed(): Promise<boolean> {
-  return stat(STATE.exportPending).then(
-    () => true,
-    (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return false;
-      throw error;
-    },
-  );
+  return exists(STATE.exportPending);
 }

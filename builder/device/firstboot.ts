@@ -1,4 +1,5 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { exists } from '../exists.ts';
 import { join } from 'node:path';
 import { STATE, STATE_DIR, TOR_USER } from '../plan/layout.ts';
 import type { BuildPlan, RelayServer } from '../plan/plan.ts';
@@ -14,8 +15,6 @@ import { ensureAdminClientKey, ensureClientKeys, ensureRelayClientAuth } from '.
 import { checkXftpQuota } from './storage.ts';
 
 export type { ServerRecord };
-
-const exists = (path: string) => stat(path).then(() => true, () => false);
 
 export type Log = (line: string) => void;
 
