@@ -103,6 +103,31 @@ export const COMMANDS: Command[] = [
       'read-only loop device. Needs root.',
   },
   {
+    name: 'restore',
+    flags: [
+      { name: 'backup', type: 'string', value: 'FILE', required: 'restore needs --backup FILE (a simplex-pi-backup-….tar from the stick)', help: 'The backup, as `simplex-pi backup` wrote it.' },
+      {
+        name: 'card',
+        type: 'string',
+        value: 'DEV|IMG',
+        required: 'restore needs --card DEV|IMG: the freshly flashed card (/dev/sdX), or the image before flashing',
+        help: 'The freshly flashed card, never booted (a block device, none of it mounted), or an .img to flash afterwards.',
+      },
+      { name: 'identity', type: 'string', value: 'FILE', help: 'The age identity file (`age-keygen -o`) whose recipient the recipe names in backup.recipient.' },
+      { name: 'passphrase', type: 'boolean', default: false, help: 'The backup was made with --passphrase: type it (or give it as the first line of stdin).' },
+    ],
+    summary:
+      "Put a backup's relays (onion addresses, identities, passwords, queues and messages) onto a new card before its first boot, so it serves " +
+      "the same addresses. Decrypts in memory and writes only into the card's root filesystem: no key in the clear reaches a stick or a temporary file. " +
+      'Refuses a card that booted already or whose relays differ from the backup\'s. Needs root (README: your card died).',
+  },
+  {
+    name: 'backup-info',
+    positional: { name: 'FILE', missing: 'backup-info takes one backup file: simplex-pi backup-info FILE' },
+    flags: [],
+    summary: "What a backup holds (when, which Pi, each relay's onion and fingerprint), read without any key.",
+  },
+  {
     name: 'keygen',
     flags: [
       { name: 'out', type: 'string', value: 'DIR', help: 'Writes DIR/minisign.key (mode 0600) and DIR/minisign.pub.' },

@@ -1,3 +1,4 @@
+import { backupInfo, restore } from './restore/restore.ts';
 import type { Compression } from './pipeline/context.ts';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -166,6 +167,16 @@ async function verifyCommand(args: string[]): Promise<void> {
   await verifyRelease({ target: positional!, pubkey: values.pubkey, print: printLine });
 }
 
+async function restoreCommand(args: string[]): Promise<void> {
+  const { values } = parseCommand<{ backup: string; card: string; identity?: string; passphrase: boolean }>(commandNamed('restore'), args);
+  await restore({ backup: resolve(values.backup), card: resolve(values.card), identity: values.identity && resolve(values.identity), passphrase: values.passphrase, print: printLine });
+}
+
+async function backupInfoCommand(args: string[]): Promise<void> {
+  const { positional } = parseCommand(commandNamed('backup-info'), args);
+  await backupInfo(resolve(positional!), printLine);
+}
+
 /** Each command's code, by its name in COMMANDS. */
 const HANDLERS: Record<string, (args: string[]) => Promise<void>> = {
   build: buildCommand,
@@ -174,6 +185,8 @@ const HANDLERS: Record<string, (args: string[]) => Promise<void>> = {
   'recipes new': newRecipeCommand,
   doctor: doctorCommand,
   'inspect-base': inspectBaseCommand,
+  restore: restoreCommand,
+  'backup-info': backupInfoCommand,
   keygen: keygenCommand,
   sign: signCommand,
   verify: verifyCommand,

@@ -121,6 +121,26 @@ async function firstbootFigure(cache: string, server: TestServer, dir: string): 
     await chrootRun(mounted.root, [DEVICE_COMMAND, 'firstboot'], { what: 'run first boot again' });
     const second = (performance.now() - again) / 1000;
     console.log(`first boot, team layout (10 SMP + XFTP + SSH), arm64 chroot under qemu-user: ${first.toFixed(1)} s; a second run (nothing to do): ${second.toFixed(1)} s\n`);
+    // The backup of that card (the device's own program, in the chroot: no relay runs there, so none is stopped),
+    // and its restore onto a fresh copy of the image by the host's CLI.
+    const identity = join(dir, 'owner.agekey');
+    await execa('age-keygen', ['-o', identity]);
+    const recipient = /^# public key: (age1\w+)$/m.exec(await readFile(identity, 'utf8'))![1]!;
+    const backingUp = performance.now();
+    await chrootRun(mounted.root, [DEVICE_COMMAND, 'backup', '--recipient', recipient, '--output', '/root/bench.backup.tar'], { what: 'back up' });
+    const backupSeconds = (performance.now() - backingUp) / 1000;
+    const backup = join(dir, 'team.backup.tar');
+    await execa('cp', [join(mounted.root, 'root/bench.backup.tar'), backup]);
+    await resources.releaseAll();
+    const card = join(dir, 'team-card.img');
+    await execa('cp', ['--sparse=always', join(out, 'team-bench.img'), card]);
+    const restoring = performance.now();
+    await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'restore', '--backup', backup, '--card', card, '--identity', identity]);
+    const restoreSeconds = (performance.now() - restoring) / 1000;
+    console.log(
+      `backup, team layout (10 SMP + XFTP + SSH): ${((await stat(backup)).size / 1024).toFixed(0)} KiB, ${backupSeconds.toFixed(1)} s in the arm64 chroot under qemu-user ` +
+        `(device program, age to a recipient); restore onto a fresh card image (host CLI: check read-only, write, sync): ${restoreSeconds.toFixed(1)} s\n`,
+    );
   } finally {
     await resources.releaseAll();
   }

@@ -1,5 +1,5 @@
 import type { Command } from '../command-table.ts';
-import { DEVICE_COMMAND, HEALTH_FILE, STATE_DIR, UNITS, unitName } from '../plan/layout.ts';
+import { BACKUP_FOLDER, DEVICE_COMMAND, HEALTH_FILE, STATE_DIR, UNITS, unitName } from '../plan/layout.ts';
 
 /**
  * The device program's commands (DEVICE_COMMAND on the Pi), declared once: main.ts parses and
@@ -42,6 +42,25 @@ export const DEVICE_COMMANDS: Command[] = [
     summary:
       'Writes the relay addresses and keys, in the clear, to the USB stick with the recipe\'s label (never to another ' +
       'label, never to a device that is not USB storage). Needs root: a stick plugged in gets no secret otherwise.',
+  },
+  {
+    name: 'backup',
+    flags: [
+      {
+        name: 'device',
+        type: 'string',
+        value: 'DEV',
+        defaultText: "the one USB stick with the recipe's label",
+        help: 'The USB stick (partition) to write, when more than one carries the label.',
+      },
+      { name: 'output', type: 'string', value: 'FILE', help: 'Write the backup to FILE instead of a stick (`-`: to stdout, e.g. through `ssh … > backup.tar`).' },
+      { name: 'recipient', type: 'string', value: 'AGE', defaultText: 'backup.recipient of the recipe', help: 'Encrypt to this age recipient (`age1…`).' },
+      { name: 'passphrase', type: 'boolean', help: 'Encrypt with a passphrase, typed twice (or the first line of stdin), instead of a recipient.' },
+    ],
+    summary:
+      "Backs up everything that makes the relays the same relays (onion keys, identities, passwords, queues and undelivered messages, SSH's keys) " +
+      `into one age-encrypted file, to ${BACKUP_FOLDER}/ on the labelled USB stick or to --output. Each SMP relay stops for a moment, one at a time. ` +
+      'Needs root. Restore it onto a new card with `simplex-pi restore` on your computer (README: your card died).',
   },
   {
     name: 'firstboot',

@@ -2,6 +2,7 @@ import { readFile, rename, rm } from 'node:fs/promises';
 import { ENCRYPTED_ARCHIVE, HEALTH_FILE, STATE, STATE_DIR, stickFolder } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import type { ClientKey } from './client-auth.ts';
+import { backup } from './backup.ts';
 import { encryptTo, tarOf } from './encrypt.ts';
 import { type ExportRecord, exportArmed, recordExport } from './export-log.ts';
 import { runningHostname } from './host.ts';
@@ -9,8 +10,8 @@ import { type ExportState, encryptedReadme, healthReadme, secretFiles } from './
 import type { ServerRecord } from './server-list.ts';
 import { healthReport } from './status.ts';
 import { syncDir } from './files.ts';
-import { type StickFile, StickRefused, folderHoldsSecrets, writeToStick } from './stick-writer.ts';
-import { type BlockDevice, describeDevice, isUsb, labelledDevices } from './usb-sticks.ts';
+import { type StickFile, StickRefused, chooseStick, folderHoldsSecrets, writeToStick } from './stick-writer.ts';
+import { type BlockDevice, labelledDevices } from './usb-sticks.ts';
 
 
 /**
@@ -144,6 +145,8 @@ export async function automaticExport(plan: BuildPlan, log: Log): Promise<boolea
   for (const stick of usb) {
     try {
       await writeExport(plan, stick, plan.export.encryptTo ? 'encrypted' : 'health', firstExport ? 'first' : 'plugged', log);
+      // backup.on_stick: the owner's stick carries a fresh backup too, encrypted to backup.recipient.
+      if (plan.backup.onStick && plan.backup.recipient) await backup(plan, { recipient: plan.backup.recipient }, { stick }, log);
     } catch (error) {
       if (!(error instanceof StickRefused)) throw error;
       log(`export: ${error.message}`);
@@ -155,23 +158,7 @@ export async function automaticExport(plan: BuildPlan, log: Log): Promise<boolea
 
 /** `sudo simplex-pi export [--device DEV]`: root asks for the secrets, in the clear, on one labelled USB stick. */
 export async function explicitExport(plan: BuildPlan, device: string | undefined, log: Log): Promise<void> {
-  const label = plan.export.usbLabel;
-  let stick: BlockDevice;
-  if (device) {
-    stick = await describeDevice(device);
-    if (!isUsb(stick)) throw new StickRefused(`${device} is not a USB stick (udev names its bus ${stick.bus ?? 'nothing'}): not writing to it`);
-  } else {
-    const { usb } = await labelledDevices(label);
-    if (usb.length !== 1) {
-      throw new StickRefused(
-        usb.length
-          ? `${usb.length} USB sticks carry the label ${label} (${usb.map((s) => s.device).join(', ')}): name the one to write with --device`
-          : `no USB stick labelled ${label} is plugged in: plug one in (a FAT stick with the label ${label}) and run this again`,
-      );
-    }
-    stick = usb[0]!;
-  }
-  await writeExport(plan, stick, 'secrets', 'root', log);
+  await writeExport(plan, await chooseStick(plan.export.usbLabel, device), 'secrets', 'root', log);
   // Secrets went to a stick by root's hand: no automatic export is needed any more.
   await disarmFirstExport();
 }

@@ -13,6 +13,8 @@ import { ensurePassword, ensureServer } from './servers.ts';
 import { type ServerRecord, addressLines } from './server-list.ts';
 import { ensureAdminClientKey, ensureClientKeys, ensureRelayClientAuth } from './client-auth.ts';
 import { checkXftpQuota } from './storage.ts';
+import { markAdopted, migrateRestoredIni, restoredWarning } from './adopt-restored.ts';
+import { restoredFrom } from './restored.ts';
 
 export type { ServerRecord };
 
@@ -38,6 +40,11 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
   const relayUser = ownerOf(plan.relayUser);
   await ensureDir(STATE_DIR, 0o700);
   const records: ServerRecord[] = [];
+  // A card restored from a backup (`simplex-pi restore`): its identities are kept like any made here; their INI is
+  // carried into this image's simplexmq, once.
+  const restored = await restoredFrom();
+  const adopting = restored && restored.adoptedFor === undefined ? restored : undefined;
+  if (adopting) log(restoredWarning(adopting));
 
   // Each relay: its onion service, then its identity (as the relay user), then its address.
   for (const relay of relaysOf(plan)) {
@@ -48,6 +55,7 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
     }
     const onion = await ensureOnionService(relay.onion, tor);
     log(`${relay.name}: onion ${onion.created ? 'created' : 'kept'} ${onion.address}`);
+    if (adopting && !onion.created && (await exists(join(relay.cfgPath, relay.iniFile)))) await migrateRestoredIni(relay, onion.address, relayUser, adopting, plan, log);
     const identity = await ensureServer(relay, onion.address, relayUser);
     log(`${relay.name}: identity ${identity.created ? 'created' : 'kept'}`);
     if (relay.kind === 'xftp' && relay.password === 'generate') log(`${relay.name}: upload password ${(await ensurePassword(relay, relayUser)).created ? 'created' : 'kept'}`);
@@ -71,6 +79,8 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
   if (clientKeys.length) log(`client authorization: ${clientKeys.length} client key(s); only their holders can reach the relays`);
   const admin = await ensureAdminClientKey(plan, tor);
   if (admin) log(`client authorization: the admin's key for SSH ${admin.created ? 'created' : 'kept'}; members' keys do not open SSH`);
+
+  if (adopting) await markAdopted(adopting, plan);
 
   // The root-only copy of every address; the USB export reads it.
   await atomicWrite(STATE.servers, `${JSON.stringify({ name: plan.name, servers: records }, null, 2)}\n`, 0o600);

@@ -11,6 +11,11 @@ import { firstboot } from './firstboot.ts';
 import { commandHelp, parseCommand, programHelp, wantsHelp, type Parsed } from '../command-table.ts';
 import { COMMAND_NAME, DEVICE_COMMANDS } from './commands.ts';
 import { redactPasswords } from './redact.ts';
+import { resolve } from 'node:path';
+import { type BackupEncryption, type BackupTarget, backup, backupStick } from './backup.ts';
+import { atomicWrite } from './files.ts';
+import { readPassphrase } from '../passphrase.ts';
+import { isAgeRecipient } from '../recipe/age.ts';
 
 // The age encryption library (export.encrypt_to) draws its randomness from WebCrypto, which Node 18 (bookworm)
 // has but does not make global.
@@ -28,7 +33,9 @@ async function loadPlan(): Promise<BuildPlan> {
 }
 
 /** Each command's code, by its name in DEVICE_COMMANDS (commands.ts). */
-const HANDLERS: Record<string, (parsed: Parsed<{ device?: string; auto?: boolean }>) => Promise<void>> = {
+type Values = { device?: string; auto?: boolean; output?: string; recipient?: string; passphrase?: boolean };
+
+const HANDLERS: Record<string, (parsed: Parsed<Values>) => Promise<void>> = {
   firstboot: async () => {
     // The first-boot unit writes to the journal, which the card keeps: no password goes there.
     await firstboot(await loadPlan(), (line) => console.log(redactPasswords(line)));
@@ -44,6 +51,15 @@ const HANDLERS: Record<string, (parsed: Parsed<{ device?: string; auto?: boolean
       throw error instanceof StickRefused ? new Refused(`export: ${error.message}`) : error;
     });
   },
+  backup: async ({ values }) => {
+    const plan = await loadPlan();
+    const encryption = await backupEncryption(plan, values);
+    const log = (line: string) => console.error(line);
+    const target: BackupTarget = values.output
+      ? { file: values.output === '-' ? '(stdout)' : values.output, write: (bytes) => writeBackupFile(values.output!, bytes) }
+      : { stick: await backupStick(plan, values.device).catch(refusal) };
+    await backup(plan, encryption, target, log).catch(refusal);
+  },
   status: async () => {
     process.stdout.write(await status(await loadPlan()));
   },
@@ -55,6 +71,32 @@ const HANDLERS: Record<string, (parsed: Parsed<{ device?: string; auto?: boolean
     process.stdout.write(addresses);
   },
 };
+
+/** A refusal to write a stick is an answer (the unit fails with it), not a crash. */
+function refusal(error: unknown): never {
+  throw error instanceof StickRefused ? new Refused(error.message) : error;
+}
+
+async function backupEncryption(plan: BuildPlan, values: Values): Promise<BackupEncryption> {
+  if (values.passphrase) {
+    if (values.recipient) throw new Refused('backup: --passphrase or --recipient, not both');
+    return { passphrase: await readPassphrase({ purpose: 'the backup', confirm: true }) };
+  }
+  const recipient = values.recipient ?? plan.backup.recipient;
+  if (!recipient) throw new Refused('backup: the recipe sets no backup.recipient: give --recipient age1… (from `age-keygen`) or --passphrase');
+  if (!isAgeRecipient(recipient)) throw new Refused(`backup: ${recipient} is not an age X25519 recipient (age1… as \`age-keygen\` prints it)`);
+  return { recipient };
+}
+
+/** --output: the encrypted file, 0600, written whole or not at all; `-` is stdout. */
+async function writeBackupFile(path: string, bytes: Buffer): Promise<void> {
+  if (path === '-') {
+    await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (error) => (error ? reject(error) : resolve())));
+    return;
+  }
+  const target = resolve(path);
+  await atomicWrite(target, bytes, 0o600);
+}
 
 const usage = () =>
   programHelp(COMMAND_NAME, DEVICE_COMMANDS, {

@@ -4,6 +4,8 @@ import { STATE, STATE_DIR, TOR_CONTROL_COOKIE, TOR_CONTROL_SOCKET, TOR_USER, UNI
 import type { BuildPlan } from '../plan/plan.ts';
 import { COMMAND_NAME } from './commands.ts';
 import { describeExport, exportArmed, lastExport } from './export-log.ts';
+import { lastBackup } from './backup.ts';
+import { restoredFrom } from './restored.ts';
 import { runningHostname } from './host.ts';
 import { checkXftpQuota } from './storage.ts';
 import { runTool } from './tool.ts';
@@ -100,6 +102,13 @@ async function healthLines(plan: BuildPlan, forStick: boolean): Promise<string[]
     () => 'unknown (run with sudo)',
   );
   lines.push(`Secrets last exported to a stick: ${exported}`);
+  const backedUp = await lastBackup().then(
+    (record) => (record ? (forStick ? record.at : `${record.at} (${record.bytes} bytes, encrypted with ${record.encryption === 'recipient' ? 'the recipient key' : 'a passphrase'}, to ${record.to})`) : 'never: a dead card would cost every address (`sudo simplex-pi backup`)'),
+    () => 'unknown (run with sudo)',
+  );
+  lines.push(`Last backup: ${backedUp}`);
+  const restored = await restoredFrom().catch(() => undefined);
+  if (restored) lines.push(`Restored from backup ${restored.id}, made on ${restored.host} at ${restored.createdAt}. The card it came from must stay off for good: two Pis with the same onion addresses fight over them.`);
   if (!forStick) {
     const armed = await exportArmed().then(
       (yes) => (yes ? 'ARMED: the next FAT USB stick with the label gets every address and key. Plug in your own, or run `sudo simplex-pi export`.' : 'done'),

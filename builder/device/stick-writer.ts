@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { diskSequence, probeFilesystem } from './usb-sticks.ts';
+import { type BlockDevice, describeDevice, diskSequence, isUsb, labelledDevices, probeFilesystem } from './usb-sticks.ts';
 import { runTool } from './tool.ts';
 
 /** A file for the stick, by its path inside the stick's folder (`qr/smp1.png`). */
@@ -76,4 +76,25 @@ const SECRET_PATHS = /^(addresses\.txt|servers\.json|qr\/|client-auth\/|admin\/)
 export async function folderHoldsSecrets(device: string, folder: string): Promise<boolean> {
   const { stdout } = await runTool('mdir', ['-/', '-b', '-i', device, `::/${folder}`], { timeoutMs: 60_000 }).catch(() => ({ stdout: '' }));
   return stdout.split('\n').some((path) => SECRET_PATHS.test(path.replace(`::/${folder}/`, '')));
+}
+
+/**
+ * The stick root asked for (`export`, `backup`): the one named with --device, which must be USB storage, or else
+ * the one USB stick with the label; refused when there is none or more than one.
+ */
+export async function chooseStick(label: string, device: string | undefined): Promise<BlockDevice> {
+  if (device) {
+    const stick = await describeDevice(device);
+    if (!isUsb(stick)) throw new StickRefused(`${device} is not a USB stick (udev names its bus ${stick.bus ?? 'nothing'}): not writing to it`);
+    return stick;
+  }
+  const { usb } = await labelledDevices(label);
+  if (usb.length !== 1) {
+    throw new StickRefused(
+      usb.length
+        ? `${usb.length} USB sticks carry the label ${label} (${usb.map((s) => s.device).join(', ')}): name the one to write with --device`
+        : `no USB stick labelled ${label} is plugged in: plug one in (a FAT stick with the label ${label}) and run this again`,
+    );
+  }
+  return usb[0]!;
 }

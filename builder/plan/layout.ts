@@ -7,8 +7,11 @@
 
 /** What the device program reads: the build's plan, serialised (plan/plan.ts). */
 export const PLAN_PATH = '/etc/simplex-pi/plan.json';
-/** 2: each relay carries its unit's paths, names and variables (plan.json of an image is read by its own program). */
-export const PLAN_SCHEMA_VERSION = 2;
+/**
+ * 2: each relay carries its unit's paths, names and variables; 3: backups (plan.json of an image is read by its own
+ * program, and by `simplex-pi restore`, which refuses a card whose plan has another version).
+ */
+export const PLAN_SCHEMA_VERSION = 3;
 
 // Programs.
 export const BINARY_DIR = '/usr/local/bin';
@@ -55,6 +58,14 @@ export const STATE = {
   exportClaimed: `${STATE_DIR}/export.claimed`,
   /** One JSON line per export of secrets (when, which stick, plain or encrypted): `status` shows the last. */
   exportLog: `${STATE_DIR}/exports.log`,
+  /** One JSON line per backup made on this Pi (when, where to, encrypted how): `status` shows the last. */
+  backupLog: `${STATE_DIR}/backups.log`,
+  /**
+   * Written by `simplex-pi restore` into a card that was never booted: which backup its identities came from. First
+   * boot keeps those identities, migrates their INI to this image's simplexmq, and says loudly that the card the
+   * backup came from must stay off; `status` shows it for good.
+   */
+  restored: `${STATE_DIR}/restored.json`,
   /** The Debian base's one-time root filesystem growth (overlays/debian-base). */
   growrootDone: `${STATE_DIR}/growroot.done`,
 } as const;
@@ -224,6 +235,8 @@ export const EXPORT_RUNTIME_DIR = 'simplex-pi-export';
 export const ADMIN_FOLDER = 'admin';
 /** In the stick's folder: what every export writes, secret or not (services, Tor, storage, last export). */
 export const HEALTH_FILE = 'health.txt';
+/** In the stick's folder: the backups (`simplex-pi backup`, backup.on_stick), each one encrypted file. */
+export const BACKUP_FOLDER = 'backups';
 /** In the stick's folder, with export.encrypt_to: every secret file in one tar archive, encrypted with age. */
 export const ENCRYPTED_ARCHIVE = 'secrets.tar.age';
 /**

@@ -157,6 +157,8 @@ export interface BuildPlan {
   network: { outbound: 'tor-only' | 'open'; allowPing: boolean };
   /** The USB export (device/export.ts): the stick's label, what to write, and the age recipient secrets are encrypted to. */
   export: { usbLabel: string; formats: Array<'txt' | 'json' | 'qr'>; encryptTo: string | null };
+  /** Backups (device/backup.ts): the age recipient they are encrypted to, and whether a labelled stick gets one unasked. */
+  backup: { recipient: string | null; onStick: boolean };
   simplexmq: { version: string; releaseNotesUrl: string; binaries: BinaryInput[]; memoryDenyWriteExecute: boolean };
   /** Units the configure stage enables. */
   units: string[];
@@ -299,6 +301,7 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
     ssh: { enabled: sshEnabled, port: SSH_PORT, overTor: recipe.admin.ssh.over_tor, lan: recipe.admin.ssh.lan, user: recipe.admin.user, authorizedKeys: recipe.admin.ssh.authorized_keys, onion: sshOnion },
     network: { outbound: recipe.network.outbound, allowPing: recipe.network.allow_ping },
     export: { usbLabel: recipe.export.usb_label, formats: recipe.export.formats, encryptTo: recipe.export.encrypt_to },
+    backup: { recipient: recipe.backup.recipient, onStick: recipe.backup.on_stick },
     simplexmq: {
       version,
       releaseNotesUrl: expand(recipe.simplexmq.release_notes_url, version),

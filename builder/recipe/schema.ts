@@ -1,4 +1,4 @@
-import { Encrypter } from 'age-encryption';
+import { isAgeRecipient } from './age.ts';
 import { z } from 'zod';
 import { INIT_FORMATS } from '../base/init-format.ts';
 import {
@@ -384,17 +384,6 @@ const networkSchema = z.strictObject({
   allow_ping: bool().default(false).meta({ description: 'Answer pings from the local network.' }),
 });
 
-/** An age X25519 recipient, checked the way the device will use it (bech32 checksum and key length). */
-function isAgeRecipient(text: string): boolean {
-  // Only X25519 (age1 + 58 bech32 characters): the post-quantum and tag kinds need an age newer than Debian's.
-  if (!/^age1[02-9ac-hj-np-z]{58}$/.test(text)) return false;
-  try {
-    new Encrypter().addRecipient(text);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const exportSchema = z.strictObject({
   usb_label: z
@@ -425,6 +414,28 @@ const exportSchema = z.strictObject({
       description:
         'An age recipient (`age1…`, from `age-keygen`). Every labelled USB stick plugged in then gets the addresses and keys as one ' +
         `archive encrypted to it (\`${ENCRYPTED_ARCHIVE}\`; open it with \`age -d -i KEY ${ENCRYPTED_ARCHIVE} | tar x\`); in the clear only when root runs \`sudo simplex-pi export\` on the Pi.`,
+    }),
+});
+
+const backupSchema = z.strictObject({
+  recipient: z
+    .string()
+    .refine(isAgeRecipient, { error: 'must be an age X25519 recipient (age1… as `age-keygen` prints it; post-quantum age1pq1… recipients are not supported)' })
+    .nullable()
+    .default(null)
+    .meta({
+      description:
+        'An age recipient (`age1…`, from `age-keygen`) that backups are encrypted to: `sudo simplex-pi backup` then needs no passphrase, ' +
+        'and with `on_stick` the Pi backs up unattended. Keep the identity (the `AGE-SECRET-KEY-1…` file) off the Pi and off the stick: ' +
+        'it opens every backup (README: your card died).',
+    }),
+  on_stick: z
+    .boolean()
+    .default(false)
+    .meta({
+      description:
+        'With `recipient`: every USB stick with the export label plugged in after first boot also gets a fresh encrypted backup ' +
+        "(each SMP relay is stopped for a moment, one at a time, so the messages it holds in memory are in it). Off: backups are made only by `sudo simplex-pi backup`.",
     }),
 });
 
@@ -481,6 +492,9 @@ export const recipeSchema = z
     admin: adminSchema.prefault({}).meta({ description: 'Logging in: the admin user and SSH.' }),
     network: networkSchema.prefault({}).meta({ description: "The firewall's policy." }),
     export: exportSchema.prefault({}).meta({ description: 'The USB stick that receives the addresses.' }),
+    backup: backupSchema
+      .prefault({})
+      .meta({ description: "Encrypted backups of the relays' identities and stores, to restore onto a new card (README: your card died)." }),
     overlays: z
       .array(z.string().min(1))
       .default([])
@@ -524,6 +538,9 @@ export const recipeSchema = z
       .meta({ description: 'The simplexmq release and its smp-server and xftp-server binaries.' }),
   })
   .superRefine((recipe, ctx) => {
+    if (recipe.backup.on_stick && recipe.backup.recipient === null) {
+      ctx.addIssue({ code: 'custom', path: ['backup', 'on_stick'], message: 'needs backup.recipient: a backup written to a stick is always encrypted, and the Pi cannot ask for a passphrase unattended' });
+    }
     const taken = new Map<number, string>(Object.entries(RESERVED_LOCAL_PORTS).map(([p, what]) => [Number(p), what]));
     const claim = (portNumber: number, what: string, path: PropertyKey[]) => {
       const holder = taken.get(portNumber);

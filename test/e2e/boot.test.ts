@@ -6,9 +6,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { sha256File } from '../../builder/hash.ts';
-import { freePort, isRoot } from '../helpers/env.ts';
+import { TEST_CACHE, cli, freePort, isRoot } from '../helpers/env.ts';
 import { TestServer } from '../helpers/http-server.ts';
 import { type BootFiles, Vm, VmTestRun, copyDisk, largerCard, extractBootFiles, makeStick, vmScratch } from '../helpers/vm.ts';
+import { execa } from 'execa';
+import { decryptBackup, identitiesIn } from '../../builder/restore/read-backup.ts';
+import { bytesFound, secretsInTemporaryDirectories } from '../helpers/secret-scan.ts';
 import { type AgentReport, type StickContents, type SystemReport, buildE2eImage, filesOnCard, fingerprintOf, hashesOnCard, keyFilesOf, readStick, secretsOnStick, stickFiles } from './cluster.ts';
 
 /**
@@ -456,6 +459,120 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       expect(new Set([...a.fps, ...b.fps]).size).toBe(8);
       const keys = (r: AgentReport) => Object.values(r.keys).filter((h) => h !== null);
       expect(new Set([...keys(cardA.report), ...keys(cardB.report)]).size).toBe(keys(cardA.report).length + keys(cardB.report).length);
+    }),
+  );
+
+  it(
+    'a dead card costs minutes: card A backed up to a stick and restored onto card C, flashed from a newer build, serves the same addresses, queues and messages',
+    { timeout: 3 * BOOT_LIMIT + 15 * 60_000 },
+    track(async () => {
+      expect(cardA, 'needs card A booted').toBeTruthy();
+      // The owner's age key, made on the owner's computer; only its recipient goes into recipes and onto the Pi.
+      const identity = join(dir, 'owner.agekey');
+      await execa('age-keygen', ['-o', identity]);
+      const recipient = /^# public key: (age1\w+)$/m.exec(await readFile(identity, 'utf8'))![1]!;
+      // Image Y: a newer simplexmq (its init writes an INI with a new section) and a recipe edit (backups to every
+      // labelled stick, unattended).
+      const builtNext = Date.now();
+      const next = await buildE2eImage(server, join(dir, 'next'), undefined, { simplexmq: '7.0.0', extra: [`backup: { recipient: ${recipient}, on_stick: true }`] });
+      timings.restoreImageBuildSeconds = (Date.now() - builtNext) / 1000;
+      await copyDisk(next.image, disk('C'));
+      for (const name of ['backup', 'C', 'C-later']) await makeStick(stick(name), plan.export.usbLabel);
+
+      // Card A: what its relays hold, then the owner's backup to a labelled stick.
+      const vm = await start({ name: 'A-backup', disk: disk('A'), stick: stick('backup') });
+      await vm.waitForAgent('ready', BOOT_LIMIT);
+      const held = { member: (await ask(vm, 'messages count 1 member')).count, bulk: (await ask(vm, 'messages count 1 bulk')).count };
+      expect(held.member, 'card A holds messages from the tests above').toBeGreaterThan(0);
+      const backingUp = Date.now();
+      const made = await ask(vm, `backup ${recipient}`);
+      timings.backupSeconds = (Date.now() - backingUp) / 1000;
+      const afterBackup = await vm.report<AgentReport>();
+      await vm.powerOff();
+      expect(made.output).toMatch(/backup: smp1 stopped for a moment/);
+      expect(made.output).toMatch(/backup: 4 relays and SSH, \d+ files, \d+ bytes, encrypted to age1\w+, in [\d.]+ s: written to \/dev\/sd[a-z]+\d*/);
+      for (const instance of plan.smp.instances) expect(afterBackup.units[instance.unit]?.ActiveState, `${instance.unit} runs again after the backup`).toBe('active');
+      expect(afterBackup.status).toMatch(/^Last backup: \S+ \(\d+ bytes, encrypted with the recipient key, to \/dev\/sd/m);
+
+      const onStick = [...stickFiles(stick('backup')).entries()].filter(([path]) => /\/backups\/simplex-pi-backup-[\w-]+\.tar$/.test(path));
+      expect(onStick).toHaveLength(1);
+      const backupFile = join(dir, 'card-A.backup.tar');
+      await writeFile(backupFile, onStick[0]![1]);
+      timings.backupBytes = onStick[0]![1].length;
+
+      // The standard age CLI opens it: the files inside, by role.
+      const sealed = await execa('tar', ['-xOf', backupFile, 'identity.tar.age'], { encoding: 'buffer' });
+      const opened = await execa('age', ['-d', '-i', identity], { input: sealed.stdout, encoding: 'buffer' });
+      const listed = (await execa('tar', ['-t'], { input: opened.stdout })).stdout.split('\n');
+      expect(listed).toEqual(expect.arrayContaining(['manifest.json', 'relays/smp1/onion/hs_ed25519_secret_key', 'relays/smp1/config/ca.key', 'relays/smp1/state/smp-server-messages.log', 'relays/xftp/config/file-server.ini', 'ssh/onion/hs_ed25519_secret_key']));
+      // Everything a key in the clear would be, to look for afterwards.
+      const { entries, manifest } = await decryptBackup(onStick[0]![1], { identities: identitiesIn(await readFile(identity, 'utf8'), identity), source: identity }, backupFile);
+      const secrets = entries.flatMap((e) => {
+        if (e.path.endsWith('hs_ed25519_secret_key')) return [e.content.subarray(32)];
+        if (/\.key$/.test(e.path)) return [Buffer.from(e.content.toString('utf8').split('\n')[1]!)];
+        const password = /^create_password\s*[=:]\s*(\S+)$/m.exec(e.content.toString('utf8'))?.[1];
+        return password ? [Buffer.from(password)] : [];
+      });
+      expect(secrets.length).toBeGreaterThanOrEqual(2 * 5 + 4);
+      expect(await bytesFound(stick('backup'), secrets), 'the stick holds no key in the clear').toEqual([]);
+
+      // Refused, and card C left exactly as flashed: another owner's key, a changed byte.
+      const flashed = await sha256File(disk('C'));
+      const stranger = join(dir, 'stranger.agekey');
+      await execa('age-keygen', ['-o', stranger]);
+      const wrongKey = await cli(['restore', '--backup', backupFile, '--card', disk('C'), '--identity', stranger]);
+      expect(wrongKey.exitCode).not.toBe(0);
+      expect(wrongKey.all).toMatch(/was not encrypted to the key in .*stranger\.agekey.*nothing was written to the card/);
+      const tampered = join(dir, 'tampered.backup.tar');
+      const bytes = Buffer.from(onStick[0]![1]);
+      // A byte in the middle of the encrypted part (past age's header), as a bad stick or a forger would change it.
+      const at = bytes.indexOf('age-encryption.org/v1') + Math.floor(sealed.stdout.length / 2);
+      bytes.writeUInt8(bytes.readUInt8(at) ^ 0x01, at);
+      await writeFile(tampered, bytes);
+      const changed = await cli(['restore', '--backup', tampered, '--card', disk('C'), '--identity', identity]);
+      expect(changed.exitCode).not.toBe(0);
+      expect(changed.all).toMatch(/is damaged or was altered.*nothing was written to the card/);
+      expect(await sha256File(disk('C'))).toBe(flashed);
+
+      const restoring = Date.now();
+      const restored = await cli(['restore', '--backup', backupFile, '--card', disk('C'), '--identity', identity]);
+      timings.restoreSeconds = (Date.now() - restoring) / 1000;
+      expect(restored.exitCode, restored.all).toBe(0);
+      expect(restored.all).toMatch(/restore: done in [\d.]+ s: \d+ files of backup [0-9a-f]{32}/);
+      expect(restored.all).toMatch(/carried from simplexmq 6\.5\.2 to 7\.0\.0 at first boot/);
+      expect(restored.all).toMatch(/!! The Pi this backup came from must stay OFF/);
+      expect(restored.all).toMatch(/now holds every key of the relays: flash it, then delete it/);
+      // An independent look at what the restore could have left on this computer: no key in the clear in its
+      // temporary directories (the cards under test, which hold them by design, left out).
+      expect(await secretsInTemporaryDirectories(secrets, [dir, TEST_CACHE])).toEqual([]);
+
+      // Card C's first boot: A's identities kept, the INI carried into 7.0.0's format, the same addresses on the stick.
+      const c = await start({ name: 'C-restored', disk: disk('C'), stick: stick('C'), laterSticks: [stick('C-later')] });
+      await c.waitForAgent('ready', BOOT_LIMIT);
+      await c.waitForLine(/export: wrote the addresses and keys to \/dev\/sd[a-z]/, 120_000);
+      timings.restoredCardReady = c.elapsed() / 1000;
+      const moved = { member: (await ask(c, 'messages count 1 member')).count, bulk: (await ask(c, 'messages count 1 bulk')).count };
+      await c.plugStick(0);
+      await c.waitForLine(/backup: 4 relays and SSH, .* written to \/dev\/sd/, 240_000);
+      const report = await c.report<AgentReport>();
+      await c.powerOff();
+
+      expect(moved, 'the queues and undelivered messages card A held').toEqual(held);
+      const contents = readStick(stick('C'), next.plan.hostname);
+      expect(new Map(contents.addresses)).toEqual(new Map(cardA.stick.addresses));
+      expect(contents.ssh).toBe(cardA.stick.ssh);
+      for (const name of SERVERS) expect(report.onions[`simplex-${name}`]?.hostname, `Tor serves ${name}'s onion of card A`).toBe(cardA.report.onions[`simplex-${name}`]?.hostname);
+      for (const relay of [...next.plan.smp.instances, next.plan.xftp!]) expect(report.units[relay.unit], relay.unit).toMatchObject({ ActiveState: 'active', SubState: 'running' });
+      expect(report.firstbootJournal).toContain(`WARNING: this card was restored from backup ${manifest.id}`);
+      expect(report.firstbootJournal).toMatch(/smp1: INI migrated from simplexmq 6\.5\.2 to 7\.0\.0: added NAMES\.enable = off/);
+      expect(report.firstbootJournal).toMatch(/smp1: identity kept/);
+      expect(report.status).toContain(`Restored from backup ${manifest.id}, made on`);
+      // backup.on_stick: the stick plugged in later got a fresh backup of the same relays, encrypted to the owner.
+      const later = [...stickFiles(stick('C-later')).entries()].find(([path]) => /\/backups\/simplex-pi-backup-[\w-]+\.tar$/.test(path));
+      expect(later, 'a backup on the stick plugged in later').toBeDefined();
+      const again = await decryptBackup(later![1], { identities: identitiesIn(await readFile(identity, 'utf8'), identity), source: identity }, 'later stick');
+      expect(again.manifest.relays.map((r) => [r.name, r.onion, r.fingerprint])).toEqual(manifest.relays.map((r) => [r.name, r.onion, r.fingerprint]));
+      expect(again.manifest.simplexmq).toBe('7.0.0');
     }),
   );
 });

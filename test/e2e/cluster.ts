@@ -29,12 +29,21 @@ export interface E2eImage {
   buildSeconds: number;
 }
 
-export async function buildE2eImage(server: TestServer, dir: string, cache = TEST_CACHE, options: { name?: string; base?: object } = {}): Promise<E2eImage> {
+export async function buildE2eImage(
+  server: TestServer,
+  dir: string,
+  cache = TEST_CACHE,
+  options: { name?: string; base?: object; simplexmq?: string; extra?: string[] } = {},
+): Promise<E2eImage> {
   await mkdir(dir, { recursive: true });
-  const standins = await serveStandins(server, dir, '6.5.2');
+  const version = options.simplexmq ?? '6.5.2';
+  const standins = await serveStandins(server, dir, version);
   const name = options.name ?? 'e2e';
   const recipe = join(dir, `${name}.yaml`);
-  await writeFile(recipe, debianStandinRecipe({ name, standins, sshKey: await testSshPublicKey(), instances: 3, clientKeys: 1, overlays: [E2E_OVERLAY], base: options.base }));
+  await writeFile(
+    recipe,
+    debianStandinRecipe({ name, standins, sshKey: await testSshPublicKey(), instances: 3, clientKeys: 1, overlays: [E2E_OVERLAY], base: options.base, version, extra: options.extra }),
+  );
   const out = join(dir, 'out');
   const started = Date.now();
   const result = await cli(['build', '--recipe', recipe, '--out', out, '--cache', cache, '--compress', 'none']);

@@ -43,6 +43,10 @@ export function debianStandinRecipe(options: {
   base?: object;
   /** tor.client_auth.generate: client keys the Pi makes at first boot. */
   clientKeys?: number;
+  /** simplexmq.version (the stand-ins must have been built for it). */
+  version?: string;
+  /** More top-level recipe lines (a recipe edit). */
+  extra?: string[];
 }): string {
   const { name, standins, sshKey, instances, overlays, clientKeys } = options;
   return [
@@ -54,8 +58,9 @@ export function debianStandinRecipe(options: {
     // A quota the test cards can hold (first boot and `status` warn about one they cannot).
     'xftp: { quota: 1gb }',
     ...(overlays === undefined ? [] : [`overlays: ${JSON.stringify(overlays)}`]),
+    ...(options.extra ?? []),
     'simplexmq:',
-    '  version: 6.5.2',
+    `  version: ${options.version ?? '6.5.2'}`,
     `  smp_server: { url: ${standins.smp.url}, sha256: ${standins.smp.sha256} }`,
     `  xftp_server: { url: ${standins.xftp.url}, sha256: ${standins.xftp.sha256} }`,
     '',

@@ -239,10 +239,20 @@ describe('recipe options, rendered and checked by the real tools', () => {
         `  client_auth: { keys: [{ name: alice, public_key: ${aliceKey} }], generate: 3 }`,
         `admin: { user: keeper, ssh: { over_tor: true, lan: true, authorized_keys: ["${key}"] } }`,
         'network: { outbound: open, allow_ping: true }',
+        'backup: { recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p, on_stick: true }',
         '',
       ].join('\n'),
     );
     rendered = await render(join(dir, 'variant.yaml'));
+  });
+
+  it('backup.on_stick: the USB export may read Tor\'s and the relays\' directories (one capability, no more) and has the time to stop and start each relay; still within its exposure target', async () => {
+    const unit = await readFile(join(rendered.rootfs, 'etc/systemd/system', UNITS.export), 'utf8');
+    expect(unit).toMatch(/^CapabilityBoundingSet=CAP_DAC_READ_SEARCH$/m);
+    expect(unit).toMatch(/^TimeoutStartSec=10min$/m);
+    const root = await systemdRoot(rendered.rootfs);
+    const exported = (await unitExposures(root, rendered.rootfs, rendered.plan)).find((u) => u.unit === UNITS.export)!;
+    expect(exported.exposure).toBeLessThanOrEqual(exported.target!.max!);
   });
 
   it('tor accepts onion services with client authorization and without PoW, stream limits or vanguards-lite', async () => {

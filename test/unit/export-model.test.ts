@@ -108,3 +108,15 @@ describe('what a stick gets', () => {
     for (const server of state.servers) expect(text).not.toContain(server.onion);
   });
 });
+
+describe('the recipe\'s backup settings', () => {
+  const recipient = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+  it('reach the plan, off by default', () => {
+    expect(resolvePlan(parseRecipe('name: x\n', 'r.yaml')).backup).toEqual({ recipient: null, onStick: false });
+    expect(resolvePlan(parseRecipe(`name: x\nbackup: { recipient: ${recipient}, on_stick: true }\n`, 'r.yaml')).backup).toEqual({ recipient, onStick: true });
+  });
+  it('refuse an unattended backup to a stick without a recipient, and a recipient that is not an age key', () => {
+    expect(errorOf('name: x\nbackup: { on_stick: true }\n')).toMatch(/backup\.on_stick: needs backup\.recipient/);
+    expect(errorOf('name: x\nbackup: { recipient: age1notakey }\n')).toMatch(/backup\.recipient: must be an age X25519 recipient/);
+  });
+});

@@ -30,10 +30,12 @@
 //   probe <tcp|udp> <address> <port> <user> -> as that user, open a TCP connection (or send a UDP datagram) and
 //               say what happened (connected, sent, timeout or the error code), with the output chain's nftables
 //               counters before and after, by rule comment: which rule the packet met
+//   backup <age recipient> -> the owner's `sudo simplex-pi backup --recipient <r>` to the labelled stick, with its
+//               output (stdout and stderr) and exit status
 //   poweroff -> a clean shutdown
 // Reads what the shipped system wrote; changes nothing but the power state and, when asked, those two layers,
 // the messages on a relay and a relay's stop signal (until the next boot).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, read, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
@@ -214,6 +216,11 @@ function explicitExport(args = ['export'], env = process.env) {
   } catch (error) {
     return { ok: false, output: `${error.stdout ?? ''}${error.stderr ?? ''}`, status: error.status };
   }
+}
+
+function backup(recipient) {
+  const result = spawnSync('/usr/local/bin/simplex-pi', ['backup', '--recipient', recipient], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return { ok: result.status === 0, output: `${result.stdout}${result.stderr}`, status: result.status };
 }
 
 /** Cheap checks first: every `systemctl` spawn is slow in an emulated VM and would delay what it measures. */
@@ -469,6 +476,7 @@ async function serve(fd) {
       else if (request === 'journal') send(fd, { event: 'journal', report: { journal: sh('journalctl', ['-b', '-u', plan.smp.instances[0].unit, '-o', 'cat', '--no-pager']) } });
       else if (request === 'system') send(fd, { event: 'system', report: system() });
       else if (request === 'export') send(fd, { event: 'export', report: explicitExport() });
+      else if (request.startsWith('backup ')) send(fd, { event: 'backup', report: backup(request.split(' ')[1]) });
       else if (request.startsWith('export-encrypted ')) send(fd, { event: 'export-encrypted', report: encryptedExport(request.split(' ')[1]) });
       else if (request.startsWith('probe ')) send(fd, { event: 'probe', report: probe(request.split(' ').slice(1)) });
       else if (request === 'journal-secrets') send(fd, { event: 'journal-secrets', report: journalSecrets() });

@@ -1,0 +1,230 @@
+import { randomBytes } from 'node:crypto';
+import { appendFile, lstat, readdir, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { Encrypter } from 'age-encryption';
+import { pack } from 'tar-stream';
+import { BACKUP_FORMAT, type BackupEntry, type BackupManifest, MANIFEST_MEMBER, ONION_FILES, ROLE, SECRETS_MEMBER, backupFileName } from '../backup/format.ts';
+import { AUTHORIZED_CLIENTS, BACKUP_FOLDER, STATE, stickFolder } from '../plan/layout.ts';
+import type { BuildPlan } from '../plan/plan.ts';
+import { type Relay, relaysOf } from '../plan/relays.ts';
+import { fingerprintOf } from './address.ts';
+import { runningHostname } from './host.ts';
+import { onionAddress } from './onion.ts';
+import { StickRefused, chooseStick, writeToStick } from './stick-writer.ts';
+import { runTool } from './tool.ts';
+import type { BlockDevice } from './usb-sticks.ts';
+
+/**
+ * `simplex-pi backup`: everything that makes the relays the same relays, in one age-encrypted archive
+ * (backup/format.ts), so that a new card restored from it (`simplex-pi restore` on the owner's computer) serves the
+ * same onion addresses with the same identities, passwords, queues and undelivered messages.
+ *
+ * What goes in, and what does not:
+ * - each relay's onion service keys, its configuration directory (CA and server keys and certificates, fingerprint,
+ *   INI with the password) and, for SMP, its state directory (queue store, saved messages, statistics);
+ * - SSH's onion keys and the SSH host keys, so the admin's `known_hosts` still fits;
+ * - the Pi's own client-authorization keys (members', its relays', the admin's), from which first boot writes
+ *   every authorization file again; the files themselves are not restored, so a key the new image's recipe drops
+ *   stays dropped;
+ * - not the XFTP relay's files in transit: up to its quota (gigabytes), and gone within 48 hours anyway; its
+ *   identity and password are in.
+ * An SMP relay holds undelivered messages in memory and writes them out only when it stops: each one is stopped
+ * for the moment its files are read, and started again, one at a time.
+ */
+
+export type Log = (line: string) => void;
+
+/** How the archive is encrypted: to the recipe's (or a given) age recipient, or with a passphrase (scrypt). */
+export type BackupEncryption = { recipient: string } | { passphrase: string };
+
+/** Stops a relay for the backup; returns what starts it again. Only SMP relays hold state in memory. */
+export type PauseRelay = (relay: Relay) => Promise<() => Promise<void>>;
+
+/** Regular files directly in `dir` (links and devices are never followed or read), sorted; none if it is missing. */
+async function regularFiles(dir: string): Promise<string[]> {
+  const names = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [] as string[];
+    throw error;
+  });
+  const files: string[] = [];
+  for (const name of names.sort()) if ((await lstat(join(dir, name))).isFile()) files.push(name);
+  return files;
+}
+
+async function entryOf(role: string, path: string): Promise<BackupEntry> {
+  const info = await lstat(path);
+  if (!info.isFile()) throw new Error(`${path} is not a regular file; not backing it up`);
+  return { path: `${role}/${basename(path)}`, mode: info.mode & 0o777, content: await readFile(path) };
+}
+
+async function onionEntries(role: string, dir: string, root: string): Promise<BackupEntry[]> {
+  const entries: BackupEntry[] = [];
+  for (const name of ONION_FILES) entries.push(await entryOf(role, join(root, dir, name)));
+  for (const name of await regularFiles(join(root, dir, AUTHORIZED_CLIENTS))) entries.push(await entryOf(`${role}/${AUTHORIZED_CLIENTS}`, join(root, dir, AUTHORIZED_CLIENTS, name)));
+  return entries;
+}
+
+function onionOf(entries: readonly BackupEntry[], role: string): string {
+  const key = entries.find((e) => e.path === `${role}/hs_ed25519_public_key`)!;
+  return onionAddress(key.content.subarray(32));
+}
+
+export interface CollectOptions {
+  /** Where the Pi's root is: '/' on the Pi; a directory in tests. */
+  root?: string;
+  pause?: PauseRelay;
+  now?: Date;
+}
+
+/** Read every file the backup holds, with its manifest (encryption still to be said). */
+export async function collectBackup(plan: BuildPlan, options: CollectOptions = {}): Promise<{ manifest: Omit<BackupManifest, 'encryption'>; entries: BackupEntry[] }> {
+  const root = options.root ?? '/';
+  const entries: BackupEntry[] = [];
+  const relays: BackupManifest['relays'] = [];
+  for (const relay of relaysOf(plan)) {
+    const onionRole = ROLE.relayOnion(relay.name);
+    entries.push(...(await onionEntries(onionRole, relay.onion.dir, root)));
+    const resume = relay.kind === 'smp' && options.pause ? await options.pause(relay) : undefined;
+    try {
+      const config = join(root, relay.cfgPath);
+      for (const name of await regularFiles(config)) entries.push(await entryOf(ROLE.relayConfig(relay.name), join(config, name)));
+      if (relay.kind === 'smp') {
+        const state = join(root, relay.logPath);
+        for (const name of await regularFiles(state)) entries.push(await entryOf(ROLE.relayState(relay.name), join(state, name)));
+      }
+    } finally {
+      await resume?.();
+    }
+    const caCert = entries.find((e) => e.path === `${ROLE.relayConfig(relay.name)}/ca.crt`);
+    if (!caCert) throw new Error(`${relay.name}: ${relay.cfgPath}/ca.crt is missing: first boot has not made this relay's identity; there is nothing to back up yet`);
+    relays.push({ name: relay.name, kind: relay.kind, onion: onionOf(entries, onionRole), fingerprint: fingerprintOf(caCert.content.toString('utf8')) });
+  }
+  let ssh: BackupManifest['ssh'] = null;
+  if (plan.ssh.onion) {
+    entries.push(...(await onionEntries(ROLE.sshOnion, plan.ssh.onion.dir, root)));
+    ssh = { onion: onionOf(entries, ROLE.sshOnion) };
+  }
+  for (const name of (await regularFiles(join(root, 'etc/ssh'))).filter((n) => n.startsWith('ssh_host_'))) entries.push(await entryOf(ROLE.sshHostKeys, join(root, 'etc/ssh', name)));
+  for (const path of [STATE.clientKeys, STATE.selfClientKey, STATE.adminClientKey]) {
+    if (await lstat(join(root, path)).then(() => true, () => false)) entries.push(await entryOf(ROLE.piState, join(root, path)));
+  }
+  const manifest = {
+    format: BACKUP_FORMAT,
+    id: randomBytes(16).toString('hex'),
+    createdAt: (options.now ?? new Date()).toISOString(),
+    host: runningHostname(plan),
+    recipe: plan.name,
+    simplexmq: plan.simplexmq.version,
+    relays,
+    ssh,
+    files: entries.length,
+    bytes: entries.reduce((sum, e) => sum + e.content.length, 0),
+  } satisfies Omit<BackupManifest, 'encryption'>;
+  return { manifest, entries };
+}
+
+/** A tar of named members, in order; every member 0600, every time the given one (no uid or user name of the Pi). */
+export async function tarMembers(members: ReadonlyArray<{ name: string; mode?: number; content: Buffer }>, mtime: Date): Promise<Buffer> {
+  const archive = pack();
+  const chunks: Buffer[] = [];
+  archive.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
+  const done = new Promise<void>((resolve, reject) => {
+    archive.on('end', resolve);
+    archive.on('error', reject);
+  });
+  for (const member of members) archive.entry({ name: member.name, mode: member.mode ?? 0o600, mtime, uid: 0, gid: 0 }, member.content);
+  archive.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}
+
+/** The backup file: the manifest in the clear, and the files with the manifest again, age-encrypted. */
+export async function sealBackup(collected: { manifest: Omit<BackupManifest, 'encryption'>; entries: readonly BackupEntry[] }, encryption: BackupEncryption): Promise<{ manifest: BackupManifest; file: Buffer }> {
+  const manifest: BackupManifest = { ...collected.manifest, encryption: 'recipient' in encryption ? 'recipient' : 'passphrase' };
+  const manifestJson = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+  const mtime = new Date(manifest.createdAt);
+  const inner = await tarMembers([{ name: MANIFEST_MEMBER, content: manifestJson }, ...collected.entries.map((e) => ({ name: e.path, mode: e.mode, content: e.content }))], mtime);
+  const encrypter = new Encrypter();
+  if ('recipient' in encryption) encrypter.addRecipient(encryption.recipient);
+  else encrypter.setPassphrase(encryption.passphrase);
+  const sealed = Buffer.from(await encrypter.encrypt(inner));
+  const file = await tarMembers([{ name: MANIFEST_MEMBER, content: manifestJson }, { name: SECRETS_MEMBER, content: sealed }], mtime);
+  return { manifest, file };
+}
+
+/** Stop an SMP relay that runs (its unit saves its messages: KillSignal=SIGINT), and start it again afterwards. */
+export const pauseRelayUnit: PauseRelay = async (relay) => {
+  const active = await runTool('systemctl', ['is-active', '--quiet', relay.unit]).then(() => true, () => false);
+  if (!active) return async () => {};
+  await runTool('systemctl', ['stop', relay.unit], { timeoutMs: 5 * 60_000 });
+  return async () => {
+    await runTool('systemctl', ['start', relay.unit], { timeoutMs: 5 * 60_000 });
+  };
+};
+
+/** Every backup made on this Pi: `status` shows the last. */
+export interface BackupRecord {
+  at: string;
+  id: string;
+  encryption: BackupManifest['encryption'];
+  /** A stick (device and serial) or a file. */
+  to: string;
+  bytes: number;
+}
+
+export async function lastBackup(): Promise<BackupRecord | undefined> {
+  const text = await readFile(STATE.backupLog, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return '';
+    throw error;
+  });
+  const last = text.trim().split('\n').filter(Boolean).at(-1);
+  return last ? (JSON.parse(last) as BackupRecord) : undefined;
+}
+
+async function recordBackup(record: BackupRecord): Promise<void> {
+  await appendFile(STATE.backupLog, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+}
+
+export type BackupTarget = { stick: BlockDevice } | { file: string; write: (bytes: Buffer) => Promise<void> };
+
+/**
+ * Make a backup and put it where it was asked: a labelled USB stick (in `<folder>/backups/`, written like the
+ * export: only the stick udev listed, checked again on the device) or a file (`--output`). Relays are started
+ * again even when the backup fails.
+ */
+export async function backup(plan: BuildPlan, encryption: BackupEncryption, target: BackupTarget, log: Log, pause: PauseRelay = pauseRelayUnit): Promise<BackupManifest> {
+  const started = Date.now();
+  const collected = await collectBackup(plan, {
+    pause: async (relay) => {
+      const resume = await pause(relay);
+      log(`backup: ${relay.name} stopped for a moment (it saves the messages it holds)`);
+      return async () => {
+        await resume();
+        log(`backup: ${relay.name} started again`);
+      };
+    },
+  });
+  const { manifest, file } = await sealBackup(collected, encryption);
+  const host = runningHostname(plan);
+  const name = backupFileName(host, new Date(manifest.createdAt));
+  let to: string;
+  if ('stick' in target) {
+    const { stick } = target;
+    await writeToStick(stick.device, plan.export.usbLabel, stickFolder(host), [{ path: `${BACKUP_FOLDER}/${name}`, content: file }], { diskseq: stick.diskseq, fsUuid: stick.fsUuid });
+    to = `${stick.device}${stick.serial ? ` (${stick.serial})` : ''}: ${stickFolder(host)}/${BACKUP_FOLDER}/${name}`;
+  } else {
+    await target.write(file);
+    to = target.file;
+  }
+  await recordBackup({ at: manifest.createdAt, id: manifest.id, encryption: manifest.encryption, to, bytes: file.length });
+  const how = manifest.encryption === 'recipient' && 'recipient' in encryption ? `encrypted to ${encryption.recipient}` : 'encrypted with a passphrase';
+  log(`backup: ${manifest.relays.length} relays${manifest.ssh ? ' and SSH' : ''}, ${manifest.files} files, ${file.length} bytes, ${how}, in ${((Date.now() - started) / 1000).toFixed(1)} s: written to ${to}`);
+  return manifest;
+}
+
+/** The stick for `simplex-pi backup` without --output: the one labelled USB stick, or --device. */
+export async function backupStick(plan: BuildPlan, device: string | undefined): Promise<BlockDevice> {
+  return chooseStick(plan.export.usbLabel, device).catch((error: unknown) => {
+    throw error instanceof StickRefused ? new StickRefused(`backup: ${error.message}`) : error;
+  });
+}
