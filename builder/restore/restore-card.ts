@@ -7,6 +7,7 @@ import { ownerOf } from '../device/ids.ts';
 import type { RestoredRecord } from '../device/restored.ts';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
+import { readFeatures } from '../image/ext4.ts';
 import { attachPartition } from '../image/loop.ts';
 import { unmount } from '../image/mounts.ts';
 import { raspberryPiLayout, readPartitionTable } from '../image/partitions.ts';
@@ -96,6 +97,11 @@ export interface RestoreOptions {
 async function mountRoot(card: string, resources: Resources, readOnly: boolean, tmpDir: string): Promise<string> {
   const { root } = raspberryPiLayout(await readPartitionTable(card), card);
   const loop = await attachPartition(card, root, resources, undefined, { readOnly });
+  // A card that ran and lost power has a journal still to replay: what it made (firstboot.done, onion keys) may be
+  // only there, where the read-only check below cannot see it. A freshly flashed card never needs recovery.
+  if (readOnly && (await readFeatures(loop.device)).includes('needs_recovery')) {
+    throw new UserError(`${card}: its root filesystem was not cleanly unmounted, so the card has run: flash the image again and restore before its first boot; nothing was written`);
+  }
   const mountPoint = await mkdtemp(join(tmpDir, 'simplex-pi-restore-'));
   resources.hold(`mount point ${mountPoint}`, () => rm(mountPoint, { recursive: true, force: true }));
   // Read-only and without replaying the journal: the card is not changed while it is only being checked.
@@ -135,23 +141,29 @@ async function checkCard(root: string, card: string): Promise<{ plan: BuildPlan;
   return { plan, passwd: await readFile(join(root, 'etc/passwd'), 'utf8') };
 }
 
-async function writePlacements(root: string, placements: readonly Placement[], owners: Record<Placement['owner'], Owner>): Promise<string[]> {
-  const written: string[] = [];
-  try {
-    for (const { entry, path, owner } of placements) {
-      const target = join(root, path);
-      const dir = target.slice(0, target.lastIndexOf('/'));
-      // Tor refuses service directories with any group or other bit; the relays' are made by the image already.
-      if (!(await stat(dir).then(() => true, () => false))) await ensureDir(dir, 0o700, owners[owner]);
-      else if (owner === 'tor') await ensureDir(dir, 0o700, owners.tor);
-      await atomicWrite(target, entry.content, entry.mode & 0o644, owners[owner]);
-      written.push(target);
-    }
-  } catch (error) {
-    for (const path of written) await rm(path, { force: true });
-    throw new UserError(`writing the backup into the card failed (${error instanceof Error ? error.message : String(error)}): what was written is taken back; the card is as flashed`);
+/** What a restore wrote, to take back if it cannot finish: files, and the directories it made (newest last). */
+interface Written {
+  files: string[];
+  dirs: string[];
+}
+
+async function takeBack(written: Written): Promise<void> {
+  for (const path of written.files) await rm(path, { force: true });
+  for (const dir of [...written.dirs].reverse()) await rm(dir, { recursive: true, force: true });
+}
+
+async function writePlacements(root: string, placements: readonly Placement[], owners: Record<Placement['owner'], Owner>, written: Written): Promise<void> {
+  for (const { entry, path, owner } of placements) {
+    const target = join(root, path);
+    const dir = target.slice(0, target.lastIndexOf('/'));
+    // Tor refuses service directories with any group or other bit; the relays' are made by the image already.
+    if (!(await stat(dir).then(() => true, () => false))) {
+      await ensureDir(dir, 0o700, owners[owner]);
+      written.dirs.push(dir);
+    } else if (owner === 'tor') await ensureDir(dir, 0o700, owners.tor);
+    await atomicWrite(target, entry.content, entry.mode & 0o644, owners[owner]);
+    written.files.push(target);
   }
-  return written;
 }
 
 /**
@@ -175,20 +187,25 @@ export async function restoreCard(options: RestoreOptions): Promise<{ plan: Buil
   try {
     log(`writing ${checked.placements.length} files into ${card}`);
     const root = await mountRoot(card, resources, false, tmpDir);
-    await ensureDir(join(root, STATE_DIR), 0o700, owners.root);
-    const written = await writePlacements(root, checked.placements, owners);
-    const record: RestoredRecord = {
-      id: backup.manifest.id,
-      createdAt: backup.manifest.createdAt,
-      host: backup.manifest.host,
-      simplexmq: backup.manifest.simplexmq,
-      restoredAt: (options.now ?? new Date()).toISOString(),
-    };
-    await atomicWrite(join(root, STATE.restored), `${JSON.stringify(record, null, 2)}\n`, 0o600).catch(async (error: unknown) => {
-      for (const path of written) await rm(path, { force: true });
-      throw error;
-    });
-    await run('sync', ['-f', join(root, STATE.restored)]);
+    const written: Written = { files: [], dirs: [] };
+    try {
+      if (!(await present(join(root, STATE_DIR)))) written.dirs.push(join(root, STATE_DIR));
+      await ensureDir(join(root, STATE_DIR), 0o700, owners.root);
+      await writePlacements(root, checked.placements, owners, written);
+      const record: RestoredRecord = {
+        id: backup.manifest.id,
+        createdAt: backup.manifest.createdAt,
+        host: backup.manifest.host,
+        simplexmq: backup.manifest.simplexmq,
+        restoredAt: (options.now ?? new Date()).toISOString(),
+      };
+      // Last: a card with this file has every other one.
+      await atomicWrite(join(root, STATE.restored), `${JSON.stringify(record, null, 2)}\n`, 0o600);
+      await run('sync', ['-f', join(root, STATE.restored)]);
+    } catch (error) {
+      await takeBack(written);
+      throw new UserError(`writing the backup into ${card} failed (${error instanceof Error ? error.message : String(error)}): every file and directory it wrote was taken back`);
+    }
   } finally {
     await resources.releaseAll();
   }

@@ -23,13 +23,17 @@ async function checkNotMounted(card: string): Promise<void> {
 
 /** `simplex-pi backup-info FILE`: what a backup holds, without any key. */
 export async function backupInfo(file: string, print: Print): Promise<void> {
-  const { manifest } = await openBackup(await readBackupFile(file), file);
+  const { manifest } = await openBackup(await readGivenFile(file, file), file);
   print(describeManifest(manifest));
 }
 
-async function readBackupFile(file: string): Promise<Buffer> {
+/**
+ * A file the command was given, read; one that is missing or unreadable is said as it was given (`restore --backup
+ * FILE`, `--identity FILE`, `backup-info FILE`), not as a stack trace.
+ */
+async function readGivenFile(file: string, label: string): Promise<Buffer> {
   return readFile(file).catch((error: NodeJS.ErrnoException) => {
-    throw new UserError(`--backup ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
+    throw new UserError(`${label}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
   });
 }
 
@@ -39,11 +43,11 @@ export async function restore(options: { backup: string; card: string; identity?
   if (process.getuid?.() !== 0) throw new UserError('restore needs root (it attaches the card to a loop device and mounts it): run it with sudo');
   if (Boolean(options.identity) === options.passphrase) throw new UserError('restore needs --identity FILE (the age key backup.recipient belongs to) or --passphrase, one of them');
   await checkNotMounted(options.card);
-  const bytes = await readBackupFile(options.backup);
+  const bytes = await readGivenFile(options.backup, `--backup ${options.backup}`);
   // The manifest first (no key needed): a wrong file is told before anyone types a passphrase.
   print(describeManifest((await openBackup(bytes, options.backup)).manifest));
   const key: BackupKey = options.identity
-    ? { identities: identitiesIn(await readFile(options.identity, 'utf8'), options.identity), source: options.identity }
+    ? { identities: identitiesIn((await readGivenFile(options.identity, `--identity ${options.identity}`)).toString('utf8'), options.identity), source: options.identity }
     : { passphrase: await readPassphrase({ purpose: `backup ${options.backup}`, confirm: false }) };
   const started = Date.now();
   const backup = await decryptBackup(bytes, key, options.backup);

@@ -33,9 +33,10 @@ export async function bytesFound(file: string, secrets: readonly Buffer[]): Prom
 
 /**
  * Every regular file under the temporary directories (os.tmpdir(), /tmp, /var/tmp, /dev/shm) that holds one of
- * the secrets, as `path: #index`; `exclude` are trees left out (the test's own cards and caches).
+ * the secrets, as `path: #index`; `exclude` are trees left out (the test's own cards and caches). With `since`
+ * (ms), only files whose inode changed since then: what the program under test could have written or touched.
  */
-export async function secretsInTemporaryDirectories(secrets: readonly Buffer[], exclude: readonly string[]): Promise<string[]> {
+export async function secretsInTemporaryDirectories(secrets: readonly Buffer[], exclude: readonly string[], since = 0): Promise<string[]> {
   const skipped = new Set(exclude.map((e) => resolve(e)));
   const roots = [...new Set([tmpdir(), '/tmp', '/var/tmp', '/dev/shm'].map((r) => resolve(r)))];
   const hits: string[] = [];
@@ -48,7 +49,7 @@ export async function secretsInTemporaryDirectories(secrets: readonly Buffer[], 
       const info = await lstat(path).catch(() => undefined);
       if (!info) continue;
       if (info.isDirectory()) await walk(path);
-      else if (info.isFile() && info.size > 0) {
+      else if (info.isFile() && info.size > 0 && info.ctimeMs >= since) {
         const found = await bytesFound(path, secrets).catch(() => []);
         for (const i of found) hits.push(`${path}: #${i}`);
       }
