@@ -50,7 +50,8 @@ export const manifestSchema = z.strictObject({
   /** The simplexmq release the relays ran (the image's plan): restore migrates their INI when the new image's differs. */
   simplexmq: z.string(),
   encryption: z.enum(['recipient', 'passphrase']),
-  relays: z.array(z.strictObject({ name: z.string(), kind: z.enum(['smp', 'xftp']), onion, fingerprint: z.string() })),
+  /** Each relay's address but its password: restore refuses an image whose onion port differs (every address would). */
+  relays: z.array(z.strictObject({ name: z.string(), kind: z.enum(['smp', 'xftp']), onion, port: z.number().int(), fingerprint: z.string() })),
   ssh: z.strictObject({ onion }).nullable(),
   /** Files inside the encrypted tar, and their bytes. */
   files: z.number().int().nonnegative(),

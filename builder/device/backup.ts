@@ -1,5 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { appendFile, lstat, readdir, readFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { appendFile, lstat, open, readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Encrypter } from 'age-encryption';
 import { pack } from 'tar-stream';
@@ -11,6 +12,7 @@ import { fingerprintOf } from './address.ts';
 import { runningHostname } from './host.ts';
 import { onionAddress } from './onion.ts';
 import { StickRefused, chooseStick, writeToStick } from './stick-writer.ts';
+import { listeningPorts } from './listening.ts';
 import { runTool } from './tool.ts';
 import type { BlockDevice } from './usb-sticks.ts';
 
@@ -51,10 +53,16 @@ async function regularFiles(dir: string): Promise<string[]> {
   return files;
 }
 
+/** The file's bytes and mode, read through one descriptor opened without following a link (checked on that descriptor). */
 async function entryOf(role: string, path: string): Promise<BackupEntry> {
-  const info = await lstat(path);
-  if (!info.isFile()) throw new Error(`${path} is not a regular file; not backing it up`);
-  return { path: `${role}/${basename(path)}`, mode: info.mode & 0o777, content: await readFile(path) };
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new Error(`${path} is not a regular file; not backing it up`);
+    return { path: `${role}/${basename(path)}`, mode: info.mode & 0o777, content: await handle.readFile() };
+  } finally {
+    await handle.close();
+  }
 }
 
 async function onionEntries(role: string, dir: string, root: string): Promise<BackupEntry[]> {
@@ -97,7 +105,7 @@ export async function collectBackup(plan: BuildPlan, options: CollectOptions = {
     }
     const caCert = entries.find((e) => e.path === `${ROLE.relayConfig(relay.name)}/ca.crt`);
     if (!caCert) throw new Error(`${relay.name}: ${relay.cfgPath}/ca.crt is missing: first boot has not made this relay's identity; there is nothing to back up yet`);
-    relays.push({ name: relay.name, kind: relay.kind, onion: onionOf(entries, onionRole), fingerprint: fingerprintOf(caCert.content.toString('utf8')) });
+    relays.push({ name: relay.name, kind: relay.kind, onion: onionOf(entries, onionRole), port: relay.onion.virtualPort, fingerprint: fingerprintOf(caCert.content.toString('utf8')) });
   }
   let ssh: BackupManifest['ssh'] = null;
   if (plan.ssh.onion) {
@@ -152,14 +160,72 @@ export async function sealBackup(collected: { manifest: Omit<BackupManifest, 'en
   return { manifest, file };
 }
 
-/** Stop an SMP relay that runs (its unit saves its messages: KillSignal=SIGINT), and start it again afterwards. */
+/** Longer than a relay unit's own TimeoutStopSec (overlays/partials/relay-stop.hbs): a big store takes long to save. */
+const STOP_TIMEOUT_MS = 16 * 60_000;
+/** How long a relay that is starting or stopping (a boot, a restart) is given to settle before the backup gives up. */
+const SETTLE_TIMEOUT_MS = 5 * 60_000;
+
+async function unitState(unit: string): Promise<{ state: string; job: boolean }> {
+  const { stdout } = await runTool('systemctl', ['show', unit, '--property=ActiveState,Job']).catch(() => ({ stdout: '' }));
+  const state = /^ActiveState=(.*)$/m.exec(stdout)?.[1] ?? 'unknown';
+  return { state, job: /^Job=\S+/m.test(stdout) };
+}
+
+async function listening(port: number): Promise<boolean> {
+  const tables = await Promise.all(['/proc/1/net/tcp', '/proc/1/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
+  return listeningPorts(...tables).has(port);
+}
+
+/**
+ * Wait until the relay has settled: running and listening (a relay that has just started reads its saved
+ * messages and store log, and renames them, before it listens), or stopped with nothing queued. A backup taken
+ * in between could miss both files.
+ */
+async function settled(relay: Relay): Promise<boolean> {
+  const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+  for (;;) {
+    const { state, job } = await unitState(relay.unit);
+    if (!job && state === 'active' && (await listening(relay.localPort))) return true;
+    if (!job && (state === 'inactive' || state === 'failed')) return false;
+    if (Date.now() > deadline) throw new Error(`${relay.name} (${relay.unit}) did not settle within ${SETTLE_TIMEOUT_MS / 60_000} minutes (${state}${job ? ', a job queued' : ''}): no backup taken; try again later`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+/** Relays stopped by a backup now running: a signal (Ctrl-C, a dropped SSH, the unit's time limit) starts them again. */
+const paused = new Set<() => Promise<void>>();
+let handlersInstalled = false;
+
+function startPausedOnSignal(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      void Promise.allSettled([...paused].map((resume) => resume())).finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)));
+    });
+  }
+}
+
+/**
+ * Stop an SMP relay that runs (its unit saves its messages: KillSignal=SIGINT), and start it again afterwards,
+ * whatever happens in between: a stop that failed or timed out still gets a start, so a backup never leaves a
+ * relay down.
+ */
 export const pauseRelayUnit: PauseRelay = async (relay) => {
-  const active = await runTool('systemctl', ['is-active', '--quiet', relay.unit]).then(() => true, () => false);
-  if (!active) return async () => {};
-  await runTool('systemctl', ['stop', relay.unit], { timeoutMs: 5 * 60_000 });
-  return async () => {
+  if (!(await settled(relay))) return async () => {};
+  startPausedOnSignal();
+  const resume = async () => {
+    paused.delete(resume);
     await runTool('systemctl', ['start', relay.unit], { timeoutMs: 5 * 60_000 });
   };
+  paused.add(resume);
+  try {
+    await runTool('systemctl', ['stop', relay.unit], { timeoutMs: STOP_TIMEOUT_MS });
+  } catch (error) {
+    await resume().catch(() => {});
+    throw error;
+  }
+  return resume;
 };
 
 /** Every backup made on this Pi: `status` shows the last. */
@@ -170,6 +236,8 @@ export interface BackupRecord {
   /** A stick (device and serial) or a file. */
   to: string;
   bytes: number;
+  /** Of the whole file: to check a copy against (`sha256sum`). */
+  sha256: string;
 }
 
 export async function lastBackup(): Promise<BackupRecord | undefined> {
@@ -216,9 +284,10 @@ export async function backup(plan: BuildPlan, encryption: BackupEncryption, targ
     await target.write(file);
     to = target.file;
   }
-  await recordBackup({ at: manifest.createdAt, id: manifest.id, encryption: manifest.encryption, to, bytes: file.length });
+  const sha256 = createHash('sha256').update(file).digest('hex');
+  await recordBackup({ at: manifest.createdAt, id: manifest.id, encryption: manifest.encryption, to, bytes: file.length, sha256 });
   const how = manifest.encryption === 'recipient' && 'recipient' in encryption ? `encrypted to ${encryption.recipient}` : 'encrypted with a passphrase';
-  log(`backup: ${manifest.relays.length} relays${manifest.ssh ? ' and SSH' : ''}, ${manifest.files} files, ${file.length} bytes, ${how}, in ${((Date.now() - started) / 1000).toFixed(1)} s: written to ${to}`);
+  log(`backup: ${manifest.relays.length} relays${manifest.ssh ? ' and SSH' : ''}, ${manifest.files} files, ${file.length} bytes, ${how}, in ${((Date.now() - started) / 1000).toFixed(1)} s: written to ${to} (sha256 ${sha256})`);
   return manifest;
 }
 

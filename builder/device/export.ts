@@ -2,7 +2,7 @@ import { readFile, rename, rm } from 'node:fs/promises';
 import { ENCRYPTED_ARCHIVE, HEALTH_FILE, STATE, STATE_DIR, stickFolder } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import type { ClientKey } from './client-auth.ts';
-import { backup } from './backup.ts';
+import { backup, lastBackup } from './backup.ts';
 import { encryptTo, tarOf } from './encrypt.ts';
 import { type ExportRecord, exportArmed, recordExport } from './export-log.ts';
 import { runningHostname } from './host.ts';
@@ -98,6 +98,21 @@ async function disarmFirstExport(): Promise<void> {
 }
 
 /**
+ * backup.on_stick: a fresh backup for the owner's stick, but at most one an hour. Each one stops the SMP relays for
+ * a moment: plugging a stick in and out again must not keep them down.
+ */
+const UNATTENDED_BACKUP_INTERVAL_MS = 60 * 60_000;
+
+async function unattendedBackup(plan: BuildPlan, recipient: string, stick: BlockDevice, log: Log): Promise<void> {
+  const last = await lastBackup();
+  if (last && Date.now() - Date.parse(last.at) < UNATTENDED_BACKUP_INTERVAL_MS) {
+    log(`backup: not now: the last one was made at ${last.at}, and a stick plugged in gets at most one an hour (each stops the relays for a moment); \`sudo simplex-pi backup\` makes one at any time`);
+    return;
+  }
+  await backup(plan, { recipient }, { stick }, log);
+}
+
+/**
  * What the export unit runs, for every labelled stick plugged in and at every boot: returns false when it refused
  * something the owner must know about (the unit then fails, which `systemctl --failed` and status show).
  */
@@ -146,7 +161,7 @@ export async function automaticExport(plan: BuildPlan, log: Log): Promise<boolea
     try {
       await writeExport(plan, stick, plan.export.encryptTo ? 'encrypted' : 'health', firstExport ? 'first' : 'plugged', log);
       // backup.on_stick: the owner's stick carries a fresh backup too, encrypted to backup.recipient.
-      if (plan.backup.onStick && plan.backup.recipient) await backup(plan, { recipient: plan.backup.recipient }, { stick }, log);
+      if (plan.backup.onStick && plan.backup.recipient) await unattendedBackup(plan, plan.backup.recipient, stick, log);
     } catch (error) {
       if (!(error instanceof StickRefused)) throw error;
       log(`export: ${error.message}`);

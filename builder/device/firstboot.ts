@@ -43,6 +43,12 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
   // A card restored from a backup (`simplex-pi restore`): its identities are kept like any made here; their INI is
   // carried into this image's simplexmq, once.
   const restored = await restoredFrom();
+  if (restored && !restored.complete) {
+    throw new Error(
+      `the restore of backup ${restored.id} onto this card was cut off before it finished: this card holds only part of that Pi's identities, and ` +
+        'first boot will not make new ones beside them. Flash the image again and run `simplex-pi restore` again (before the first boot); nothing was made',
+    );
+  }
   const adopting = restored && restored.adoptedFor === undefined ? restored : undefined;
   if (adopting) log(restoredWarning(adopting));
 

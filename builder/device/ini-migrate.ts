@@ -84,7 +84,10 @@ export interface MigratedIni {
 
 export function migrateIni(old: string, template: string): MigratedIni {
   const oldSettings = iniSettings(old);
-  const kept = oldSettings.filter((s) => templateKnows(template, s.section, s.key));
+  // The password is part of every address the group has: carried even where the new release's template does not
+  // name it (a release that moved it would otherwise open the relay and change its address without a word).
+  const isPassword = (s: IniSetting) => s.section === 'AUTH' && s.key === 'create_password';
+  const kept = oldSettings.filter((s) => isPassword(s) || templateKnows(template, s.section, s.key));
   const dropped = oldSettings.filter((s) => !kept.includes(s)).map((s) => `${s.section}.${s.key}`);
   const has = (s: IniSetting) => oldSettings.some((o) => o.section === s.section && o.key === s.key);
   const added = iniSettings(template).filter((s) => !has(s));

@@ -91,6 +91,9 @@ async function backupEncryption(plan: BuildPlan, values: Values): Promise<Backup
 /** --output: the encrypted file, 0600, written whole or not at all; `-` is stdout. */
 async function writeBackupFile(path: string, bytes: Buffer): Promise<void> {
   if (path === '-') {
+    // A terminal would mangle the bytes (a pty turns \n into \r\n, `ssh -t` mixes in the messages) while the Pi
+    // recorded a good backup.
+    if (process.stdout.isTTY) throw new Refused('backup: --output - writes the binary backup to stdout, which is a terminal here: redirect it (`ssh pi sudo simplex-pi backup --output - > backup.tar`, without -t) or give a file');
     await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (error) => (error ? reject(error) : resolve())));
     return;
   }

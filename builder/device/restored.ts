@@ -12,6 +12,11 @@ export interface RestoredRecord {
   host: string;
   simplexmq: string;
   restoredAt: string;
+  /**
+   * False while restore writes the files (it writes this record first and again last): a card whose restore was
+   * cut off (Ctrl-C, a pulled reader) has some identities of the backup and not others, and first boot refuses it.
+   */
+  complete: boolean;
   /** Set by the first boot that adopted the identities: the simplexmq release their INI now fits. */
   adoptedFor?: string;
 }

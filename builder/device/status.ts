@@ -5,6 +5,7 @@ import type { BuildPlan } from '../plan/plan.ts';
 import { COMMAND_NAME } from './commands.ts';
 import { describeExport, exportArmed, lastExport } from './export-log.ts';
 import { lastBackup } from './backup.ts';
+import { listeningPorts } from './listening.ts';
 import { restoredFrom } from './restored.ts';
 import { runningHostname } from './host.ts';
 import { checkXftpQuota } from './storage.ts';
@@ -23,17 +24,6 @@ export function denied(error: unknown): boolean {
 /** What a person without root is told to run instead. */
 export const WITH_SUDO = `run \`sudo ${COMMAND_NAME} status\``;
 
-/** Local TCP ports in LISTEN state, from /proc's tcp and tcp6 tables (hex fields; state 0A is LISTEN). */
-export function listeningPorts(...tables: string[]): Set<number> {
-  const ports = new Set<number>();
-  for (const table of tables) {
-    for (const line of table.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      if (fields[3] === '0A') ports.add(parseInt(fields[1]!.split(':')[1]!, 16));
-    }
-  }
-  return ports;
-}
 
 /** `PROGRESS=… TAG=… SUMMARY="…"` out of Tor's `status/bootstrap-phase`. */
 export function parseBootstrap(reply: string): { progress: number; summary: string } | undefined {

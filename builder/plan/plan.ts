@@ -270,6 +270,8 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
         ini: [
           { section: 'TRANSPORT', key: 'port', value: String(recipe.xftp.local_port) },
           { section: 'STORE_LOG', key: 'expire_files_hours', value: String(recipe.xftp.file_expiry_hours) },
+          // Set at init (-q) and again at every first boot: a relay restored from a backup gets this recipe's quota.
+          { section: 'FILES', key: 'storage_quota', value: recipe.xftp.quota },
         ],
       }
     : null;

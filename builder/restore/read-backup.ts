@@ -32,6 +32,8 @@ async function untar(bytes: Uint8Array, source: string): Promise<Member[]> {
       stream.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
       stream.on('end', () => {
         if (header.type !== 'file') return reject(new UserError(`${source}: holds ${header.name}, a ${header.type} and not a file: not a simplex-pi backup`));
+        // Checks read the first copy of a name, a writer would keep the last: a backup has each name once.
+        if (members.some((m) => m.name === header.name)) return reject(new UserError(`${source}: holds ${header.name} twice: not a backup simplex-pi wrote`));
         members.push({ name: header.name, mode: (header.mode ?? 0o600) & 0o777, content: Buffer.concat(chunks) });
         next();
       });
@@ -95,6 +97,10 @@ function checkEntries(manifest: BackupManifest, entries: readonly BackupEntry[],
   for (const relay of manifest.relays) {
     checkOnion(ROLE.relayOnion(relay.name), relay.onion, relay.name);
     for (const name of ['ca.crt', 'fingerprint', 'server.key', 'server.crt']) need(`${ROLE.relayConfig(relay.name)}/${name}`);
+    // Without its INI, first boot would run init again and make a new identity behind the old onion address.
+    if (!entries.some((e) => e.path.startsWith(`${ROLE.relayConfig(relay.name)}/`) && e.path.endsWith('.ini') && e.content.length)) {
+      throw new UserError(`${source}: ${relay.name}'s INI is missing: the backup is incomplete; nothing was written to the card`);
+    }
     const fingerprint = fingerprintOf(need(`${ROLE.relayConfig(relay.name)}/ca.crt`).toString('utf8'));
     if (fingerprint !== relay.fingerprint || need(`${ROLE.relayConfig(relay.name)}/fingerprint`).toString('utf8').trim() !== fingerprint) {
       throw new UserError(`${source}: ${relay.name}'s CA certificate does not match the fingerprint in its manifest; nothing was written to the card`);

@@ -1,4 +1,4 @@
-import { lstat, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BackupEntry, type BackupManifest, ROLE } from '../backup/format.ts';
@@ -59,6 +59,15 @@ export function placeBackup(manifest: BackupManifest, entries: readonly BackupEn
       ].join('\n'),
     );
   }
+  const ports = manifest.relays.flatMap((r) => {
+    const port = cardRelays.find((c) => c.name === r.name)!.onion.virtualPort;
+    return port === r.port ? [] : [`${r.name}: onion port ${r.port} in the backup, ${port} in this image`];
+  });
+  if (ports.length) {
+    throw new UserError(
+      [`this card's image gives the relays other onion ports than the backup's, so every address the group has would change: nothing was written to the card.`, ...ports.map((p) => `  ${p}`), '  Build the image with the same smp.onion_port and xftp.onion_port.'].join('\n'),
+    );
+  }
   const notes: string[] = [];
   const placements: Placement[] = [];
   const unknown = (entry: BackupEntry) => new UserError(`the backup holds ${entry.path}, which simplex-pi backup never writes: not restoring from it; nothing was written to the card`);
@@ -75,7 +84,10 @@ export function placeBackup(manifest: BackupManifest, entries: readonly BackupEn
     else if (dir === ROLE.sshOnion && plan.ssh.onion) placements.push({ entry, path: join(plan.ssh.onion.dir, name), owner: 'tor' });
     else if (dir === `${ROLE.sshOnion}/${AUTHORIZED_CLIENTS}` || dir === ROLE.sshOnion) continue;
     else if (dir === ROLE.sshHostKeys && SSH_HOST_KEY.test(name)) placements.push({ entry, path: `/etc/ssh/${name}`, owner: 'root' });
-    else if (dir === ROLE.piState && PI_STATE_FILES.has(name)) placements.push({ entry, path: PI_STATE_FILES.get(name)!, owner: 'root' });
+    else if (dir === ROLE.piState && PI_STATE_FILES.has(name)) {
+      checkClientKeys(entry);
+      placements.push({ entry, path: PI_STATE_FILES.get(name)!, owner: 'root' });
+    }
     else throw unknown(entry);
   }
   // Authorization files are written again by first boot from the Pi's keys and this image's recipe: a client key the
@@ -83,6 +95,22 @@ export function placeBackup(manifest: BackupManifest, entries: readonly BackupEn
   if (manifest.ssh && !plan.ssh.onion) notes.push(`the backup has an SSH onion service (${manifest.ssh.onion}); this image has none, so it is not restored`);
   if (!manifest.ssh && plan.ssh.onion) notes.push('this image has an SSH onion service and the backup none: first boot makes a new SSH address');
   return { placements, notes };
+}
+
+/**
+ * The Pi's client keys: first boot makes file names of their names (`<name>.auth` in each onion service's
+ * directory of authorized clients) and lines of their keys, so a name must be a plain name and a key Tor's base32 x25519 key.
+ */
+function checkClientKeys(entry: BackupEntry): void {
+  let keys: unknown;
+  try {
+    keys = JSON.parse(entry.content.toString('utf8'));
+  } catch {
+    keys = undefined;
+  }
+  const list = Array.isArray(keys) ? keys : [keys];
+  const valid = list.every((k) => typeof k === 'object' && k !== null && /^[A-Za-z0-9_-]{1,64}$/.test(String(k.name)) && /^[A-Z2-7]{52}$/.test(String(k.publicKey)) && /^[A-Z2-7]{52}$/.test(String(k.privateKey)));
+  if (!valid) throw new UserError(`the backup's ${entry.path} is not a list of client keys as simplex-pi writes them: not restoring from it; nothing was written to the card`);
 }
 
 export interface RestoreOptions {
@@ -102,8 +130,12 @@ async function mountRoot(card: string, resources: Resources, readOnly: boolean, 
   if (readOnly && (await readFeatures(loop.device)).includes('needs_recovery')) {
     throw new UserError(`${card}: its root filesystem was not cleanly unmounted, so the card has run: flash the image again and restore before its first boot; nothing was written`);
   }
-  const mountPoint = await mkdtemp(join(tmpDir, 'simplex-pi-restore-'));
-  resources.hold(`mount point ${mountPoint}`, () => rm(mountPoint, { recursive: true, force: true }));
+  // Mounted, the mount point takes the card's root directory's mode (0755): its parent, 0700, keeps every other
+  // account of this computer out while the card's keys are there.
+  const parent = await mkdtemp(join(tmpDir, 'simplex-pi-restore-'));
+  resources.hold(`mount point ${parent}`, () => rm(parent, { recursive: true, force: true }));
+  const mountPoint = join(parent, 'root');
+  await mkdir(mountPoint, { mode: 0o700 });
   // Read-only and without replaying the journal: the card is not changed while it is only being checked.
   await run('mount', ['-t', 'ext4', '-o', readOnly ? 'ro,noload,nodev,nosuid,noexec' : 'nodev,nosuid,noexec', loop.device, mountPoint], { what: `mount the root filesystem of ${card}` });
   resources.hold(`mount ${mountPoint}`, () => unmount(mountPoint));
@@ -131,7 +163,11 @@ async function checkCard(root: string, card: string): Promise<{ plan: BuildPlan;
   const restored = await readFile(join(root, STATE.restored), 'utf8').catch(() => undefined);
   if (restored !== undefined) {
     const record = JSON.parse(restored) as RestoredRecord;
-    throw new UserError(`${card} was already restored from backup ${record.id} (${record.restoredAt}): flash the image again to restore another; nothing was written`);
+    throw new UserError(
+      record.complete
+        ? `${card} was already restored from backup ${record.id} (${record.restoredAt}): flash the image again to restore another; nothing was written`
+        : `${card}: a restore of backup ${record.id} (${record.restoredAt}) was cut off before it finished: flash the image again and restore onto it; nothing was written`,
+    );
   }
   for (const relay of relaysOf(plan)) {
     if (await present(join(root, relay.onion.dir, 'hs_ed25519_secret_key'))) {
@@ -191,17 +227,25 @@ export async function restoreCard(options: RestoreOptions): Promise<{ plan: Buil
     try {
       if (!(await present(join(root, STATE_DIR)))) written.dirs.push(join(root, STATE_DIR));
       await ensureDir(join(root, STATE_DIR), 0o700, owners.root);
-      await writePlacements(root, checked.placements, owners, written);
       const record: RestoredRecord = {
         id: backup.manifest.id,
         createdAt: backup.manifest.createdAt,
         host: backup.manifest.host,
         simplexmq: backup.manifest.simplexmq,
         restoredAt: (options.now ?? new Date()).toISOString(),
+        complete: false,
       };
-      // Last: a card with this file has every other one.
-      await atomicWrite(join(root, STATE.restored), `${JSON.stringify(record, null, 2)}\n`, 0o600);
-      await run('sync', ['-f', join(root, STATE.restored)]);
+      // First, as unfinished, and on the card before any key: a restore cut off from here on (Ctrl-C, a pulled
+      // reader, a power cut) leaves a card that first boot and restore both refuse, never a card that mixes identities.
+      const marker = join(root, STATE.restored);
+      await atomicWrite(marker, `${JSON.stringify(record, null, 2)}\n`, 0o600);
+      written.files.push(marker);
+      await run('sync', ['-f', marker]);
+      await writePlacements(root, checked.placements, owners, written);
+      await run('sync', ['-f', marker]);
+      // Last: a card whose record says complete has every file.
+      await atomicWrite(marker, `${JSON.stringify({ ...record, complete: true }, null, 2)}\n`, 0o600);
+      await run('sync', ['-f', marker]);
     } catch (error) {
       await takeBack(written);
       throw new UserError(`writing the backup into ${card} failed (${error instanceof Error ? error.message : String(error)}): every file and directory it wrote was taken back`);

@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { chmod, readFile, stat } from 'node:fs/promises';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
 import { readPassphrase } from '../passphrase.ts';
@@ -63,6 +63,12 @@ export async function restore(options: { backup: string; card: string; identity?
   print('');
   print('!! The Pi this backup came from must stay OFF for good, and no other card may be restored from it: two Pis publishing the');
   print('!! same onion services fight over them, and messages and connections get lost. Wipe or destroy the old card.');
-  if (/\.img$/i.test(options.card)) print(`!! ${options.card} now holds every key of the relays: flash it, then delete it. Never share or publish it.`);
+  if (/\.img$/i.test(options.card)) {
+    await chmod(options.card, 0o600);
+    print(`!! ${options.card} now holds every key of the relays (now readable by root only): flash it, then delete it. Never share or publish it.`);
+  }
+  if (backup.manifest.encryption === 'recipient') {
+    print('!! Anyone who knows your age1… recipient can make a backup that opens with your key. Check that the onion addresses above are the ones your group uses.');
+  }
   for (const r of earlier) print(`!! You restored this same backup before, on ${r.at}, onto ${r.card}. If that card runs, only one of them may.`);
 }

@@ -4,8 +4,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fingerprintOf } from '../../builder/device/address.ts';
-import { newOnionKey, torPublicKeyFile, torSecretKeyFile } from '../../builder/device/onion.ts';
-import { AUTHORIZED_CLIENTS, RELAY_KINDS, STATE, STATE_DIR, TOR_DIR, TOR_USER, authorizedClientLine } from '../../builder/plan/layout.ts';
+import { base32, newOnionKey, torPublicKeyFile, torSecretKeyFile } from '../../builder/device/onion.ts';
+import { ADMIN_KEY_NAME, AUTHORIZED_CLIENTS, SELF_KEY_NAME, RELAY_KINDS, STATE, STATE_DIR, TOR_DIR, TOR_USER, authorizedClientLine } from '../../builder/plan/layout.ts';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { relaysOf } from '../../builder/plan/relays.ts';
 import { renderImageFiles } from '../../builder/render/render.ts';
@@ -146,10 +146,16 @@ export async function makePiTree(root: string, plan: BuildPlan): Promise<PiTree>
   for (const line of keyLines(await readFile(hostKey, 'utf8'), 2)) secrets.push({ name: 'ssh host key', bytes: Buffer.from(line) });
   await file('/etc/ssh/ssh_host_ed25519_key', await readFile(hostKey), 0o600, 'root');
   await file('/etc/ssh/ssh_host_ed25519_key.pub', await readFile(`${hostKey}.pub`), 0o644, 'root');
-  for (const path of [STATE.clientKeys, STATE.selfClientKey, STATE.adminClientKey]) {
-    const privateKey = randomBytes(32).toString('base64').replace(/=+$/, '');
-    secrets.push({ name: `client key in ${path}`, bytes: Buffer.from(privateKey) });
-    await file(path, `${JSON.stringify([{ name: 'client', publicKey: randomBytes(32).toString('base64'), privateKey }])}\n`, 0o600, 'root');
+  // As device/client-auth.ts writes them: the members' keys as a list, the Pi's own relays' and the admin's as one key
+  // each, in Tor's upper-case base32.
+  const clientKey = (name: string) => ({ name, publicKey: base32(randomBytes(32)).toUpperCase(), privateKey: base32(randomBytes(32)).toUpperCase() });
+  for (const [path, keys] of [
+    [STATE.clientKeys, [clientKey('client-1'), clientKey('client-2')]],
+    [STATE.selfClientKey, clientKey(SELF_KEY_NAME)],
+    [STATE.adminClientKey, clientKey(ADMIN_KEY_NAME)],
+  ] as const) {
+    for (const key of [keys].flat()) secrets.push({ name: `client key in ${path}`, bytes: Buffer.from(key.privateKey) });
+    await file(path, `${JSON.stringify(keys, null, 2)}\n`, 0o600, 'root');
   }
   return { root, restored, notRestored, secrets, onions };
 }
@@ -166,7 +172,7 @@ export interface CardUsers {
  * files, each with its owner and mode), with the owners' numbers from the card's own /etc/passwd, and Tor's
  * directory as Debian's tor package makes it. No identity yet. `booted`: its first boot finished.
  */
-export async function makeCardTree(root: string, plan: BuildPlan, users: CardUsers, options: { booted?: boolean } = {}): Promise<void> {
+export async function makeCardTree(root: string, plan: BuildPlan, users: CardUsers, options: { booted?: boolean; cutRestore?: boolean } = {}): Promise<void> {
   const ids: Record<string, { uid: number; gid: number }> = { root: { uid: 0, gid: 0 }, [TOR_USER]: users.tor, [plan.relayUser]: users.relay };
   const id = (name: string) => {
     const found = ids[name];
@@ -203,6 +209,11 @@ export async function makeCardTree(root: string, plan: BuildPlan, users: CardUse
   if (options.booted) {
     await mkdir(join(root, STATE_DIR), { recursive: true, mode: 0o700 });
     await put(root, STATE.firstbootDone, '', 0o644);
+  }
+  if (options.cutRestore) {
+    // What a restore cut off halfway leaves: its record, not yet complete.
+    await mkdir(join(root, STATE_DIR), { recursive: true, mode: 0o700 });
+    await put(root, STATE.restored, JSON.stringify({ id: 'f'.repeat(32), createdAt: '2026-01-01T00:00:00.000Z', host: 'pi', simplexmq: '6.5.2', restoredAt: '2026-01-02T00:00:00.000Z', complete: false }), 0o600);
   }
 }
 

@@ -52,6 +52,10 @@ export function exposureTargets(plan: BuildPlan): Map<string, ExposureTarget> {
     [UNITS.export, { max: 2.5, why: 'root without capabilities: reads the state directory, writes the stick' }],
     [UNITS.ssh, { max: null, why: "Debian's sshd (our drop-ins make its host keys and require the firewall): its sessions are the admin's shell, so a sandbox on it would confine every admin command" }],
     [UNITS.tor, { max: null, why: "Debian's tor (our drop-in only requires the firewall), as Debian sandboxes it" }],
+    [
+      'regenerate_ssh_host_keys.service',
+      { max: null, why: "Raspberry Pi OS's first-boot key regeneration (our drop-in only skips it on a restored card); not on the Debian base, nor in the tree scored here" },
+    ],
   ]);
   for (const relay of relaysOf(plan)) targets.set(relay.unit, { max: 1.5, why: 'the relay user, no capabilities, loopback only, its own directories only' });
   return targets;
@@ -72,7 +76,13 @@ export async function unitExposures(root: string, rootfs: string, plan: BuildPla
   const shipped = await shippedUnits(rootfs);
   const more = others.filter((unit) => !shipped.some((u) => u.unit === unit)).map((unit): ShippedUnit => ({ unit, file: '', kind: 'unit' }));
   for (const u of [...shipped, ...more]) {
-    found.push({ ...u, exposure: await systemdExposure(root, u.unit), target: targets.get(u.unit) });
+    const target = targets.get(u.unit);
+    // A drop-in on a unit of one base only (Raspberry Pi OS's) that this tree does not have: nothing to score.
+    const scored = await systemdExposure(root, u.unit).catch((error: unknown) => {
+      if (u.kind === 'drop-in' && target?.max === null) return undefined;
+      throw error;
+    });
+    if (scored !== undefined) found.push({ ...u, exposure: scored, target });
   }
   return found;
 }

@@ -182,7 +182,7 @@ describe.runIf(isRoot)('backing up a Pi and restoring it onto a new card', () =>
     await writeFile(passphraseFile, (await sealBackup(await collectBackup(plan3, { root: piDir }), { passphrase: PASSPHRASE })).file);
 
     cardsDir = await scratch('backup-cards');
-    const card = async (name: string, plan: BuildPlan, options: { booted?: boolean } = {}) => {
+    const card = async (name: string, plan: BuildPlan, options: { booted?: boolean; cutRestore?: boolean } = {}) => {
       const tree = join(cardsDir, `${name}-tree`);
       await makeCardTree(tree, plan, CARD_USERS, options);
       cards[name] = join(cardsDir, `${name}.img`);
@@ -193,6 +193,9 @@ describe.runIf(isRoot)('backing up a Pi and restoring it onto a new card', () =>
     await card('second', cardPlan3);
     await card('booted', cardPlan3, { booted: true });
     await card('two-smp', cardPlan2);
+    await card('cut-restore', cardPlan3, { cutRestore: true });
+    // The same relays behind another onion port: every address would change.
+    await card('other-port', resolvePlan(parseRecipe(`${recipe(3, CARD_CLIENT_KEYS)}smp: { instances: 3, onion_port: 443 }\n`.replace(/^smp: \{ instances: 3 \}\n/m, ''), 'r.yaml')));
     // A card that ran and lost power: its journal still to replay (what the read-only check could not see).
     await card('crashed', cardPlan3);
     const loop = execFileSync('losetup', ['--find', '--show', '--offset', String(ROOT_START * 512), cards.crashed!]).toString().trim();
@@ -261,7 +264,9 @@ describe.runIf(isRoot)('backing up a Pi and restoring it onto a new card', () =>
     expect(restored.stdout).toContain(`files of backup ${backup.manifest.id} are on ${card}`);
     // The loud part: the old Pi stays off for good, and the image now holds every key.
     expect(restored.stdout).toContain('!! The Pi this backup came from must stay OFF for good, and no other card may be restored from it');
-    expect(restored.stdout).toContain(`!! ${card} now holds every key of the relays: flash it, then delete it. Never share or publish it.`);
+    expect(restored.stdout).toContain(`!! ${card} now holds every key of the relays (now readable by root only): flash it, then delete it. Never share or publish it.`);
+    expect((await stat(card)).mode & 0o777).toBe(0o600);
+    expect(restored.stdout).toContain('!! Anyone who knows your age1… recipient can make a backup that opens with your key. Check that the onion addresses above are the ones your group uses.');
     expect(restored.stdout).not.toContain('You restored this same backup before');
     expect(loopsOf(card)).toBe('');
 
@@ -386,7 +391,22 @@ describe.runIf(isRoot)('backing up a Pi and restoring it onto a new card', () =>
     expect(unclean.exitCode).not.toBe(0);
     expect(unclean.stderr).toContain(`error: ${crashed}: its root filesystem was not cleanly unmounted, so the card has run`);
     expect(await sha256File(crashed)).toBe(crashedBefore);
-    for (const card of [two, booted, crashed]) expect(loopsOf(card)).toBe('');
+
+    const cut = cards['cut-restore']!;
+    const cutBefore = await sha256File(cut);
+    const again = await simplexPi(['restore', '--backup', backupFile, '--card', cut, '--identity', identity]);
+    expect(again.exitCode).not.toBe(0);
+    expect(again.stderr).toContain(`error: ${cut}: a restore of backup ${'f'.repeat(32)} (2026-01-02T00:00:00.000Z) was cut off before it finished: flash the image again`);
+    expect(await sha256File(cut)).toBe(cutBefore);
+
+    const port = cards['other-port']!;
+    const portBefore = await sha256File(port);
+    const moved = await simplexPi(['restore', '--backup', backupFile, '--card', port, '--identity', identity]);
+    expect(moved.exitCode).not.toBe(0);
+    expect(moved.stderr).toContain("error: this card's image gives the relays other onion ports than the backup's, so every address the group has would change");
+    expect(moved.stderr).toContain(`${plan3.smp.instances[0]!.name}: onion port 5223 in the backup, 443 in this image`);
+    expect(await sha256File(port)).toBe(portBefore);
+    for (const card of [two, booted, crashed, cut, port]) expect(loopsOf(card)).toBe('');
   });
 
   it('leaves no key in the clear in the host\'s temporary directories', async () => {

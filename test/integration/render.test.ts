@@ -10,7 +10,7 @@ import { type ClientKey, authPrivate } from '../../builder/device/client-auth.ts
 import { base32, newOnionKey } from '../../builder/device/onion.ts';
 import { nftCheck, sshdCheck, standInBasePrograms, systemdRoot, systemdVerify, torOnionAuthView, torRun, torVerify } from '../helpers/real-tools.ts';
 import { shippedUnits, unitExposures } from '../helpers/unit-exposure.ts';
-import { UNITS } from '../../builder/plan/layout.ts';
+import { STATE, UNITS } from '../../builder/plan/layout.ts';
 import { relaysOf } from '../../builder/plan/relays.ts';
 import { INIT_TIMEOUT_MS } from '../../builder/device/servers.ts';
 
@@ -244,6 +244,11 @@ describe('recipe options, rendered and checked by the real tools', () => {
       ].join('\n'),
     );
     rendered = await render(join(dir, 'variant.yaml'));
+  });
+
+  it('a card restored from a backup keeps its SSH host keys: Raspberry Pi OS\'s key regeneration is skipped on it (and only on it)', async () => {
+    const dropIn = await readFile(join(rendered.rootfs, 'etc/systemd/system/regenerate_ssh_host_keys.service.d/simplex-pi-restored.conf'), 'utf8');
+    expect(dropIn).toMatch(new RegExp(`^\\[Unit\\]\\nConditionPathExists=!${STATE.restored}$`, 'm'));
   });
 
   it('backup.on_stick: the USB export may read Tor\'s and the relays\' directories (one capability, no more) and has the time to stop and start each relay; still within its exposure target', async () => {
