@@ -255,12 +255,16 @@ async function recordBackup(record: BackupRecord): Promise<void> {
 
 export type BackupTarget = { stick: BlockDevice } | { file: string; write: (bytes: Buffer) => Promise<void> };
 
-/**
- * Make a backup and put it where it was asked: a labelled USB stick (in `<folder>/backups/`, written like the
- * export: only the stick udev listed, checked again on the device) or a file (`--output`). Relays are started
- * again even when the backup fails.
- */
-export async function backup(plan: BuildPlan, encryption: BackupEncryption, target: BackupTarget, log: Log, pause: PauseRelay = pauseRelayUnit): Promise<BackupManifest> {
+/** A backup made (relays paused and started again), not yet written anywhere. */
+export interface MadeBackup {
+  manifest: BackupManifest;
+  file: Buffer;
+  /** How it is encrypted, as the log line says it. */
+  how: string;
+  seconds: number;
+}
+
+export async function makeBackup(plan: BuildPlan, encryption: BackupEncryption, log: Log, pause: PauseRelay = pauseRelayUnit): Promise<MadeBackup> {
   const started = Date.now();
   const collected = await collectBackup(plan, {
     pause: async (relay) => {
@@ -273,6 +277,13 @@ export async function backup(plan: BuildPlan, encryption: BackupEncryption, targ
     },
   });
   const { manifest, file } = await sealBackup(collected, encryption);
+  const how = 'recipient' in encryption ? `encrypted to ${encryption.recipient}` : 'encrypted with a passphrase';
+  return { manifest, file, how, seconds: (Date.now() - started) / 1000 };
+}
+
+/** Put a backup where it was asked (a stick, checked like the export's, or a file), and record it. */
+export async function writeBackup(plan: BuildPlan, made: MadeBackup, target: BackupTarget, log: Log): Promise<void> {
+  const { manifest, file } = made;
   const host = runningHostname(plan);
   const name = backupFileName(host, new Date(manifest.createdAt));
   let to: string;
@@ -285,10 +296,19 @@ export async function backup(plan: BuildPlan, encryption: BackupEncryption, targ
     to = target.file;
   }
   const sha256 = createHash('sha256').update(file).digest('hex');
-  await recordBackup({ at: manifest.createdAt, id: manifest.id, encryption: manifest.encryption, to, bytes: file.length, sha256 });
-  const how = manifest.encryption === 'recipient' && 'recipient' in encryption ? `encrypted to ${encryption.recipient}` : 'encrypted with a passphrase';
-  log(`backup: ${manifest.relays.length} relays${manifest.ssh ? ' and SSH' : ''}, ${manifest.files} files, ${file.length} bytes, ${how}, in ${((Date.now() - started) / 1000).toFixed(1)} s: written to ${to} (sha256 ${sha256})`);
-  return manifest;
+  await recordBackup({ at: new Date().toISOString(), id: manifest.id, encryption: manifest.encryption, to, bytes: file.length, sha256 });
+  log(`backup: ${manifest.relays.length} relays${manifest.ssh ? ' and SSH' : ''}, ${manifest.files} files, ${file.length} bytes, ${made.how}, in ${made.seconds.toFixed(1)} s: written to ${to} (sha256 ${sha256})`);
+}
+
+/**
+ * Make a backup and put it where it was asked: a labelled USB stick (in `<folder>/backups/`, written like the
+ * export: only the stick udev listed, checked again on the device) or a file (`--output`). Relays are started
+ * again even when the backup fails.
+ */
+export async function backup(plan: BuildPlan, encryption: BackupEncryption, target: BackupTarget, log: Log, pause: PauseRelay = pauseRelayUnit): Promise<BackupManifest> {
+  const made = await makeBackup(plan, encryption, log, pause);
+  await writeBackup(plan, made, target, log);
+  return made.manifest;
 }
 
 /** The stick for `simplex-pi backup` without --output: the one labelled USB stick, or --device. */

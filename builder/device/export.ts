@@ -2,7 +2,7 @@ import { readFile, rename, rm } from 'node:fs/promises';
 import { ENCRYPTED_ARCHIVE, HEALTH_FILE, STATE, STATE_DIR, stickFolder } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import type { ClientKey } from './client-auth.ts';
-import { backup, lastBackup } from './backup.ts';
+import { type MadeBackup, lastBackup, makeBackup, writeBackup } from './backup.ts';
 import { encryptTo, tarOf } from './encrypt.ts';
 import { type ExportRecord, exportArmed, recordExport } from './export-log.ts';
 import { runningHostname } from './host.ts';
@@ -103,13 +103,14 @@ async function disarmFirstExport(): Promise<void> {
  */
 const UNATTENDED_BACKUP_INTERVAL_MS = 60 * 60_000;
 
-async function unattendedBackup(plan: BuildPlan, recipient: string, stick: BlockDevice, log: Log): Promise<void> {
+/** Whether an unattended backup is due now (none in the last hour); says so when it is not. */
+async function unattendedBackupDue(log: Log): Promise<boolean> {
   const last = await lastBackup();
   if (last && Date.now() - Date.parse(last.at) < UNATTENDED_BACKUP_INTERVAL_MS) {
-    log(`backup: not now: the last one was made at ${last.at}, and a stick plugged in gets at most one an hour (each stops the relays for a moment); \`sudo simplex-pi backup\` makes one at any time`);
-    return;
+    log(`backup: not now: the last one was made at ${last.at}, and sticks plugged in get at most one an hour (each stops the relays for a moment); \`sudo simplex-pi backup\` makes one at any time`);
+    return false;
   }
-  await backup(plan, { recipient }, { stick }, log);
+  return true;
 }
 
 /**
@@ -157,11 +158,18 @@ export async function automaticExport(plan: BuildPlan, log: Log): Promise<boolea
   const firstExport = await exportArmed();
   if (firstExport) await disarmFirstExport();
   let ok = true;
+  // backup.on_stick: every labelled stick of this run carries a fresh backup too, encrypted to backup.recipient: one
+  // backup (the relays stop once), written to each.
+  const recipient = plan.backup.onStick ? plan.backup.recipient : null;
+  const backupDue = recipient !== null && (await unattendedBackupDue(log));
+  let made: MadeBackup | undefined;
   for (const stick of usb) {
     try {
       await writeExport(plan, stick, plan.export.encryptTo ? 'encrypted' : 'health', firstExport ? 'first' : 'plugged', log);
-      // backup.on_stick: the owner's stick carries a fresh backup too, encrypted to backup.recipient.
-      if (plan.backup.onStick && plan.backup.recipient) await unattendedBackup(plan, plan.backup.recipient, stick, log);
+      if (backupDue) {
+        made ??= await makeBackup(plan, { recipient: recipient! }, log);
+        await writeBackup(plan, made, { stick }, log);
+      }
     } catch (error) {
       if (!(error instanceof StickRefused)) throw error;
       log(`export: ${error.message}`);
