@@ -111,6 +111,9 @@ async function firstbootFigure(cache: string, server: TestServer, dir: string): 
   await writeFile(recipe, debianStandinRecipe({ name: 'team-bench', standins, sshKey: key, instances: 10 }));
   const out = join(dir, 'out-team');
   await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'build', '--recipe', recipe, '--out', out, '--cache', cache, '--compress', 'none'], { env: { CI: '1' } });
+  // A fresh card for the restore below, before first boot runs in the image.
+  const card = join(dir, 'team-card.img');
+  await execa('cp', ['--sparse=always', join(out, 'team-bench.img'), card]);
   const resources = new Resources();
   const mounted = await mountImage(join(out, 'team-bench.img'), join(dir, 'team-root'), resources, silentLog);
   try {
@@ -132,8 +135,6 @@ async function firstbootFigure(cache: string, server: TestServer, dir: string): 
     const backup = join(dir, 'team.backup.tar');
     await execa('cp', [join(mounted.root, 'root/bench.backup.tar'), backup]);
     await resources.releaseAll();
-    const card = join(dir, 'team-card.img');
-    await execa('cp', ['--sparse=always', join(out, 'team-bench.img'), card]);
     const restoring = performance.now();
     await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'restore', '--backup', backup, '--card', card, '--identity', identity]);
     const restoreSeconds = (performance.now() - restoring) / 1000;

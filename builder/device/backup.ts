@@ -5,6 +5,7 @@ import { basename, join } from 'node:path';
 import { Encrypter } from 'age-encryption';
 import { pack } from 'tar-stream';
 import { BACKUP_FORMAT, type BackupEntry, type BackupManifest, MANIFEST_MEMBER, ONION_FILES, ROLE, SECRETS_MEMBER, backupFileName } from '../backup/format.ts';
+import { exists } from '../exists.ts';
 import { AUTHORIZED_CLIENTS, BACKUP_FOLDER, STATE, stickFolder } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { type Relay, relaysOf } from '../plan/relays.ts';
@@ -187,6 +188,7 @@ async function settled(relay: Relay): Promise<boolean> {
     const { state, job } = await unitState(relay.unit);
     if (!job && state === 'active' && (await listening(relay.localPort))) return true;
     if (!job && (state === 'inactive' || state === 'failed')) return false;
+    if (state === 'unknown') throw new Error(`systemd could not say whether ${relay.name} (${relay.unit}) runs: no backup taken`);
     if (Date.now() > deadline) throw new Error(`${relay.name} (${relay.unit}) did not settle within ${SETTLE_TIMEOUT_MS / 60_000} minutes (${state}${job ? ', a job queued' : ''}): no backup taken; try again later`);
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
@@ -212,6 +214,8 @@ function startPausedOnSignal(): void {
  * relay down.
  */
 export const pauseRelayUnit: PauseRelay = async (relay) => {
+  // sd_booted(): without systemd as init (an image's chroot, a build) no relay unit can be running.
+  if (!(await exists('/run/systemd/system'))) return async () => {};
   if (!(await settled(relay))) return async () => {};
   startPausedOnSignal();
   const resume = async () => {
