@@ -1,9 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { appendFile, lstat, open, readdir, readFile } from 'node:fs/promises';
+import { lstat, open, readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { Encrypter } from 'age-encryption';
-import { pack } from 'tar-stream';
 import { BACKUP_FORMAT, type BackupEntry, type BackupManifest, MANIFEST_MEMBER, ONION_FILES, ROLE, SECRETS_MEMBER, backupFileName } from '../backup/format.ts';
 import { exists } from '../exists.ts';
 import { AUTHORIZED_CLIENTS, BACKUP_FOLDER, STATE, stickFolder } from '../plan/layout.ts';
@@ -13,7 +11,9 @@ import { fingerprintOf } from './address.ts';
 import { runningHostname } from './host.ts';
 import { onionAddress } from './onion.ts';
 import { StickRefused, chooseStick, writeToStick } from './stick-writer.ts';
-import { listeningPorts } from './listening.ts';
+import { type AgeEncryption, ageEncrypt, tarMembers } from './encrypt.ts';
+import { appendJsonLine, lastJsonLine } from './json-lines.ts';
+import { listeningNow } from './listening.ts';
 import { runTool } from './tool.ts';
 import type { BlockDevice } from './usb-sticks.ts';
 
@@ -38,7 +38,7 @@ import type { BlockDevice } from './usb-sticks.ts';
 export type Log = (line: string) => void;
 
 /** How the archive is encrypted: to the recipe's (or a given) age recipient, or with a passphrase (scrypt). */
-export type BackupEncryption = { recipient: string } | { passphrase: string };
+export type BackupEncryption = AgeEncryption;
 
 /** Stops a relay for the backup; returns what starts it again. Only SMP relays hold state in memory. */
 export type PauseRelay = (relay: Relay) => Promise<() => Promise<void>>;
@@ -132,31 +132,13 @@ export async function collectBackup(plan: BuildPlan, options: CollectOptions = {
   return { manifest, entries };
 }
 
-/** A tar of named members, in order; every member 0600, every time the given one (no uid or user name of the Pi). */
-export async function tarMembers(members: ReadonlyArray<{ name: string; mode?: number; content: Buffer }>, mtime: Date): Promise<Buffer> {
-  const archive = pack();
-  const chunks: Buffer[] = [];
-  archive.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
-  const done = new Promise<void>((resolve, reject) => {
-    archive.on('end', resolve);
-    archive.on('error', reject);
-  });
-  for (const member of members) archive.entry({ name: member.name, mode: member.mode ?? 0o600, mtime, uid: 0, gid: 0 }, member.content);
-  archive.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
-
 /** The backup file: the manifest in the clear, and the files with the manifest again, age-encrypted. */
 export async function sealBackup(collected: { manifest: Omit<BackupManifest, 'encryption'>; entries: readonly BackupEntry[] }, encryption: BackupEncryption): Promise<{ manifest: BackupManifest; file: Buffer }> {
   const manifest: BackupManifest = { ...collected.manifest, encryption: 'recipient' in encryption ? 'recipient' : 'passphrase' };
   const manifestJson = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
   const mtime = new Date(manifest.createdAt);
   const inner = await tarMembers([{ name: MANIFEST_MEMBER, content: manifestJson }, ...collected.entries.map((e) => ({ name: e.path, mode: e.mode, content: e.content }))], mtime);
-  const encrypter = new Encrypter();
-  if ('recipient' in encryption) encrypter.addRecipient(encryption.recipient);
-  else encrypter.setPassphrase(encryption.passphrase);
-  const sealed = Buffer.from(await encrypter.encrypt(inner));
+  const sealed = Buffer.from(await ageEncrypt(encryption, inner));
   const file = await tarMembers([{ name: MANIFEST_MEMBER, content: manifestJson }, { name: SECRETS_MEMBER, content: sealed }], mtime);
   return { manifest, file };
 }
@@ -172,11 +154,6 @@ async function unitState(unit: string): Promise<{ state: string; job: boolean }>
   return { state, job: /^Job=\S+/m.test(stdout) };
 }
 
-async function listening(port: number): Promise<boolean> {
-  const tables = await Promise.all(['/proc/1/net/tcp', '/proc/1/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
-  return listeningPorts(...tables).has(port);
-}
-
 /**
  * Wait until the relay has settled: running and listening (a relay that has just started reads its saved
  * messages and store log, and renames them, before it listens), or stopped with nothing queued. A backup taken
@@ -186,7 +163,7 @@ async function settled(relay: Relay): Promise<boolean> {
   const deadline = Date.now() + SETTLE_TIMEOUT_MS;
   for (;;) {
     const { state, job } = await unitState(relay.unit);
-    if (!job && state === 'active' && (await listening(relay.localPort))) return true;
+    if (!job && state === 'active' && (await listeningNow()).has(relay.localPort)) return true;
     if (!job && (state === 'inactive' || state === 'failed')) return false;
     if (state === 'unknown') throw new Error(`systemd could not say whether ${relay.name} (${relay.unit}) runs: no backup taken`);
     if (Date.now() > deadline) throw new Error(`${relay.name} (${relay.unit}) did not settle within ${SETTLE_TIMEOUT_MS / 60_000} minutes (${state}${job ? ', a job queued' : ''}): no backup taken; try again later`);
@@ -245,16 +222,7 @@ export interface BackupRecord {
 }
 
 export async function lastBackup(): Promise<BackupRecord | undefined> {
-  const text = await readFile(STATE.backupLog, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return '';
-    throw error;
-  });
-  const last = text.trim().split('\n').filter(Boolean).at(-1);
-  return last ? (JSON.parse(last) as BackupRecord) : undefined;
-}
-
-async function recordBackup(record: BackupRecord): Promise<void> {
-  await appendFile(STATE.backupLog, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  return lastJsonLine<BackupRecord>(STATE.backupLog);
 }
 
 export type BackupTarget = { stick: BlockDevice } | { file: string; write: (bytes: Buffer) => Promise<void> };
@@ -300,7 +268,7 @@ export async function writeBackup(plan: BuildPlan, made: MadeBackup, target: Bac
     to = target.file;
   }
   const sha256 = createHash('sha256').update(file).digest('hex');
-  await recordBackup({ at: new Date().toISOString(), id: manifest.id, encryption: manifest.encryption, to, bytes: file.length, sha256 });
+  await appendJsonLine(STATE.backupLog, { at: new Date().toISOString(), id: manifest.id, encryption: manifest.encryption, to, bytes: file.length, sha256 } satisfies BackupRecord);
   log(`backup: ${manifest.relays.length} relays${manifest.ssh ? ' and SSH' : ''}, ${manifest.files} files, ${file.length} bytes, ${made.how}, in ${made.seconds.toFixed(1)} s: written to ${to} (sha256 ${sha256})`);
 }
 

@@ -1,4 +1,4 @@
-import type { Command } from '../command-table.ts';
+import type { Command, Flag } from '../command-table.ts';
 import { BACKUP_FOLDER, DEVICE_COMMAND, HEALTH_FILE, STATE_DIR, UNITS, unitName } from '../plan/layout.ts';
 
 /**
@@ -8,6 +8,15 @@ import { BACKUP_FOLDER, DEVICE_COMMAND, HEALTH_FILE, STATE_DIR, UNITS, unitName 
 
 /** What a person types: DEVICE_COMMAND's name. */
 export const COMMAND_NAME = DEVICE_COMMAND.slice(DEVICE_COMMAND.lastIndexOf('/') + 1);
+
+/** The stick root names for `export` and `backup` (device/stick-writer.ts chooseStick). */
+const device: Flag = {
+  name: 'device',
+  type: 'string',
+  value: 'DEV',
+  defaultText: "the one USB stick with the recipe's label",
+  help: 'The USB stick (partition) to write, when more than one carries the label.',
+};
 
 export const DEVICE_COMMANDS: Command[] = [
   {
@@ -24,13 +33,7 @@ export const DEVICE_COMMANDS: Command[] = [
   {
     name: 'export',
     flags: [
-      {
-        name: 'device',
-        type: 'string',
-        value: 'DEV',
-        defaultText: "the one USB stick with the recipe's label",
-        help: 'The USB stick (partition) to write, when more than one carries the label.',
-      },
+      device,
       {
         name: 'auto',
         type: 'boolean',
@@ -46,13 +49,7 @@ export const DEVICE_COMMANDS: Command[] = [
   {
     name: 'backup',
     flags: [
-      {
-        name: 'device',
-        type: 'string',
-        value: 'DEV',
-        defaultText: "the one USB stick with the recipe's label",
-        help: 'The USB stick (partition) to write, when more than one carries the label.',
-      },
+      device,
       { name: 'output', type: 'string', value: 'FILE', help: 'Write the backup to FILE instead of a stick (`-`: to stdout, e.g. through `ssh … > backup.tar`).' },
       { name: 'recipient', type: 'string', value: 'AGE', defaultText: 'backup.recipient of the recipe', help: 'Encrypt to this age recipient (`age1…`).' },
       { name: 'passphrase', type: 'boolean', help: 'Encrypt with a passphrase, typed twice (or the first line of stdin), instead of a recipient.' },

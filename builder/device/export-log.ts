@@ -1,6 +1,6 @@
-import { appendFile, readFile } from 'node:fs/promises';
 import { exists } from '../exists.ts';
 import { STATE } from '../plan/layout.ts';
+import { appendJsonLine, lastJsonLine } from './json-lines.ts';
 
 /** Every time secrets left the Pi for a stick: so the owner can see on `status` when, where, and whether it was expected. */
 export interface ExportRecord {
@@ -15,17 +15,12 @@ export interface ExportRecord {
 }
 
 export async function recordExport(record: ExportRecord): Promise<void> {
-  await appendFile(STATE.exportLog, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  await appendJsonLine(STATE.exportLog, record);
 }
 
 /** The last export of secrets; undefined if there was none. Throws EACCES for a user who may not know. */
 export async function lastExport(): Promise<ExportRecord | undefined> {
-  const text = await readFile(STATE.exportLog, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return '';
-    throw error;
-  });
-  const last = text.trim().split('\n').filter(Boolean).at(-1);
-  return last ? (JSON.parse(last) as ExportRecord) : undefined;
+  return lastJsonLine<ExportRecord>(STATE.exportLog);
 }
 
 export function describeExport(record: ExportRecord): string {

@@ -1,4 +1,4 @@
-import { applyIni, readIni } from './ini.ts';
+import { applyIni, iniSettings, readIni } from './ini.ts';
 import type { IniSetting } from '../plan/plan.ts';
 
 /**
@@ -9,24 +9,6 @@ import type { IniSetting } from '../plan/plan.ts';
  * The upload/queue password is the one thing of the old file kept as it was, set or absent: it is part of the
  * addresses the group already has.
  */
-
-/** Every `key = value` (or `key: value`) the file sets, by section, in order. */
-export function iniSettings(text: string): IniSetting[] {
-  const settings: IniSetting[] = [];
-  let section = '';
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (!line || line.startsWith('#') || line.startsWith(';')) continue;
-    const header = /^\[(.+)\]$/.exec(line);
-    if (header) {
-      section = header[1]!;
-      continue;
-    }
-    const kv = /^([^=:]+?)\s*[=:]\s*(.*)$/.exec(line);
-    if (kv && section) settings.push({ section, key: kv[1]!, value: kv[2]! });
-  }
-  return settings;
-}
 
 /**
  * How the template writes the key in that section, set or commented out (`# key = …`, `# key: …`): its separator,

@@ -40,19 +40,25 @@ export function applyIni(text: string, settings: readonly IniSetting[]): string 
   return `${lines.join('\n')}\n`;
 }
 
-/** The value of `key` in `[section]`, as simplexmq's INI reader sees it (either separator). */
-export function readIni(text: string, section: string, key: string): string | undefined {
-  let current = '';
+/** Every `key = value` (or `key: value`) the file sets, by section, in order, as simplexmq's INI reader sees them. */
+export function iniSettings(text: string): IniSetting[] {
+  const settings: IniSetting[] = [];
+  let section = '';
   for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (!line || line.startsWith('#') || line.startsWith(';')) continue;
     const header = /^\[(.+)\]$/.exec(line);
     if (header) {
-      current = header[1]!;
+      section = header[1]!;
       continue;
     }
     const kv = /^([^=:]+?)\s*[=:]\s*(.*)$/.exec(line);
-    if (kv && current === section && kv[1] === key) return kv[2];
+    if (kv && section) settings.push({ section, key: kv[1]!, value: kv[2]! });
   }
-  return undefined;
+  return settings;
+}
+
+/** The value of `key` in `[section]`, as simplexmq's INI reader sees it (either separator). */
+export function readIni(text: string, section: string, key: string): string | undefined {
+  return iniSettings(text).find((s) => s.section === section && s.key === key)?.value;
 }

@@ -5,7 +5,7 @@ import type { BuildPlan } from '../plan/plan.ts';
 import { COMMAND_NAME } from './commands.ts';
 import { describeExport, exportArmed, lastExport } from './export-log.ts';
 import { lastBackup } from './backup.ts';
-import { listeningPorts } from './listening.ts';
+import { listeningNow } from './listening.ts';
 import { restoredFrom } from './restored.ts';
 import { runningHostname } from './host.ts';
 import { checkXftpQuota } from './storage.ts';
@@ -68,10 +68,7 @@ async function healthLines(plan: BuildPlan, forStick: boolean): Promise<string[]
   const done = await readFile(STATE.firstbootDone, 'utf8').catch((error: unknown) => (denied(error) ? null : undefined));
   if (done === null) lines.push(`First boot: unknown: permission denied (only root may read ${STATE_DIR}); ${WITH_SUDO}`);
   else lines.push(done ? `First boot: finished ${done.trim()}` : `First boot: NOT FINISHED. See \`journalctl -u ${unitName(UNITS.firstboot)}\` for what it is doing or what went wrong.`);
-  // PID 1's tables, the Pi's own network: the export unit, which writes this report to a stick, has a network of
-  // its own (PrivateNetwork=), where /proc/net shows no relay listening.
-  const tables = await Promise.all(['/proc/1/net/tcp', '/proc/1/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
-  const listening = listeningPorts(...tables);
+  const listening = await listeningNow();
   lines.push('', 'Services:');
   for (const { unit, port } of plan.reportedUnits) {
     const state = await unitState(unit);

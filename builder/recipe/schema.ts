@@ -385,6 +385,15 @@ const networkSchema = z.strictObject({
 });
 
 
+/** An age X25519 recipient or null (export.encrypt_to, backup.recipient), checked as the device will use it. */
+function ageRecipient() {
+  return z
+    .string()
+    .refine(isAgeRecipient, { error: 'must be an age X25519 recipient (age1… as `age-keygen` prints it; post-quantum age1pq1… recipients are not supported)' })
+    .nullable()
+    .default(null);
+}
+
 const exportSchema = z.strictObject({
   usb_label: z
     .string()
@@ -405,11 +414,7 @@ const exportSchema = z.strictObject({
     .min(1, { error: 'must name at least one format' })
     .default(['txt', 'json', 'qr'])
     .meta({ description: 'What to write: `addresses.txt` (`txt`), `servers.json` (`json`), QR codes (`qr`).' }),
-  encrypt_to: z
-    .string()
-    .refine(isAgeRecipient, { error: 'must be an age X25519 recipient (age1… as `age-keygen` prints it; post-quantum age1pq1… recipients are not supported)' })
-    .nullable()
-    .default(null)
+  encrypt_to: ageRecipient()
     .meta({
       description:
         'An age recipient (`age1…`, from `age-keygen`). Every labelled USB stick plugged in then gets the addresses and keys as one ' +
@@ -418,11 +423,7 @@ const exportSchema = z.strictObject({
 });
 
 const backupSchema = z.strictObject({
-  recipient: z
-    .string()
-    .refine(isAgeRecipient, { error: 'must be an age X25519 recipient (age1… as `age-keygen` prints it; post-quantum age1pq1… recipients are not supported)' })
-    .nullable()
-    .default(null)
+  recipient: ageRecipient()
     .meta({
       description:
         'An age recipient (`age1…`, from `age-keygen`) that backups are encrypted to: `sudo simplex-pi backup` then needs no passphrase, ' +

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { iniSettings, migrateIni } from '../../builder/device/ini-migrate.ts';
+import { iniSettings } from '../../builder/device/ini.ts';
+import { migrateIni } from '../../builder/device/ini-migrate.ts';
 import { readIni } from '../../builder/device/ini.ts';
 import { XFTP_FILES_DIR, XFTP_SERVICE, relayDirs, smpService } from '../../builder/plan/layout.ts';
 
