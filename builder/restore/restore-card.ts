@@ -142,6 +142,10 @@ async function mountRoot(card: string, resources: Resources, readOnly: boolean, 
   return mountPoint;
 }
 
+/**
+ * Whether a path on the mounted card exists, without following a link: builder/exists.ts follows links, and a link on
+ * the card may point anywhere on this computer.
+ */
 async function present(path: string): Promise<boolean> {
   return lstat(path).then(
     () => true,
