@@ -4,7 +4,7 @@ import { lstat, open, readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { BACKUP_FORMAT, type BackupEntry, type BackupManifest, MANIFEST_MEMBER, ONION_FILES, ROLE, SECRETS_MEMBER, backupFileName } from '../backup/format.ts';
 import { exists } from '../exists.ts';
-import { AUTHORIZED_CLIENTS, BACKUP_FOLDER, STATE, stickFolder } from '../plan/layout.ts';
+import { AUTHORIZED_CLIENTS, BACKUP_FOLDER, RELAY_KINDS, STATE, stickFolder } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { type Relay, relaysOf } from '../plan/relays.ts';
 import { fingerprintOf } from './address.ts';
@@ -99,7 +99,8 @@ export async function collectBackup(plan: BuildPlan, options: CollectOptions = {
       for (const name of await regularFiles(config)) entries.push(await entryOf(ROLE.relayConfig(relay.name), join(config, name)));
       if (relay.kind === 'smp') {
         const state = join(root, relay.logPath);
-        for (const name of await regularFiles(state)) entries.push(await entryOf(ROLE.relayState(relay.name), join(state, name)));
+        // The counts the relay rewrites every few minutes are its own business, not what makes it the same relay.
+        for (const name of (await regularFiles(state)).filter((n) => n !== RELAY_KINDS[relay.kind].metricsFile)) entries.push(await entryOf(ROLE.relayState(relay.name), join(state, name)));
       }
     } finally {
       await resume?.();

@@ -78,16 +78,17 @@ export function authPrivate(onion: string, key: ClientKey): string {
   return authPrivateLine(onion, key.privateKey);
 }
 
-/** The Pi's own client key for its relays: made once at first boot, kept root-only, never exported. */
+/** The Pi's own client key for its onion services: made once at first boot, kept root-only, never exported. */
 const SELF_KEY = STATE.selfClientKey;
 
 /**
- * With client authorization on, the Pi's own Tor needs a key for each of its SMP relays: in private message
- * routing one relay is the proxy that connects to another (the destination) through Tor, and an onion service
- * with client authorization admits no one without a key. The public half joins each SMP relay's
- * AUTHORIZED_CLIENTS; the private half goes to Tor's ClientOnionAuthDir as `<service>.auth_private`.
- * Members' apps that use these relays as proxies for relays elsewhere need nothing more; apps elsewhere that
- * would use them need a key of their own (docs: README, client authorization).
+ * With client authorization on, the Pi's own Tor needs a key for each of its onion services: in private message
+ * routing one SMP relay is the proxy that connects to another (the destination) through Tor, and the watchdog
+ * (device/watchdog.ts) reaches every relay and SSH at its onion as a user would; an onion service with client
+ * authorization admits no one without a key. The public half joins each service's AUTHORIZED_CLIENTS; the private
+ * half goes to Tor's ClientOnionAuthDir as `<service>.auth_private`. It never leaves the Pi but in a backup, which
+ * holds the services' own onion keys too. Members' apps that use these relays as proxies for relays elsewhere need
+ * nothing more; apps elsewhere that would use them need a key of their own (docs: README, client authorization).
  */
 export async function ensureRelayClientAuth(plan: BuildPlan, tor: Owner, relays: ReadonlyArray<{ service: OnionService; onion: string }>): Promise<{ created: boolean }> {
   const dir = plan.tor.clientOnionAuthDir;

@@ -21,9 +21,10 @@ const device: Flag = {
 export const DEVICE_COMMANDS: Command[] = [
   {
     name: 'status',
-    flags: [],
+    flags: [{ name: 'json', type: 'boolean', help: 'Print it as one JSON object (no addresses, no secret), for scripts and monitoring.' }],
     summary:
-      "Shows first boot, each relay and whether it listens, Tor's bootstrap, and the addresses (the addresses only as root: `sudo simplex-pi status`).",
+      "Shows first boot, each relay and whether it listens, what the watchdog last saw through Tor, Tor's bootstrap, the disk, the last backup, and the addresses " +
+      '(the addresses only as root: `sudo simplex-pi status`).',
   },
   {
     name: 'addresses',
@@ -58,6 +59,14 @@ export const DEVICE_COMMANDS: Command[] = [
       "Backs up everything that makes the relays the same relays (onion keys, identities, passwords, queues and undelivered messages, SSH's keys) " +
       `into one age-encrypted file, to ${BACKUP_FOLDER}/ on the labelled USB stick or to --output. Each SMP relay stops for a moment, one at a time. ` +
       'Needs root. Restore it onto a new card with `simplex-pi restore` on your computer (README: your card died).',
+  },
+  {
+    name: 'watchdog',
+    flags: [],
+    summary:
+      `What ${UNITS.watchdogTimer} runs every watchdog.interval_seconds: each relay and SSH reached through the Pi's own Tor at its own onion address ` +
+      "(TLS handshake and identity, or SSH's banner) and on its local port; a failure is met one step at a time (reload Tor, restart Tor, restart the " +
+      `relay), then reported, never restarted in a loop. \`journalctl -u ${unitName(UNITS.watchdog)}\` tells what it did.`,
   },
   {
     name: 'firstboot',

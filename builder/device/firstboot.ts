@@ -79,8 +79,9 @@ export async function firstboot(plan: BuildPlan, log: Log): Promise<ServerRecord
     records.push({ name: 'ssh', kind: 'ssh', onion: onion.address, address: `ssh ${plan.ssh.user}@${onion.address}` });
   }
 
-  const ownKey = await ensureRelayClientAuth(plan, tor, plan.smp.instances.map((i) => ({ service: i.onion, onion: records.find((r) => r.name === i.name)!.onion })));
-  if (plan.tor.clientOnionAuthDir) log(`client authorization: the Pi's own key for its SMP relays ${ownKey.created ? 'created' : 'kept'} (they route messages for each other)`);
+  const own = [...relaysOf(plan).map((r) => ({ name: r.name, service: r.onion })), ...(plan.ssh.onion ? [{ name: 'ssh', service: plan.ssh.onion }] : [])];
+  const ownKey = await ensureRelayClientAuth(plan, tor, own.map(({ name, service }) => ({ service, onion: records.find((r) => r.name === name)!.onion })));
+  if (plan.tor.clientOnionAuthDir) log(`client authorization: the Pi's own key for its onion services ${ownKey.created ? 'created' : 'kept'} (the relays route messages for each other; the watchdog reaches each service)`);
   const clientKeys = await ensureClientKeys(plan, tor);
   if (clientKeys.length) log(`client authorization: ${clientKeys.length} client key(s); only their holders can reach the relays`);
   const admin = await ensureAdminClientKey(plan, tor);

@@ -6,7 +6,8 @@ import { PLAN_PATH, PLAN_SCHEMA_VERSION, STATE, UNITS, unitName } from '../plan/
 import type { BuildPlan } from '../plan/plan.ts';
 import { automaticExport, explicitExport } from './export.ts';
 import { StickRefused } from './stick-writer.ts';
-import { denied, status } from './status.ts';
+import { denied, status, statusJson } from './status.ts';
+import { watchdogRound } from './watchdog.ts';
 import { firstboot } from './firstboot.ts';
 import { commandHelp, parseCommand, programHelp, wantsHelp, type Parsed } from '../command-table.ts';
 import { COMMAND_NAME, DEVICE_COMMANDS } from './commands.ts';
@@ -33,7 +34,7 @@ async function loadPlan(): Promise<BuildPlan> {
 }
 
 /** Each command's code, by its name in DEVICE_COMMANDS (commands.ts). */
-type Values = { device?: string; auto?: boolean; output?: string; recipient?: string; passphrase?: boolean };
+type Values = { device?: string; auto?: boolean; output?: string; recipient?: string; passphrase?: boolean; json?: boolean };
 
 const HANDLERS: Record<string, (parsed: Parsed<Values>) => Promise<void>> = {
   firstboot: async () => {
@@ -60,8 +61,13 @@ const HANDLERS: Record<string, (parsed: Parsed<Values>) => Promise<void>> = {
       : { stick: await backupStick(plan, values.device).catch(refusal) };
     await backup(plan, encryption, target, log).catch(refusal);
   },
-  status: async () => {
-    process.stdout.write(await status(await loadPlan()));
+  status: async ({ values }) => {
+    const plan = await loadPlan();
+    process.stdout.write(values.json ? await statusJson(plan) : await status(plan));
+  },
+  watchdog: async () => {
+    // Its lines go to the journal: errors name onion addresses, never a password (they are not in what it reads).
+    await watchdogRound(await loadPlan(), (line) => console.log(redactPasswords(line)));
   },
   addresses: async () => {
     const addresses = await readFile(STATE.addresses, 'utf8').catch((error: unknown) => {

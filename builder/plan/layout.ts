@@ -8,10 +8,10 @@
 /** What the device program reads: the build's plan, serialised (plan/plan.ts). */
 export const PLAN_PATH = '/etc/simplex-pi/plan.json';
 /**
- * 2: each relay carries its unit's paths, names and variables; 3: backups (plan.json of an image is read by its own
+ * 2: each relay carries its unit's paths, names and variables; 3: backups; 4: the onion watchdog (plan.json of an image is read by its own
  * program, and by `simplex-pi restore`, which refuses a card whose plan has another version).
  */
-export const PLAN_SCHEMA_VERSION = 3;
+export const PLAN_SCHEMA_VERSION = 4;
 
 // Programs.
 export const BINARY_DIR = '/usr/local/bin';
@@ -41,7 +41,7 @@ export const STATE = {
   addresses: `${STATE_DIR}/addresses.txt`,
   /** Client authorization keys made on the Pi (tor.client_auth.generate), private halves included. */
   clientKeys: `${STATE_DIR}/client-auth.json`,
-  /** The Pi's own client key for its SMP relays (they route messages for each other); never exported. */
+  /** The Pi's own client key for its onion services (the relays route messages for each other; the watchdog reaches each); never exported. */
   selfClientKey: `${STATE_DIR}/client-auth-self.json`,
   /** The admin's client key for the SSH onion service: members' keys never open it (exported under ADMIN_FOLDER). */
   adminClientKey: `${STATE_DIR}/client-auth-admin.json`,
@@ -66,6 +66,10 @@ export const STATE = {
    * backup came from must stay off; `status` shows it for good.
    */
   restored: `${STATE_DIR}/restored.json`,
+  /** The onion watchdog's state: per service, the last check, the outage it is in and the steps taken (`status` shows it). */
+  watchdog: `${STATE_DIR}/watchdog.json`,
+  /** One JSON line per thing the watchdog saw change or did (a service failing, a step, a recovery, giving up). */
+  watchdogLog: `${STATE_DIR}/watchdog.log`,
   /** The Debian base's one-time root filesystem growth (overlays/debian-base). */
   growrootDone: `${STATE_DIR}/growroot.done`,
 } as const;
@@ -97,6 +101,9 @@ export const UNITS = {
   nftables: 'nftables.service',
   ssh: 'ssh.service',
   growroot: 'simplex-pi-growroot.service',
+  /** One round of the onion watchdog (device/watchdog.ts), started by its timer. */
+  watchdog: 'simplex-pi-watchdog.service',
+  watchdogTimer: 'simplex-pi-watchdog.timer',
 } as const;
 
 /** A unit as people type it (`journalctl -u simplex-pi-firstboot`): without `.service`. */
@@ -122,7 +129,7 @@ export const SOCKS_PROXY = `127.0.0.1:${TOR_SOCKS_PORT}`;
 export const TOR_CONTROL_SOCKET = '/run/tor/control';
 export const TOR_CONTROL_COOKIE = '/run/tor/control.authcookie';
 
-/** The Pi's own client key for its SMP relays (device/client-auth.ts): `<name>.auth` in each SMP relay's AUTHORIZED_CLIENTS. */
+/** The Pi's own client key for its onion services (device/client-auth.ts): `<name>.auth` in each service's AUTHORIZED_CLIENTS. */
 export const SELF_KEY_NAME = 'simplex-pi-relays';
 /** The name of client key N (from 1) that the Pi makes on first boot (recipe tor.client_auth.generate); `'N'` for the docs. */
 export function generatedClientName(index: number | 'N'): string {
@@ -181,6 +188,12 @@ export interface RelayKindLayout {
    * storeMsgsFilePath, storeNtfsFilePath): a power cut during the save leaves a torn last record.
    */
   savedFiles: readonly string[];
+  /**
+   * The Prometheus text file the server rewrites every `[STORE_LOG] prometheus_interval` seconds in the state
+   * directory (upstream's Server/Main.hs and FileTransfer/Server/Main.hs prometheusMetricsFile): the relay's counts,
+   * which `status` shows (device/relay-metrics.ts). Nothing a backup needs.
+   */
+  metricsFile: string;
 }
 
 export const RELAY_KINDS: Readonly<Record<RelayKind, RelayKindLayout>> = {
@@ -190,6 +203,7 @@ export const RELAY_KINDS: Readonly<Record<RelayKind, RelayKindLayout>> = {
     cfgEnv: 'SMP_SERVER_CFG_PATH',
     logEnv: 'SMP_SERVER_LOG_PATH',
     savedFiles: ['smp-server-messages.log', 'smp-server-ntfs.log'],
+    metricsFile: 'smp-server-metrics.txt',
   },
   xftp: {
     binary: 'xftp-server',
@@ -197,6 +211,7 @@ export const RELAY_KINDS: Readonly<Record<RelayKind, RelayKindLayout>> = {
     cfgEnv: 'XFTP_SERVER_CFG_PATH',
     logEnv: 'XFTP_SERVER_LOG_PATH',
     savedFiles: [],
+    metricsFile: 'xftp-server-metrics.txt',
   },
 };
 

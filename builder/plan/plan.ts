@@ -159,6 +159,8 @@ export interface BuildPlan {
   export: { usbLabel: string; formats: Array<'txt' | 'json' | 'qr'>; encryptTo: string | null };
   /** Backups (device/backup.ts): the age recipient they are encrypted to, and whether a labelled stick gets one unasked. */
   backup: { recipient: string | null; onStick: boolean };
+  /** The onion watchdog (device/watchdog.ts): how often its timer runs. */
+  watchdog: { intervalSeconds: number };
   simplexmq: { version: string; releaseNotesUrl: string; binaries: BinaryInput[]; memoryDenyWriteExecute: boolean };
   /** Units the configure stage enables. */
   units: string[];
@@ -197,6 +199,16 @@ function onion(name: string, virtualPort: number, localPort: number): OnionServi
 }
 
 /**
+ * How often each relay rewrites its Prometheus metrics file (RELAY_KINDS metricsFile in its state directory;
+ * device/relay-metrics.ts): `status` takes the relay's queue, message and file counts from it. Left unset (init
+ * writes it commented out), the relay writes no such file. Each write is the whole file, a few tens of KB for SMP,
+ * on the SD card: every 15 minutes is about 3 MB a day a relay; every minute would be 15 times as much wear for
+ * counts nobody reads that often.
+ */
+export const RELAY_METRICS_INTERVAL_SECONDS = 900;
+const METRICS_SETTING: IniSetting = { section: 'STORE_LOG', key: 'prometheus_interval', value: String(RELAY_METRICS_INTERVAL_SECONDS) };
+
+/**
  * What the first-boot program sets in the SMP relay's INI after `init`: a single local port (init writes 5223,443),
  * outbound private routing only through Tor (socks_mode always: onion would use the clearnet for relays with public
  * addresses; docs/simplexmq-and-tor.md#socks-mode), and onion hosts preferred.
@@ -209,6 +221,7 @@ function smpIni(localPort: number, expiryDays: number): IniSetting[] {
     { section: 'PROXY', key: 'socks_mode', value: 'always' },
     { section: 'PROXY', key: 'host_mode', value: 'onion' },
     { section: 'STORE_LOG', key: 'expire_messages_days', value: String(expiryDays) },
+    METRICS_SETTING,
   ];
 }
 
@@ -270,6 +283,7 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
         ini: [
           { section: 'TRANSPORT', key: 'port', value: String(recipe.xftp.local_port) },
           { section: 'STORE_LOG', key: 'expire_files_hours', value: String(recipe.xftp.file_expiry_hours) },
+          METRICS_SETTING,
           // Set at init (-q) and again at every first boot: a relay restored from a backup gets this recipe's quota.
           { section: 'FILES', key: 'storage_quota', value: recipe.xftp.quota },
         ],
@@ -304,13 +318,14 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
     network: { outbound: recipe.network.outbound, allowPing: recipe.network.allow_ping },
     export: { usbLabel: recipe.export.usb_label, formats: recipe.export.formats, encryptTo: recipe.export.encrypt_to },
     backup: { recipient: recipe.backup.recipient, onStick: recipe.backup.on_stick },
+    watchdog: { intervalSeconds: recipe.watchdog.interval_seconds },
     simplexmq: {
       version,
       releaseNotesUrl: expand(recipe.simplexmq.release_notes_url, version),
       binaries,
       memoryDenyWriteExecute: recipe.simplexmq.memory_deny_write_execute,
     },
-    units: [UNITS.firstboot, UNITS.export, ...relays.map((r) => r.unit), UNITS.nftables, ...(sshEnabled ? [UNITS.ssh] : [])],
+    units: [UNITS.firstboot, UNITS.export, UNITS.watchdogTimer, ...relays.map((r) => r.unit), UNITS.nftables, ...(sshEnabled ? [UNITS.ssh] : [])],
     // Tor is not enabled by us (Debian's package enables it) but is what everything else depends on.
     reportedUnits: [
       { unit: UNITS.tor },

@@ -440,6 +440,22 @@ const backupSchema = z.strictObject({
     }),
 });
 
+const watchdogSchema = z.strictObject({
+  interval_seconds: z
+    .number()
+    .int()
+    .min(30, { error: 'must be 30–86400 seconds' })
+    .max(86400, { error: 'must be 30–86400 seconds' })
+    .default(600)
+    .meta({
+      description:
+        'How often the Pi reaches each of its own onion services through its own Tor, as a phone does (a SOCKS connection to the onion, ' +
+        "then the relay's TLS handshake and identity, or SSH's banner), and checks each relay the same way on its local port. A failure " +
+        'is met by one step at a time, each after a longer wait: reload Tor (it publishes the onion services again), restart Tor, restart ' +
+        'the relay; a relay that stays broken is reported, never restarted in a loop (README: the watchdog). `simplex-pi status` shows what it saw and did.',
+    }),
+});
+
 export const recipeSchema = z
   .strictObject({
     name: z
@@ -496,6 +512,9 @@ export const recipeSchema = z
     backup: backupSchema
       .prefault({})
       .meta({ description: "Encrypted backups of the relays' identities and stores, to restore onto a new card (README: your card died)." }),
+    watchdog: watchdogSchema
+      .prefault({})
+      .meta({ description: 'The onion watchdog: each service reached through Tor at an interval, and recovered step by step when it is not.' }),
     overlays: z
       .array(z.string().min(1))
       .default([])

@@ -6,13 +6,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { sha256File } from '../../builder/hash.ts';
-import { TEST_CACHE, cli, freePort, isRoot } from '../helpers/env.ts';
+import { REPO, TEST_CACHE, cli, freePort, isRoot } from '../helpers/env.ts';
 import { TestServer } from '../helpers/http-server.ts';
+import { TorNetwork } from '../helpers/tor-network.ts';
+import { type ProbeTarget, probeService } from '../../builder/device/relay-probe.ts';
+import { addressFingerprint } from '../../builder/device/watchdog.ts';
+import type { WatchdogEvent } from '../../builder/device/watchdog-policy.ts';
+import type { Health } from '../../builder/device/status.ts';
 import { type BootFiles, Vm, VmTestRun, copyDisk, largerCard, extractBootFiles, makeStick, vmScratch } from '../helpers/vm.ts';
 import { execa } from 'execa';
 import { decryptBackup, identitiesIn } from '../../builder/restore/read-backup.ts';
 import { bytesFound, secretsInTemporaryDirectories } from '../helpers/secret-scan.ts';
-import { type AgentReport, type StickContents, type SystemReport, buildE2eImage, filesOnCard, fingerprintOf, hashesOnCard, keyFilesOf, readStick, secretsOnStick, stickFiles } from './cluster.ts';
+import { type AgentReport, type StickContents, type SystemReport, type UnitState, buildE2eImage, filesOnCard, fingerprintOf, hashesOnCard, keyFilesOf, readStick, secretsOnStick, stickFiles } from './cluster.ts';
 
 /**
  * Issue 5: the built image, booted for real (qemu-system-aarch64 -M virt, its own kernel and initramfs, no
@@ -48,12 +53,25 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   let cardB: { report: AgentReport };
   let otherStickSha256: string;
   let decoySha256: string;
+  let sshPrivateKey: string;
+  /** The suite's own Tor network (issue 15): made before the build (the image's Tor joins it), started in the background. */
+  let torNet: TorNetwork;
+  let torReady: Promise<void>;
 
   beforeAll(async () => {
     await server.start();
     dir = run.dir = await vmScratch();
-    const built = await buildE2eImage(server, dir);
-    ({ image, plan } = built);
+    torNet = await TorNetwork.create(join(dir, 'tor-network'));
+    // The test recipe's overlay, and only it, points the image's Tor at the private network (TestingTorNetwork,
+    // its authorities): with no network, as in most tests below, that Tor simply never connects.
+    const torOverlay = join(dir, 'tor-overlay');
+    await mkdir(join(torOverlay, 'etc/tor/torrc.d'), { recursive: true });
+    await writeFile(join(torOverlay, 'etc/tor/torrc.d/zz-private-network.conf'), `# TEST OVERLAY ONLY (test/e2e/boot.test.ts): the suite's private Tor network.\n${torNet.clientTorrc}`);
+    // A watchdog round every minute, so its detection and steps fit in a test.
+    const built = await buildE2eImage(server, dir, undefined, { overlays: [torOverlay], extra: ['watchdog: { interval_seconds: 60 }'] });
+    ({ image, plan, sshPrivateKey } = built);
+    torReady = torNet.start();
+    torReady.catch(() => undefined);
     timings.buildSeconds = built.buildSeconds;
     boot = await extractBootFiles(image, join(dir, 'boot'));
     // Card A is a larger SD card than the image, as users' cards are: first boot must grow into it.
@@ -77,6 +95,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   afterAll(async () => {
     await server.stop();
     await run.finish();
+    await torNet?.stop();
   });
 
   it(
@@ -202,6 +221,10 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
         expect(healthText).toContain(`ok  ${unit.replace(/\.service$/, '').padEnd(20)} active, listening on ${localPort}`);
       }
       expect(healthText).toMatch(/^Storage: ok +XFTP quota 1gb fits/m);
+      // The watchdog's view (no network here: each relay answers on its own port, its onion waits for Tor), and
+      // the last backup, without saying where it went.
+      expect(healthText).toMatch(/^Reached through Tor \(the watchdog, every 60 s/m);
+      expect(healthText).toMatch(/^Last backup: never/m);
       expect(healthText).not.toMatch(/!!|NOT|\/dev\/|QEMU/);
       for (const onion of Object.values(before.onions)) expect(health.get(`${folder}/health.txt`)!.toString()).not.toContain(onion.hostname!.slice(0, 56));
 
@@ -585,6 +608,178 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       const again = await decryptBackup(later![1], { identities: identitiesIn(await readFile(identity, 'utf8'), identity), source: identity }, 'later stick');
       expect(again.manifest.relays.map((r) => [r.name, r.onion, r.fingerprint])).toEqual(manifest.relays.map((r) => [r.name, r.onion, r.fingerprint]));
       expect(again.manifest.simplexmq).toBe('7.0.0');
+    }),
+  );
+
+  /** Card T, a copy of card A, booted into the private Tor network: shared by the two tests below. */
+  let onTor: { vm: Vm; member: { path: string }; poweredOn: number } | undefined;
+
+  /** An address off the stick, as a probe target (a member's app reads the same three parts). */
+  const targetOf = (address: string): ProbeTarget => {
+    const match = /^(smp|xftp):\/\/[^@]+@([a-z2-7]{56}\.onion):(\d+)$/.exec(address)!;
+    return { kind: match[1] as 'smp' | 'xftp', host: match[2]!, port: Number(match[3]), fingerprint: addressFingerprint(address) };
+  };
+
+  it(
+    'through a private Tor network: every address on the stick answers as the apps reach it (TLS, ALPN, the identity in the address); a wrong fingerprint, a stopped relay and a client without a key are refused; SSH logs in over Tor with the recipe\'s key',
+    { timeout: BOOT_LIMIT + 20 * 60_000 },
+    track(async () => {
+      expect(cardA, 'needs card A booted').toBeTruthy();
+      await torReady;
+      timings.torNetworkBootstrap = torNet.bootstrapSeconds;
+      await copyDisk(disk('A'), disk('T'));
+      // Each client's keys as a member and the admin get them: off card A's stick.
+      const onStick = stickFiles(stick('A'));
+      const folder = `simplex-pi-${plan.hostname}`;
+      const authDir = async (name: string, files: string[]) => {
+        const path = join(dir, `auth-${name}`);
+        await mkdir(path, { recursive: true, mode: 0o700 });
+        for (const file of files) await writeFile(join(path, file.split('/').pop()!), onStick.get(file)!, { mode: 0o600 });
+        return path;
+      };
+      const memberKeys = [...onStick.keys()].filter((f) => f.startsWith(`${folder}/client-auth/client-1/`));
+      expect(memberKeys).toHaveLength(RELAYS.length);
+      const [member, admin, stranger] = await Promise.all([
+        torNet.client('member', { authDir: await authDir('member', memberKeys) }),
+        torNet.client('admin', { authDir: await authDir('admin', [`${folder}/admin/ssh.auth_private`]) }),
+        torNet.client('stranger'),
+      ]);
+      const vm = await start({ name: 'T-tor', disk: disk('T'), torNetwork: torNet.vmNetwork() });
+      const poweredOn = Date.now();
+      onTor = { vm, member: member.socks, poweredOn };
+      await vm.waitForAgent('ready', BOOT_LIMIT);
+
+      // Every relay address on the stick, reached through the network as a member's app reaches it.
+      const targets = new Map(RELAYS.map((name) => [name, targetOf(cardA.stick.addresses.get(name)!)]));
+      const reached = new Map<string, { detail: string; seconds: number }>();
+      const last = new Map<string, string>();
+      const deadline = Date.now() + 12 * 60_000;
+      while (reached.size < targets.size && Date.now() < deadline) {
+        await Promise.all(
+          [...targets].filter(([name]) => !reached.has(name)).map(async ([name, target]) => {
+            const result = await probeService(target, member.socks, 90_000);
+            if (result.ok) reached.set(name, { detail: result.detail, seconds: (Date.now() - poweredOn) / 1000 });
+            else last.set(name, `${result.stage}: ${result.error}`);
+          }),
+        );
+        if (reached.size < targets.size) await sleep(5000);
+      }
+      expect([...reached.keys()].sort(), `not reached: ${JSON.stringify(Object.fromEntries(last))}; console ${vm.consoleLog}`).toEqual([...RELAYS].sort());
+      timings.powerOnToEveryAddressReachable = Math.max(...[...reached.values()].map((r) => r.seconds));
+      for (const [name, { detail }] of reached) {
+        expect(detail, name).toContain(`ALPN ${name === 'xftp' ? 'xftp/1' : 'smp/1'}, identity ${targets.get(name)!.fingerprint}`);
+      }
+
+      // Controls: each of these must fail, or the check above proves nothing.
+      const smp1 = targets.get('smp1')!;
+      const wrong = await probeService({ ...smp1, fingerprint: targets.get('smp2')!.fingerprint }, member.socks, 90_000);
+      expect(wrong).toMatchObject({ ok: false, stage: 'identity' });
+      const keyless = await probeService(smp1, stranger.socks, 90_000);
+      expect(keyless.ok).toBe(false);
+      expect(keyless.ok ? '' : keyless.error).toMatch(/client authorization/);
+      await ask(vm, 'relay stop 2');
+      let stopped = await probeService(targets.get('smp2')!, member.socks, 90_000);
+      for (let i = 0; i < 10 && stopped.ok; i++) {
+        await sleep(3000);
+        stopped = await probeService(targets.get('smp2')!, member.socks, 90_000);
+      }
+      expect(stopped, 'a stopped relay is not reached').toMatchObject({ ok: false });
+      await ask(vm, 'relay restart 2');
+      expect(await probeService(targets.get('smp2')!, member.socks, 90_000)).toMatchObject({ ok: true });
+
+      // SSH over Tor: the admin's client key opens the onion, the recipe's key logs in.
+      const sshOnion = cardA.stick.ssh!.split('@')[1]!;
+      const login = await execa(
+        'ssh',
+        [
+          '-i', sshPrivateKey,
+          '-o', `ProxyCommand=${process.execPath} ${join(REPO, 'test/helpers/socks-pipe.mjs')} ${admin.socks.path} %h %p`,
+          '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=120',
+          `${plan.ssh.user}@${sshOnion}`, 'id -un; hostname',
+        ],
+        { reject: false, all: true, timeout: 5 * 60_000 },
+      );
+      expect(login.exitCode, login.all).toBe(0);
+      expect(String(login.stdout).split('\n')[0]).toBe(plan.ssh.user);
+      // And the stranger's Tor cannot open SSH's onion at all.
+      expect(await probeService({ kind: 'ssh', host: sshOnion, port: 22 }, stranger.socks, 90_000)).toMatchObject({ ok: false });
+      await Promise.all([admin.stop(), stranger.stop()]);
+    }),
+  );
+
+  it(
+    'the watchdog, in the private network: an onion withdrawn, a hung relay and a relay that can never start again are noticed within a round; the first two recovered, the third reported and left alone, never restarted in a loop',
+    { timeout: 25 * 60_000 },
+    track(async () => {
+      expect(onTor, 'needs card T on the Tor network').toBeDefined();
+      const { vm } = onTor!;
+      const health = () => vm.report<Health>('status-json', 120_000);
+      const watchdog = () => vm.report<{ events: WatchdogEvent[]; journal: string; units: Record<string, UnitState> }>('watchdog', 60_000);
+      const names = [...RELAYS, 'ssh'];
+      // Its rounds so far: every service reached through Tor.
+      let now = await health();
+      for (let i = 0; i < 60 && !names.every((n) => 'services' in now.watchdog && now.watchdog.services[n]?.state === 'ok'); i++) {
+        await sleep(10_000);
+        now = await health();
+      }
+      expect('services' in now.watchdog ? Object.fromEntries(Object.entries(now.watchdog.services).map(([n, w]) => [n, w.state])) : now.watchdog).toEqual(Object.fromEntries(names.map((n) => [n, 'ok'])));
+
+      // Three faults at once.
+      const faultAt = Date.now();
+      await ask(vm, `fault withdraw ${plan.xftp!.onion.name}`);
+      await ask(vm, 'fault hang 3');
+      await ask(vm, 'fault break 2');
+      const smp2 = plan.smp.instances[1]!.unit;
+      const done = (events: WatchdogEvent[]) =>
+        events.some((e) => e.service === 'xftp' && e.event === 'recovered') &&
+        events.some((e) => e.service === 'smp3' && e.event === 'recovered') &&
+        events.some((e) => e.service === 'smp2' && e.event === 'given-up');
+      let seen = await watchdog();
+      const deadline = Date.now() + 18 * 60_000;
+      while (!done(seen.events) && Date.now() < deadline) {
+        await sleep(15_000);
+        seen = await watchdog();
+      }
+      const of = (service: string) => seen.events.filter((e) => e.service === service && Date.parse(e.at) >= faultAt - 5000);
+      const summary = (service: string) => of(service).map((e) => (e.event === 'step' ? `step:${e.step}` : e.event === 'failing' ? `failing:${e.fault}` : e.event));
+      expect({ xftp: summary('xftp'), smp3: summary('smp3'), smp2: summary('smp2') }, seen.journal.slice(-4000)).toEqual({
+        xftp: ['failing:onion', 'step:reload-tor', 'recovered'],
+        smp3: ['failing:service', 'step:restart-service', 'recovered'],
+        smp2: ['failing:service', 'step:restart-service', 'step:restart-service', 'given-up'],
+      });
+      const at = (service: string, event: string) => (Date.parse(of(service).find((e) => e.event === event)!.at) - faultAt) / 1000;
+      timings.watchdogDetectWithdrawnOnion = at('xftp', 'failing');
+      timings.watchdogRecoverWithdrawnOnion = at('xftp', 'recovered');
+      timings.watchdogDetectHungRelay = at('smp3', 'failing');
+      timings.watchdogRecoverHungRelay = at('smp3', 'recovered');
+      timings.watchdogGiveUpBrokenRelay = at('smp2', 'given-up');
+      // Noticed within a round (the interval, plus the round's own tries through Tor).
+      for (const service of ['xftp', 'smp3', 'smp2']) expect(at(service, 'failing'), service).toBeLessThan(60 + 5 * 90 + 60);
+
+      // Given up means left alone: two more rounds take no step, and systemd's own restarts stopped at its limit.
+      const givenUp = Date.parse(of('smp2').find((e) => e.event === 'given-up')!.at);
+      for (let i = 0; i < 30 && Date.parse(((await health()).watchdog as { lastRound: string }).lastRound) < givenUp + 2 * 60_000; i++) await sleep(10_000);
+      seen = await watchdog();
+      expect(summary('smp2').at(-1)).toBe('given-up');
+      expect(seen.units[smp2]?.ActiveState).toBe('failed');
+      const restartsBefore = Number(seen.units[smp2]?.NRestarts);
+      await sleep(30_000);
+      expect(Number((await watchdog()).units[smp2]?.NRestarts), 'no restart after the start limit').toBe(restartsBefore);
+
+      // status says so, in words and in JSON; the other services are reached through Tor again.
+      now = await health();
+      if (!('services' in now.watchdog)) throw new Error(`the watchdog's state is unreadable: ${JSON.stringify(now.watchdog)}`);
+      expect(now.watchdog.services.smp2).toMatchObject({ state: 'given-up', fault: 'service' });
+      expect(now.watchdog.services.smp2!.lastError).toMatch(/has failed/);
+      for (const name of ['smp1', 'smp3', 'xftp', 'ssh']) expect(now.watchdog.services[name]?.state, name).toBe('ok');
+      const text = (await vm.report<AgentReport>()).status;
+      expect(text).toMatch(/^ {2}!! +smp2 +GIVEN UP: failed since \S+: simplex-smp@2 has failed/m);
+      expect(text).toMatch(/^ {2}ok +xftp +reached /m);
+      for (const name of ['xftp', 'smp3']) expect(await probeService(targetOf(cardA.stick.addresses.get(name)!), onTor!.member, 90_000), name).toMatchObject({ ok: true });
+
+      await vm.powerOff();
+      // Nothing the suite ran reached past the private network: not the VM, not a relay, not a client.
+      expect(await torNet.outsideContacts()).toBe(0);
     }),
   );
 });

@@ -9,7 +9,7 @@ import { raspberryPiLayout, readPartitionTable } from '../../builder/image/parti
 import type { BuildPlan } from '../../builder/plan/plan.ts';
 import { ADMIN_FOLDER, stickFolder } from '../../builder/plan/layout.ts';
 import { Resources } from '../../builder/resources.ts';
-import { REPO, TEST_CACHE, cli, testSshPublicKey } from '../helpers/env.ts';
+import { REPO, TEST_CACHE, cli, testSshKeyPair } from '../helpers/env.ts';
 import type { TestServer } from '../helpers/http-server.ts';
 import { debianStandinRecipe, serveStandins } from '../helpers/standins.ts';
 import { decodeQrPng, listStick, readStickFile } from '../helpers/stick.ts';
@@ -27,29 +27,32 @@ export interface E2eImage {
   image: string;
   plan: BuildPlan;
   buildSeconds: number;
+  /** The private half of the recipe's SSH key (admin.ssh.authorized_keys). */
+  sshPrivateKey: string;
 }
 
 export async function buildE2eImage(
   server: TestServer,
   dir: string,
   cache = TEST_CACHE,
-  options: { name?: string; base?: object; simplexmq?: string; extra?: string[] } = {},
+  options: { name?: string; base?: object; simplexmq?: string; extra?: string[]; overlays?: string[] } = {},
 ): Promise<E2eImage> {
   await mkdir(dir, { recursive: true });
   const version = options.simplexmq ?? '6.5.2';
   const standins = await serveStandins(server, dir, version);
   const name = options.name ?? 'e2e';
   const recipe = join(dir, `${name}.yaml`);
+  const sshKey = await testSshKeyPair();
   await writeFile(
     recipe,
-    debianStandinRecipe({ name, standins, sshKey: await testSshPublicKey(), instances: 3, clientKeys: 1, overlays: [E2E_OVERLAY], base: options.base, version, extra: options.extra }),
+    debianStandinRecipe({ name, standins, sshKey: sshKey.publicKey, instances: 3, clientKeys: 1, overlays: [E2E_OVERLAY, ...(options.overlays ?? [])], base: options.base, version, extra: options.extra }),
   );
   const out = join(dir, 'out');
   const started = Date.now();
   const result = await cli(['build', '--recipe', recipe, '--out', out, '--cache', cache, '--compress', 'none']);
   if (result.exitCode !== 0) throw new Error(`building the e2e image failed:\n${result.all}`);
   const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { plan: BuildPlan };
-  return { image: join(out, `${name}.img`), plan: manifest.plan, buildSeconds: (Date.now() - started) / 1000 };
+  return { image: join(out, `${name}.img`), plan: manifest.plan, buildSeconds: (Date.now() - started) / 1000, sshPrivateKey: sshKey.privateKeyFile };
 }
 
 export interface UnitState {

@@ -50,12 +50,17 @@ export async function cli(args: string[], options: { timeout?: number; env?: Rec
   return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr), all: String(result.all) };
 }
 
-/** A real OpenSSH public key line, made for the test (the private half is thrown away). */
-export async function testSshPublicKey(): Promise<string> {
+/** A real OpenSSH key pair made for the test: the public key line, and the private key's file (for `ssh -i`). */
+export async function testSshKeyPair(): Promise<{ publicKey: string; privateKeyFile: string }> {
   const dir = await scratch('key');
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test@simplex-pi', '-f', join(dir, 'id')]);
   const { readFile } = await import('node:fs/promises');
-  return (await readFile(join(dir, 'id.pub'), 'utf8')).trim();
+  return { publicKey: (await readFile(join(dir, 'id.pub'), 'utf8')).trim(), privateKeyFile: join(dir, 'id') };
+}
+
+/** A real OpenSSH public key line, made for the test (the private half is not used). */
+export async function testSshPublicKey(): Promise<string> {
+  return (await testSshKeyPair()).publicKey;
 }
 
 /** A TCP port on 127.0.0.1 that nothing listens on right now. */

@@ -60,9 +60,17 @@ export class StandinRelay {
     return JSON.parse(result.stdout);
   }
 
-  /** `start`, resolved once the relay listens; fails with its output if it exits first. */
-  async start(...extra: string[]): Promise<RunningRelay> {
-    const child = execa('node', ['-e', this.script, '--', 'start', ...extra], { env: this.env, reject: false, all: true });
+  /**
+   * `start`, resolved once the relay listens; fails with its output if it exits first. With `{ netns }` first, the
+   * relay runs in that network namespace (`ip netns exec`), as one behind an onion service of the private Tor network.
+   */
+  async start(...args: string[] | [{ netns?: string }, ...string[]]): Promise<RunningRelay> {
+    const given: ReadonlyArray<string | { netns?: string }> = args;
+    const netns = typeof given[0] === 'object' ? given[0].netns : undefined;
+    const argv = ['-e', this.script, '--', 'start', ...given.filter((arg): arg is string => typeof arg === 'string')];
+    const child = netns
+      ? execa('ip', ['netns', 'exec', netns, 'node', ...argv], { env: this.env, reject: false, all: true })
+      : execa('node', argv, { env: this.env, reject: false, all: true });
     let output = '';
     child.all.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const deadline = Date.now() + 20_000;

@@ -50,6 +50,7 @@ export function exposureTargets(plan: BuildPlan): Map<string, ExposureTarget> {
   const targets = new Map<string, ExposureTarget>([
     [UNITS.firstboot, { max: 4.0, why: 'root, with only the capabilities to write into the directories of Tor and the relays and to start init as the relay user' }],
     [UNITS.export, { max: 2.5, why: 'root without capabilities: reads the state directory, writes the stick' }],
+    [UNITS.watchdog, { max: 2.5, why: "root without capabilities: reads the state directory, reaches Tor's SOCKS port and the relays on loopback, restarts units" }],
     [UNITS.ssh, { max: null, why: "Debian's sshd (our drop-ins make its host keys and require the firewall): its sessions are the admin's shell, so a sandbox on it would confine every admin command" }],
     [UNITS.tor, { max: null, why: "Debian's tor (our drop-in only requires the firewall), as Debian sandboxes it" }],
     [

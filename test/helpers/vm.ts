@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { fatTarget } from '../../builder/image/bootfs.ts';
 import { raspberryPiLayout, readPartitionTable } from '../../builder/image/partitions.ts';
-import { keepScratch } from './env.ts';
+import { REPO, keepScratch } from './env.ts';
 
 /**
  * A built image booted in qemu-system-aarch64 (-M virt), the way the end-to-end tests see it: its own kernel
@@ -94,6 +94,13 @@ export interface VmOptions {
   laterSticks?: string[];
   /** Forward a host port on 127.0.0.1 to a guest port through a restricted user-mode network. */
   forward?: { hostPort: number; guestPort: number };
+  /**
+   * Join a private Tor network (test/helpers/tor-network.ts): qemu runs inside its network namespace, and the
+   * guest's restricted user-mode network forwards each of the network's ports at `address` (its relays and
+   * authorities) into the namespace, one pipe per connection. Nothing else the guest sends goes anywhere: not
+   * DNS, not NTP, not the host.
+   */
+  torNetwork?: { netns: string; address: string; ports: number[] };
   /** Extra kernel command line words, after the card's own cmdline.txt (read at each start). */
   append?: string[];
   memoryMiB?: number;
@@ -123,7 +130,9 @@ export class Vm {
     this.consoleLog = join(options.dir, `${options.name}.console.log`);
     this.log = createWriteStream(this.consoleLog);
     this.commandLine = vmCommandLine(cardCmdline, options.append);
-    this.child = execa('qemu-system-aarch64', qemuArgs(options, this.commandLine), { reject: false, stdin: 'ignore', stderr: 'pipe', buffer: { stdout: false } });
+    const qemu = ['qemu-system-aarch64', ...qemuArgs(options, this.commandLine)];
+    const argv = options.torNetwork ? ['ip', 'netns', 'exec', options.torNetwork.netns, ...qemu] : qemu;
+    this.child = execa(argv[0]!, argv.slice(1), { reject: false, stdin: 'ignore', stderr: 'pipe', buffer: { stdout: false } });
     this.child.stdout!.on('data', (data: Buffer) => this.onConsole(data));
     this.exit = this.child.then((result) => {
       this.exited = true;
@@ -289,7 +298,15 @@ function qemuArgs(o: VmOptions, commandLine: string): string[] {
   );
   (o.virtioDisks ?? []).forEach((disk) => args.push('-drive', `file=${disk},format=raw,if=virtio`));
   (o.laterSticks ?? []).forEach((stick, i) => args.push('-drive', `file=${stick},format=raw,if=none,id=later${i}`));
-  if (o.forward) {
+  if (o.torNetwork) {
+    // The guest's LAN is the network's /24 as qemu emulates it (its own gateway and DHCP at .2 and .100 up); a
+    // connection to `address` on a forwarded port runs tcp-pipe.mjs in the namespace. restrict=on drops the rest.
+    const { address, ports } = o.torNetwork;
+    const net = address.replace(/\.\d+$/, '');
+    const pipe = join(REPO, 'test/helpers/tcp-pipe.mjs');
+    const forwards = ports.map((port) => `guestfwd=tcp:${address}:${port}-cmd:${process.execPath} ${pipe} ${address} ${port}`);
+    args.push('-nic', [`user,model=virtio-net-pci,restrict=on,net=${net}.0/24,host=${net}.2,dns=${net}.3,dhcpstart=${net}.100`, ...forwards].join(','));
+  } else if (o.forward) {
     // restrict=on: the guest reaches nothing outside (not the host, not the Internet); only this forward comes in.
     args.push('-nic', `user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:${o.forward.hostPort}-:${o.forward.guestPort}`);
   } else {

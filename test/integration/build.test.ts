@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { secretFiles } from '../../builder/device/export-files.ts';
 import type { ServerRecord } from '../../builder/device/server-list.ts';
-import type { BuildPlan } from '../../builder/plan/plan.ts';
+import type { BuildPlan, OnionService } from '../../builder/plan/plan.ts';
 import { findSecrets } from '../../builder/image/secrets.ts';
 import { checkTimezone } from '../../builder/image/zoneinfo.ts';
 import { base32, onionAddress } from '../../builder/device/onion.ts';
@@ -265,11 +265,12 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       expect(report.stdout).toMatch(/^Tor: unknown: cannot ask Tor/m);
       for (const line of addresses) expect(report.stdout).toContain(line.split('\t')[1]);
 
-      // Client authorization is on (generate: 2): the Pi's own Tor loads a key for each of its SMP relays, and each
+      // Client authorization is on (generate: 2): the Pi's own Tor loads a key for each of its onion services, and each
       // relay admits its public half, so a relay can be the proxy that reaches a sibling (private routing).
       const view = await torOnionAuthView(root);
-      expect(view.keys.size, view.output).toBe(plan.smp.instances.length);
-      for (const instance of plan.smp.instances) {
+      // Every onion service, SSH's too: the relays route for each other, and the watchdog reaches each one.
+      expect(view.keys.size, view.output).toBe(plan.tor.services.length);
+      for (const instance of plan.tor.services.map((onion: OnionService) => ({ name: onion.name, onion }))) {
         const onion = (await readFile(join(root, instance.onion.dir, 'hostname'), 'utf8')).trim().replace(/\.onion$/, '');
         const privateKey = view.keys.get(onion);
         expect(privateKey, `${instance.name}: ${view.output}`).toBeDefined();
@@ -278,7 +279,7 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
         const admitted = await readFile(join(root, instance.onion.dir, 'authorized_clients/simplex-pi-relays.auth'), 'utf8');
         expect(admitted).toBe(`descriptor:x25519:${base32(publicKey).toUpperCase()}\n`);
       }
-      expect(first.stdout).toContain("client authorization: the Pi's own key for its SMP relays created");
+      expect(first.stdout).toContain("client authorization: the Pi's own key for its onion services created");
     } finally {
       await resources.releaseAll();
     }

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { applyIni } from '../../builder/device/ini.ts';
-import { type IniSetting, resolvePlan } from '../../builder/plan/plan.ts';
+import { type RelayMetrics, readRelayMetrics, summariseMetrics } from '../../builder/device/relay-metrics.ts';
+import { type IniSetting, RELAY_METRICS_INTERVAL_SECONDS, resolvePlan } from '../../builder/plan/plan.ts';
 import { parseRecipe } from '../../builder/recipe/load.ts';
 import { scratch } from '../helpers/env.ts';
 import { StandinRelay, countOn, freePort, relaySession } from '../helpers/standin-relay.ts';
@@ -171,6 +172,113 @@ describe("the stand-in reads its INI with simplexmq's parser (ini-0.4.1), not wi
       for (const [section, keys] of Object.entries(before)) {
         for (const key of Object.keys(keys)) expect(read[section], `${server.kind} [${section}] ${key}`).toHaveProperty([key]);
       }
+    }
+  });
+});
+
+describe('the stand-in writes the Prometheus metrics file as the real relays do, and readRelayMetrics reads it', () => {
+  // Real (simplexmq v6.5.2 Server.hs / FileTransfer/Server.hs savePrometheusMetrics): with [STORE_LOG]
+  // prometheus_interval set, the file is written one interval after the start, then every interval. 2 s here.
+  const INTERVAL_SECONDS = 2;
+  const metricsWhen = async (relay: StandinRelay, ready: (m: RelayMetrics) => boolean): Promise<RelayMetrics> => {
+    const deadline = Date.now() + 4 * INTERVAL_SECONDS * 1000;
+    for (;;) {
+      const metrics = await readRelayMetrics(relay.kind, relay.logPath);
+      if (metrics && ready(metrics)) return metrics;
+      if (Date.now() > deadline) throw new Error(`no such metrics in ${relay.logPath} within ${4 * INTERVAL_SECONDS} s: ${JSON.stringify(metrics)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  /** init, then the plan's settings as the device applies them, with this test's port and a short interval. */
+  const initialised = async (relay: StandinRelay, init: string[], settings: IniSetting[], port: number) => {
+    const result = await relay.run(...init);
+    expect(result.exitCode, result.all).toBe(0);
+    const initText = await readFile(relay.iniPath, 'utf8');
+    const commented = initText.split('\n').indexOf('# prometheus_interval = 60');
+    expect(commented, 'init writes the key commented out (6.5.2 Init.hs, FileTransfer/Server/Main.hs)').toBeGreaterThan(-1);
+    const applied = applyIni(initText, settings);
+    // The device sets the key on init's commented line: the file keeps init's lines, that one now set.
+    expect(applied.split('\n')[commented]).toBe(`prometheus_interval = ${RELAY_METRICS_INTERVAL_SECONDS}`);
+    expect(applied.split('\n')).toHaveLength(initText.split('\n').length);
+    await writeFile(relay.iniPath, applied);
+    expect((await relay.parsedIni()).STORE_LOG).toHaveProperty('prometheus_interval', String(RELAY_METRICS_INTERVAL_SECONDS));
+    await writeFile(relay.iniPath, applyIni(applied, [{ section: 'TRANSPORT', key: 'port', value: String(port) }, { section: 'STORE_LOG', key: 'prometheus_interval', value: String(INTERVAL_SECONDS) }]));
+  };
+  const plan = resolvePlan(parseRecipe('name: t\n', 'r'));
+
+  it('SMP: after the first interval, then at each, with the counts of what was sent; after a restart, as the real counters (log_stats off)', async () => {
+    const relay = await StandinRelay.create(await scratch('standin-metrics'));
+    const port = await freePort();
+    await initialised(relay, ['init', '-y', '--disable-web', '-n', 'example.onion'], plan.smp.instances[0]!.ini, port);
+    const running = await relay.start();
+    try {
+      expect(running.output()).toContain(`Prometheus metrics saved every ${INTERVAL_SECONDS} seconds to ${join(relay.logPath, 'smp-server-metrics.txt')}`);
+      expect(await readRelayMetrics('smp', relay.logPath), 'none before the first interval is over').toBeUndefined();
+      const { socket, ask } = await relaySession(port);
+      for (const [queue, text] of [['q1', 'one'], ['q1', 'two'], ['q1', 'three'], ['q2', 'four'], ['q2', 'five']]) expect(await ask(`SEND ${queue} ${text}`)).toMatch(/^OK /);
+      socket.destroy();
+      const first = await metricsWhen(relay, (m) => m.values.simplex_smp_messages_sent === 5);
+      expect(first.values).toMatchObject({
+        simplex_smp_queues_created: 2,
+        simplex_smp_queues_total1: 2,
+        simplex_smp_queues_total2: 2,
+        simplex_smp_messages_sent: 5,
+        simplex_smp_messages_received: 0,
+        simplex_smp_messages_total: 5,
+        'simplex_smp_info{version="6.5.2.0",rts_options="set SMP_RTS_OPTIONS"}': 1,
+      });
+      expect(summariseMetrics('smp', first).line).toMatch(/^2 queues, 5 messages waiting, 5 sent and 0 received since \d{4}-\d\d-\d\d \d\d:\d\d UTC$/);
+      // The real layout: header, HELP and TYPE, the sample with its millisecond timestamp, the field's comment.
+      const text = await readFile(join(relay.logPath, 'smp-server-metrics.txt'), 'utf8');
+      expect(text).toMatch(/^# Recorded at: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\n# Stats from: \S+Z\n\n# Queues\n# ------\n\n/);
+      expect(text).toMatch(/\n# HELP simplex_smp_messages_total Total number of messages stored\.\n# TYPE simplex_smp_messages_total gauge\nsimplex_smp_messages_total 5 \d{13}\n# msgCount\n\n/);
+      // Rewritten at the interval.
+      const second = await metricsWhen(relay, (m) => m.at !== first.at);
+      const gap = (Date.parse(second.at) - Date.parse(first.at)) / 1000;
+      expect(gap).toBeGreaterThan(INTERVAL_SECONDS * 0.5);
+      expect(gap).toBeLessThan(INTERVAL_SECONDS * 2);
+    } finally {
+      running.process.kill('SIGINT');
+      await running.process;
+    }
+    // The real counters start again at 0 without saved stats: the 5 restored messages are in the store (total2,
+    // COUNT) but not in simplex_smp_messages_total or total1 until the relay's own expiry check resets them.
+    const restartedAt = Date.now();
+    const again = await relay.start();
+    try {
+      expect(again.output()).toContain('messages stored: 5');
+      // Nothing removes the last run's file: until the first interval is over it is there, older than the start.
+      expect(Date.parse((await readRelayMetrics('smp', relay.logPath))!.at)).toBeLessThan(restartedAt);
+      const restarted = await metricsWhen(relay, (m) => Date.parse(m.at) > restartedAt);
+      expect(restarted.values).toMatchObject({ simplex_smp_queues_total1: 0, simplex_smp_messages_total: 0, simplex_smp_messages_sent: 0 });
+      expect(summariseMetrics('smp', restarted).numbers.queues).toBe(2);
+    } finally {
+      again.process.kill('SIGKILL');
+      await again.process;
+    }
+  });
+
+  it('XFTP: file chunks created and uploaded, counted as the real relay counts them', async () => {
+    const relay = await StandinRelay.create(await scratch('standin-metrics-xftp'), 'xftp');
+    const port = await freePort();
+    const files = join(await scratch('standin-metrics-files'), 'files');
+    await mkdir(files);
+    await initialised(relay, ['init', '-p', files, '-q', '1gb', '-n', 'example.onion'], plan.xftp!.ini, port);
+    const running = await relay.start();
+    try {
+      const { socket, ask } = await relaySession(port, 'xftp/1');
+      const uploaded = (await ask('FNEW -')).split(' ')[1]!;
+      expect(await ask('FNEW -')).toMatch(/^OK /); // created, never uploaded
+      expect(await ask(`FPUT ${uploaded} 65536`)).toBe('OK');
+      expect(await ask(`FPUT ${uploaded} 65536`)).toBe('OK'); // already uploaded: not counted again
+      expect(await ask('FPUT nosuchfile 65536')).toBe('ERR AUTH');
+      socket.destroy();
+      const metrics = await metricsWhen(relay, (m) => m.values.simplex_xftp_files_created === 2);
+      expect(metrics.values).toMatchObject({ simplex_xftp_files_created: 2, simplex_xftp_files_uploaded: 1, simplex_xftp_files_count_total: 1, simplex_xftp_files_size: 65536 });
+      expect(summariseMetrics('xftp', metrics).line).toMatch(/^1 file chunk uploaded and net \+1 \(\+64\.0 KiB\) stored since /);
+    } finally {
+      running.process.kill('SIGKILL');
+      await running.process;
     }
   });
 });

@@ -165,6 +165,6 @@ describe('one source for the image layout (builder/plan/layout.ts)', () => {
       ['nftables.service', undefined],
       ['ssh.service', 22],
     ]);
-    expect(plan.units).toEqual(['simplex-pi-firstboot.service', 'simplex-pi-export.service', 'simplex-smp@1.service', 'simplex-smp@2.service', 'simplex-smp@3.service', 'simplex-xftp.service', 'nftables.service', 'ssh.service']);
+    expect(plan.units).toEqual(['simplex-pi-firstboot.service', 'simplex-pi-export.service', 'simplex-pi-watchdog.timer', 'simplex-smp@1.service', 'simplex-smp@2.service', 'simplex-smp@3.service', 'simplex-xftp.service', 'nftables.service', 'ssh.service']);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { resolvePlan } from '../../builder/plan/plan.ts';
+import { applyIni, iniSettings, readIni } from '../../builder/device/ini.ts';
+import { RELAY_METRICS_INTERVAL_SECONDS, resolvePlan } from '../../builder/plan/plan.ts';
 import { parseRecipe } from '../../builder/recipe/load.ts';
 import { baseSchema } from '../../builder/recipe/schema.ts';
 import { baseOverride } from '../../builder/recipe/base-override.ts';
@@ -52,6 +53,36 @@ describe('recipe -> BuildPlan', () => {
     // openssl, which `init` calls; what the GHC-built binaries link against; mtools for the USB export; tzdata
     // for the recipe's time zone. No SSH packages: this recipe turns SSH off.
     expect([...plan.packages].sort()).toEqual(['libffi8', 'libgmp10', 'libnuma1', 'mtools', 'nftables', 'nodejs', 'openssl', 'tor', 'tzdata', 'zlib1g']);
+  });
+
+  it('has every relay write its Prometheus metrics file (status reads the counts there), on the commented line init wrote', () => {
+    const plan = resolvePlan(parseRecipe('name: t\nsmp: { instances: 2 }\n', 'r'));
+    const metrics = { section: 'STORE_LOG', key: 'prometheus_interval', value: String(RELAY_METRICS_INTERVAL_SECONDS) };
+    for (const relay of [...plan.smp.instances, plan.xftp!]) expect(relay.ini, relay.name).toContainEqual(metrics);
+    // simplexmq 6.4.x init writes `key: value`, its default commented out so (v6.4.5 Server/Main/Init.hs
+    // iniFileContent, FileTransfer/Server/Main.hs); 6.5.x the same with ` = ` (the stand-in's init, in
+    // standin-contract.test.ts). The key is set on that line, not added as a second one.
+    const v645 = [
+      '[STORE_LOG]',
+      '# Messages and notifications expiration periods.',
+      'expire_messages_days: 21',
+      'expire_messages_on_start: on',
+      'expire_ntfs_hours: 24',
+      '',
+      '# Log daily server statistics to CSV file',
+      'log_stats: off',
+      '',
+      '# Log interval for real-time Prometheus metrics',
+      '# prometheus_interval: 60',
+      '',
+      '[AUTH]',
+      'new_queues: on',
+      '',
+    ].join('\n');
+    const applied = applyIni(v645, [metrics]);
+    expect(applied).toBe(v645.replace('# prometheus_interval: 60', `prometheus_interval = ${RELAY_METRICS_INTERVAL_SECONDS}`));
+    expect(readIni(applied, 'STORE_LOG', 'prometheus_interval')).toBe(String(RELAY_METRICS_INTERVAL_SECONDS));
+    expect(iniSettings(applied).filter((s) => s.key === 'prometheus_interval')).toHaveLength(1);
   });
 });
 

@@ -32,14 +32,25 @@
 //               counters before and after, by rule comment: which rule the packet met
 //   backup <age recipient> -> the owner's `sudo simplex-pi backup --recipient <r>` to the labelled stick, with its
 //               output (stdout and stderr) and exit status
+//   status-json -> `simplex-pi status --json`, as the Pi prints it
+//   watchdog -> the watchdog's event log (one JSON object a line) and its unit's journal of this boot
+//   fault withdraw <onion service name> -> Tor stops serving that onion service: SETCONF over its control socket
+//               with every HiddenService line of the running configuration but that service's, as a lost
+//               publication looks to the service's users (its introduction points gone). The torrc files are
+//               untouched, so a reload of Tor brings it back.
+//   fault hang <n> -> SIGSTOP to SMP relay n's main process: its unit stays active and its port open, but it
+//               answers nothing (what a port check calls alive)
+//   fault break <n> -> SMP relay n's fingerprint file no longer matches its certificate, so every start refuses
+//               it, and the relay is restarted: a relay that can never start again
 //   poweroff -> a clean shutdown
 // Reads what the shipped system wrote; changes nothing but the power state and, when asked, those two layers,
-// the messages on a relay and a relay's stop signal (until the next boot).
+// the messages on a relay, a relay's stop signal (until the next boot) and the faults above.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, read, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { connect } from 'node:tls';
+import { createConnection } from 'node:net';
 
 const PORT = '/dev/virtio-ports/simplex-pi-e2e';
 const plan = JSON.parse(readFileSync('/etc/simplex-pi/plan.json', 'utf8'));
@@ -436,6 +447,64 @@ async function relay(args) {
   return { ok: false, output: `${instance.unit} did not listen again: ${restarted}` };
 }
 
+/** Commands to Tor over its control socket (cookie authentication), and its whole reply. */
+function torControl(commands) {
+  const cookie = readFileSync('/run/tor/control.authcookie').toString('hex');
+  return new Promise((resolve, reject) => {
+    const socket = createConnection('/run/tor/control');
+    let reply = '';
+    socket.on('data', (chunk) => (reply += chunk.toString()));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(reply));
+    socket.write(`AUTHENTICATE ${cookie}\r\n${commands.map((c) => `${c}\r\n`).join('')}QUIT\r\n`);
+  });
+}
+
+/** The HiddenService lines of the Pi's torrc, one group per service (in order), by the service's directory. */
+function onionServiceGroups() {
+  const groups = [];
+  for (const line of readFileSync('/etc/tor/torrc.d/50-simplex-pi.conf', 'utf8').split('\n')) {
+    const [key, ...rest] = line.trim().split(/\s+/);
+    if (!key?.startsWith('HiddenService')) continue;
+    if (key === 'HiddenServiceDir') groups.push({ dir: rest.join(' '), lines: [] });
+    groups.at(-1).lines.push([key, rest.join(' ')]);
+  }
+  return groups;
+}
+
+async function fault([kind, target]) {
+  if (kind === 'withdraw') {
+    const service = plan.tor.services.find((s) => s.name === target);
+    if (!service) return { ok: false, output: `no onion service ${target}` };
+    const kept = onionServiceGroups().filter((g) => g.dir !== service.dir).flatMap((g) => g.lines);
+    const reply = await torControl([`SETCONF ${kept.map(([k, v]) => `${k}="${v.replaceAll('"', '\\"')}"`).join(' ')}`]);
+    // One 250 OK for AUTHENTICATE, one for SETCONF.
+    return { ok: reply.split('\r\n').filter((l) => l === '250 OK').length === 2, output: reply };
+  }
+  const instance = plan.smp.instances[Number(target) - 1];
+  if (!instance) return { ok: false, output: `no SMP relay ${target}` };
+  if (kind === 'hang') {
+    const pid = sh('systemctl', ['show', '-p', 'MainPID', '--value', instance.unit]).trim();
+    if (!/^[1-9]\d*$/.test(pid)) return { ok: false, output: `${instance.unit} has no main process (${pid})` };
+    process.kill(Number(pid), 'SIGSTOP');
+    return { ok: true, output: `stopped ${pid}` };
+  }
+  if (kind === 'break') {
+    writeFileSync(`${instance.cfgPath}/fingerprint`, 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n');
+    return { ok: true, output: sh('systemctl', ['restart', '--no-block', instance.unit]) };
+  }
+  return { ok: false, output: `unknown fault ${kind}` };
+}
+
+function watchdogLog() {
+  const log = readText('/var/lib/simplex-pi/watchdog.log') ?? '';
+  return {
+    events: log.split('\n').filter(Boolean).map((l) => JSON.parse(l)),
+    journal: sh('journalctl', ['-b', '-u', 'simplex-pi-watchdog.service', '-o', 'short-iso-precise', '--no-pager']),
+    units: Object.fromEntries(relayUnits.map((u) => [u, unit(u)])),
+  };
+}
+
 async function waitReady() {
   for (let i = 0; ; i++) {
     if (ready()) return { event: 'ready' };
@@ -483,6 +552,9 @@ async function serve(fd) {
       else if (request.startsWith('control ')) send(fd, { event: 'control', report: control(request.slice('control '.length)) });
       else if (request.startsWith('messages ')) send(fd, { event: 'messages', report: await messages(request.split(' ').slice(1)) });
       else if (request.startsWith('relay ')) send(fd, { event: 'relay', report: await relay(request.split(' ').slice(1)) });
+      else if (request === 'status-json') send(fd, { event: 'status-json', report: JSON.parse(sh('/usr/local/bin/simplex-pi', ['status', '--json'])) });
+      else if (request === 'watchdog') send(fd, { event: 'watchdog', report: watchdogLog() });
+      else if (request.startsWith('fault ')) send(fd, { event: 'fault', report: await fault(request.split(' ').slice(1)) });
       else if (request === 'poweroff') {
         send(fd, { event: 'poweroff' });
         say('powering off');
