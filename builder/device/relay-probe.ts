@@ -62,8 +62,11 @@ const SOCKS_REPLIES: Record<number, string> = {
   0xf7: 'onion service introduction timed out',
 };
 
-/** Reads exactly `n` bytes (or fails when the connection ends first). */
-function reader(socket: Socket): (n: number) => Promise<Buffer> {
+/**
+ * Reads exactly `n` bytes at a time (or fails when the connection ends first); `detach` gives back what came after
+ * the last read, which a server that speaks first (SSH) may have sent in the same packet as Tor's reply.
+ */
+function reader(socket: Socket): { read: (n: number) => Promise<Buffer>; detach: () => Buffer } {
   let buffered = Buffer.alloc(0);
   let want: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   let ended: Error | undefined;
@@ -81,21 +84,32 @@ function reader(socket: Socket): (n: number) => Promise<Buffer> {
       w.reject(ended);
     }
   };
-  socket.on('data', (chunk: Buffer) => {
+  const onData = (chunk: Buffer) => {
     buffered = Buffer.concat([buffered, chunk]);
     pump();
-  });
+  };
   const end = (error: Error) => {
     ended ??= error;
     pump();
   };
-  socket.on('end', () => end(new ProbeError('socks', 'the SOCKS proxy closed the connection')));
-  socket.on('error', (error) => end(new ProbeError('socks', error.message)));
-  return (n) =>
-    new Promise((resolve, reject) => {
-      want = { n, resolve, reject };
-      pump();
-    });
+  const onEnd = () => end(new ProbeError('socks', 'the SOCKS proxy closed the connection'));
+  const onError = (error: Error) => end(new ProbeError('socks', error.message));
+  socket.on('data', onData);
+  socket.on('end', onEnd);
+  socket.on('error', onError);
+  return {
+    read: (n) =>
+      new Promise((resolve, reject) => {
+        want = { n, resolve, reject };
+        pump();
+      }),
+    detach: () => {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('error', onError);
+      return buffered;
+    },
+  };
 }
 
 function connectTcp(options: { host: string; port: number } | { path: string }): Promise<Socket> {
@@ -115,7 +129,7 @@ export async function socksConnect(socks: Socks, host: string, port: number): Pr
     throw new ProbeError('connect', `cannot reach Tor's SOCKS port ${'path' in socks ? socks.path : `${socks.host}:${socks.port}`}: ${error.message}`);
   });
   try {
-    const read = reader(socket);
+    const { read, detach } = reader(socket);
     socket.write(Buffer.from([5, 1, 0]));
     const method = await read(2);
     if (method[0] !== 5 || method[1] !== 0) throw new ProbeError('socks', `the SOCKS proxy refused the greeting (${method.toString('hex')})`);
@@ -125,9 +139,9 @@ export async function socksConnect(socks: Socks, host: string, port: number): Pr
     if (head[1] !== 0) throw new ProbeError('socks', `Tor could not connect to ${host}:${port}: ${SOCKS_REPLIES[head[1]!] ?? `SOCKS reply ${head[1]}`}`);
     const addressBytes = head[3] === 1 ? 4 : head[3] === 4 ? 16 : (await read(1))[0]!;
     await read(addressBytes + 2);
-    socket.removeAllListeners('data');
-    socket.removeAllListeners('end');
-    socket.removeAllListeners('error');
+    // The stream's first bytes, if they came with the reply, are read again by whoever reads the socket next.
+    const early = detach();
+    if (early.length) socket.unshift(early);
     return socket;
   } catch (error) {
     socket.destroy();

@@ -693,7 +693,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
         'ssh',
         [
           '-i', sshPrivateKey,
-          '-o', `ProxyCommand=${process.execPath} ${join(REPO, 'test/helpers/socks-pipe.mjs')} ${admin.socks.path} %h %p`,
+          '-o', `ProxyCommand=${process.execPath} --import tsx ${join(REPO, 'test/helpers/socks-pipe.ts')} ${admin.socks.path} %h %p`,
           '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=120',
           `${plan.ssh.user}@${sshOnion}`, 'id -un; hostname',
         ],

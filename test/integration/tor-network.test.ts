@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base32 } from '../../builder/device/onion.ts';
 import { probeService } from '../../builder/device/relay-probe.ts';
 import { authPrivateLine } from '../../builder/plan/layout.ts';
-import { freePort, isRoot, scratch } from '../helpers/env.ts';
+import { REPO, freePort, isRoot, scratch } from '../helpers/env.ts';
 import { type RunningRelay, StandinRelay } from '../helpers/standin-relay.ts';
 import { TorNetwork } from '../helpers/tor-network.ts';
 
@@ -137,6 +137,35 @@ describe.runIf(isRoot && onPath('tor') && onPath('tor-gencert'))('a private Tor 
       console.log(`private Tor network: with a key the service does not list: ${denied.ok ? '' : denied.error}`);
     } finally {
       await stranger.stop();
+    }
+  });
+
+  it('carries a server that speaks first (SSH\'s banner) through SOCKS whole: the probe reads the banner, and the ProxyCommand the VM test gives ssh is a clean stream both ways', { timeout: 3 * 60_000 }, async () => {
+    // In the namespace: sends an SSH identification line at once (often in the packet that carries Tor's reply),
+    // then echoes every line back.
+    const port = await freePort();
+    const server = execa('ip', ['netns', 'exec', net.netns, process.execPath, '-e', `
+      require('node:net').createServer((c) => { c.write('SSH-2.0-OpenSSH_9.2p1 test\\r\\n'); c.pipe(c); }).listen(${port}, '127.0.0.1', () => console.log('ready'));
+    `], { reject: false, all: true });
+    try {
+      await new Promise<void>((resolve) => server.all!.on('data', (d: Buffer) => /ready/.test(d.toString()) && resolve()));
+      const service = await net.onionService('ssh-like', [{ virtualPort: 22, localPort: port }]);
+      const banner = await probeService({ kind: 'ssh', host: service.hostname, port: 22 }, client.socks);
+      expect(banner, JSON.stringify(banner)).toMatchObject({ ok: true, detail: 'SSH-2.0-OpenSSH_9.2p1 test' });
+      // As ssh runs it: stdin stays open; what it reads first is the banner, and what it writes comes back.
+      const pipe = execa(process.execPath, ['--import', 'tsx', join(REPO, 'test/helpers/socks-pipe.ts'), client.socks.path, service.hostname, '22'], { reject: false, buffer: false });
+      let received = '';
+      pipe.stdout!.on('data', (d: Buffer) => (received += d.toString()));
+      for (let i = 0; i < 300 && !received.includes('\r\n'); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      pipe.stdin!.write('ping\n');
+      for (let i = 0; i < 300 && !received.includes('ping'); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      pipe.kill('SIGTERM');
+      await pipe;
+      expect(received.split('\r\n')[0]).toBe('SSH-2.0-OpenSSH_9.2p1 test');
+      expect(received).toContain('ping\n');
+    } finally {
+      server.kill('SIGTERM');
+      await server;
     }
   });
 
