@@ -6,6 +6,8 @@
 // Boot times in qemu-system-aarch64 (first boot to addresses on the stick, plain boot); `-- --vm-only` for those.
 // The Raspberry Pi OS look-alike: its build cold and cached, the pipeline on it, a customised first boot;
 // `-- --raspios-only` for those.
+// The suite's private Tor network: its bootstrap, power-on to every relay address reached through it, and the
+// watchdog's detection and recovery of a withdrawn onion and a hung relay; `-- --tor-only` for those.
 import { copyFile, statfs, writeFile, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DEVICE_COMMAND, UNITS } from '../builder/plan/layout.ts';
@@ -23,7 +25,9 @@ import { TestServer } from '../test/helpers/http-server.ts';
 import { REPO, scratch, testSshPublicKey } from '../test/helpers/env.ts';
 import { debianStandinRecipe, serveStandins } from '../test/helpers/standins.ts';
 import { Vm, copyDisk, extractBootFiles, largerCard, makeStick } from '../test/helpers/vm.ts';
-import { buildE2eImage } from '../test/e2e/cluster.ts';
+import { buildE2eImage, readStick, stickFiles } from '../test/e2e/cluster.ts';
+import { TOR_TEST_RECIPE, authDirOf, reachEvery, secondsTo, targetOf, torOverlay, watchdogAllOk, watchdogUntil } from '../test/e2e/tor-scenario.ts';
+import { TorNetwork } from '../test/helpers/tor-network.ts';
 import { imagerCustomise } from '../test/helpers/imager.ts';
 import { LOOKALIKE_OS_NAME, raspiosLookalike, serveLookalike } from '../test/helpers/raspios-lookalike.ts';
 import { MANIFEST_FILE } from '../builder/outputs/manifest.ts';
@@ -229,6 +233,62 @@ async function raspiosFigures(cache: string, server: TestServer, dir: string): P
   }
 }
 
+/**
+ * The boot test's image in the suite's private Tor network (test/helpers/tor-network.ts, the VM joined through a
+ * restricted user-mode network): the network's bootstrap; a first boot's power-on to every relay address on the
+ * stick reached from the host through Tor (TLS and identity checked, as the watchdog and the apps check them);
+ * then, with a watchdog round a minute, an onion service withdrawn from Tor and a hung relay (SIGSTOP) at once:
+ * seconds from the fault until the watchdog said each failed, and until it said each recovered.
+ */
+async function torFigures(cache: string, server: TestServer, dir: string): Promise<void> {
+  const torDir = join(dir, 'tor');
+  const network = await TorNetwork.create(join(torDir, 'network'));
+  try {
+    const { image, plan } = await buildE2eImage(server, join(dir, 'e2e-tor'), cache, { overlays: [await torOverlay(torDir, network)], extra: TOR_TEST_RECIPE });
+    await network.start();
+    const boot = await extractBootFiles(image, join(torDir, 'boot'));
+    const disk = join(torDir, 'card.img');
+    const stick = join(torDir, 'stick.img');
+    await copyDisk(image, disk);
+    await makeStick(stick, plan.export.usbLabel);
+    const vm = await Vm.start({ name: 'bench-tor', disk, boot, dir: torDir, stick, torNetwork: network.vmNetwork() });
+    const poweredOn = Date.now();
+    try {
+      await vm.waitForLine(/simplex-pi\[\d+\]: export: wrote/, 15 * 60 * 1000);
+      const addresses = readStick(stick, plan.hostname).addresses;
+      const folder = `simplex-pi-${plan.hostname}`;
+      const keys = new Map([...stickFiles(stick)].filter(([f]) => f.startsWith(`${folder}/client-auth/client-1/`)));
+      const member = await network.client('member', { authDir: await authDirOf(join(torDir, 'auth-member'), keys) });
+      const { reached, failures } = await reachEvery(new Map([...addresses].map(([name, address]) => [name, targetOf(address)])), member.socks, poweredOn, 15 * 60 * 1000);
+      if (failures.size) throw new Error(`not reached through Tor: ${JSON.stringify(Object.fromEntries(failures))}`);
+      const reachable = Math.max(...[...reached.values()].map((r) => r.seconds));
+      const names = [...addresses.keys(), ...(plan.ssh.onion ? ['ssh'] : [])];
+      const ok = await watchdogAllOk(vm, names, 10 * 60 * 1000);
+      if (!names.every((n) => ok[n] === 'ok')) throw new Error(`the watchdog never reached every service: ${JSON.stringify(ok)}`);
+      const faultAt = Date.now();
+      for (const fault of [`fault withdraw ${plan.xftp!.onion.name}`, 'fault hang 3']) {
+        const answer = await vm.report<{ ok: boolean; output?: string }>(fault, 60_000);
+        if (!answer.ok) throw new Error(`${fault}: ${answer.output}`);
+      }
+      const recovered = (events: Parameters<typeof secondsTo>[0]) => ['xftp', 'smp3'].every((s) => secondsTo(events, s, 'recovered', faultAt) !== undefined);
+      const { events } = await watchdogUntil(vm, (view) => recovered(view.events), 15 * 60 * 1000);
+      const figure = (service: string, event: 'failing' | 'recovered') => secondsTo(events, service, event, faultAt)?.toFixed(0) ?? 'never';
+      await vm.powerOff();
+      console.log('| private Tor network (3 authorities, 3 relays, testing mode), the VM on it | seconds |');
+      console.log('|---|---|');
+      console.log(`| the network bootstrapped (every relay in the consensus, a client at 100%) | ${network.bootstrapSeconds.toFixed(1)} |`);
+      console.log(`| first boot: power-on to every relay address on the stick reached through Tor (TLS, identity) | ${reachable.toFixed(0)} |`);
+      console.log(`| watchdog (a round every 60 s): an onion withdrawn from Tor, noticed / recovered (reload Tor) | ${figure('xftp', 'failing')} / ${figure('xftp', 'recovered')} |`);
+      console.log(`| watchdog: a hung relay (SIGSTOP), noticed / recovered (restart) | ${figure('smp3', 'failing')} / ${figure('smp3', 'recovered')} |`);
+      console.log(`outside contacts counted in the network's namespace: ${await network.outsideContacts()}\n`);
+    } finally {
+      await vm.dispose();
+    }
+  } finally {
+    await network.stop();
+  }
+}
+
 await renderFigures();
 await exposureFigures();
 if (process.argv.includes('--render-only')) process.exit(0);
@@ -247,6 +307,7 @@ async function only(name: string, figures: (cache: string, server: TestServer, d
 if (process.argv.includes('--vm-only')) await only('vm', vmBootFigures);
 if (process.argv.includes('--firstboot-only')) await only('firstboot', firstbootFigure);
 if (process.argv.includes('--raspios-only')) await only('raspios', raspiosFigures);
+if (process.argv.includes('--tor-only')) await only('tor', torFigures);
 
 const server = await new TestServer().start();
 const dir = await scratch('bench');
@@ -278,6 +339,7 @@ try {
   await firstbootFigure(cache, server, dir);
   await vmBootFigures(cache, server, dir);
   await raspiosFigures(cache, server, dir);
+  await torFigures(cache, server, dir);
 } finally {
   await server.stop();
   await rm(dir, { recursive: true, force: true });
