@@ -13,12 +13,15 @@ import { torBootstrapPhase } from './tor-control.ts';
 import { type ExportRecord } from './export-log.ts';
 import { type BackupRecord } from './backup.ts';
 import { type RestoredRecord } from './restored.ts';
-import { readWatchdogState } from './watchdog.ts';
+import { describeEvent, readWatchdogState, recentWatchdogEvents } from './watchdog.ts';
 import { type DiskSpace, diskSpace, temperature, uptimeSeconds } from './system-facts.ts';
 import { type MetricsSummary, readRelayMetrics, summariseMetrics } from './relay-metrics.ts';
 import { relaysOf } from '../plan/relays.ts';
 import { formatBytes } from '../format-bytes.ts';
-import type { WatchdogState } from './watchdog-policy.ts';
+import type { WatchdogEvent, WatchdogState } from './watchdog-policy.ts';
+
+/** How many of the watchdog's last events `status` shows (all are in its log and the journal). */
+const RECENT_EVENTS = 8;
 
 /**
  * Whether reading failed for want of root: most of what status reports is root's to read (STATE_DIR, Tor's
@@ -54,7 +57,9 @@ export interface Health {
   firstBoot: { finished: boolean | null; at?: string; error?: string };
   services: Array<{ unit: string; state: string; port?: number; listening?: boolean }>;
   /** What the watchdog last saw and did (device/watchdog.ts); `error` where it cannot be read. */
-  watchdog: { intervalSeconds: number; lastRound: string | null; tor: WatchdogState['tor'] | null; services: WatchdogState['services'] } | { intervalSeconds: number; error: string };
+  watchdog:
+    | { intervalSeconds: number; lastRound: string | null; tor: WatchdogState['tor'] | null; services: WatchdogState['services']; recent: WatchdogEvent[] }
+    | { intervalSeconds: number; error: string };
   storage: { ok: boolean; message: string } | null;
   /** The card's root filesystem: what the relays may still write. */
   disk: DiskSpace | { error: string };
@@ -80,8 +85,8 @@ export async function collectHealth(plan: BuildPlan): Promise<Health> {
   const listening = await listeningNow();
   const services = [];
   for (const { unit, port } of plan.reportedUnits) services.push({ unit, state: await unitState(unit), ...(port ? { port, listening: listening.has(port) } : {}) });
-  const watchdog = await readWatchdogState().then(
-    (state) => ({ intervalSeconds: plan.watchdog.intervalSeconds, lastRound: state?.lastRound ?? null, tor: state?.tor ?? null, services: state?.services ?? {} }),
+  const watchdog = await Promise.all([readWatchdogState(), recentWatchdogEvents(RECENT_EVENTS)]).then(
+    ([state, recent]) => ({ intervalSeconds: plan.watchdog.intervalSeconds, lastRound: state?.lastRound ?? null, tor: state?.tor ?? null, services: state?.services ?? {}, recent }),
     (error: unknown) => ({ intervalSeconds: plan.watchdog.intervalSeconds, ...unreadable(error) }),
   );
   const storage = plan.xftp
@@ -142,6 +147,8 @@ function watchdogLines(watchdog: Health['watchdog'], forStick: boolean): string[
             : `..   ${name.padEnd(8)} not checked yet${watch.note ? `: ${watch.note}` : ''}`;
     lines.push(`  ${text}`);
   }
+  // The history, in status only: its errors name the onions.
+  if (!forStick && watchdog.recent.length) lines.push('  What it saw and did last:', ...watchdog.recent.map((e) => `    ${e.at}  ${describeEvent(e)}`));
   if (watchdog.tor?.connected === false && watchdog.tor.notConnectedSince) lines.push(`  Tor has not been connected since ${watchdog.tor.notConnectedSince} (${since(watchdog.tor.notConnectedSince)}); onions are checked once it is`);
   return lines;
 }

@@ -3,7 +3,7 @@ import { STATE, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { relaysOf } from '../plan/relays.ts';
 import { atomicWrite } from './files.ts';
-import { appendJsonLine } from './json-lines.ts';
+import { appendJsonLine, lastJsonLines } from './json-lines.ts';
 import { type ProbeKind, type ProbeResult, probeService } from './relay-probe.ts';
 import type { ServerRecord } from './server-list.ts';
 import { runTool } from './tool.ts';
@@ -140,6 +140,11 @@ export async function readWatchdogState(path = STATE.watchdog): Promise<Watchdog
     throw error;
   });
   return text === undefined ? undefined : (JSON.parse(text) as WatchdogState);
+}
+
+/** The watchdog's last `count` events, oldest first (its log keeps every one). */
+export function recentWatchdogEvents(count: number): Promise<WatchdogEvent[]> {
+  return lastJsonLines<WatchdogEvent>(STATE.watchdogLog, count);
 }
 
 /** One round of the watchdog. */

@@ -738,6 +738,8 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       const text = (await vm.report<AgentReport>()).status;
       expect(text).toMatch(/^ {2}!! +smp2 +GIVEN UP: failed since \S+: simplex-smp@2 has failed/m);
       expect(text).toMatch(/^ {2}ok +xftp +reached /m);
+      // And its history: the last events, in words (the giving up is the last of them).
+      expect(text).toMatch(/^ {4}\S+ {2}smp2 still fails after every step: GIVEN UP, no more restarts until /m);
       for (const name of ['xftp', 'smp3']) expect(await probeService(targetOf(cardA.stick.addresses.get(name)!), onTor!.member, 90_000), name).toMatchObject({ ok: true });
 
       await vm.powerOff();
