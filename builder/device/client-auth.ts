@@ -9,7 +9,7 @@ import { base32 } from './onion.ts';
 
 /**
  * Tor client authorization keys made on the Pi (recipe `tor.client_auth.generate`): each member's key is allowed on
- * every relay's onion service, never on SSH's (that one admits only the admin's key, ensureAdminClientKey); its
+ * every relay's onion service, never on SSH's (that one admits only the admin's key, ensureAdminClientKey, and the Pi's own); its
  * private half goes only to a stick (device/export.ts) and a root-only copy. Keys are made once and kept in KEYS;
  * every run writes any `.auth` file that is missing.
  *
@@ -62,7 +62,8 @@ async function ownKey(path: string, name: string): Promise<{ key: ClientKey; cre
 
 /**
  * The admin's own client key for the SSH onion service, when client authorization is on: members' keys open the
- * relays, this one alone opens SSH (security review M5). Exported only to the stick's admin folder.
+ * relays, this one opens SSH (security review M5), as does the Pi's own key, which never leaves it (ensureRelayClientAuth).
+ * Exported only to the stick's admin folder.
  */
 export async function ensureAdminClientKey(plan: BuildPlan, tor: Owner): Promise<{ key: ClientKey; created: boolean } | undefined> {
   const service = plan.ssh.onion;
