@@ -293,22 +293,12 @@ export class TorNetwork {
       ...(options.authDir ? [`ClientOnionAuthDir ${options.authDir}`] : []),
       '',
     ].join('\n');
-    const tor = await this.spawn(name, home, torrc);
-    try {
-      const deadline = Date.now() + timeoutMs;
-      const control = await Control.open(tor.control, () => !tor.exited, deadline);
-      try {
-        await until(`client ${name} did not bootstrap`, deadline, [tor], async () => {
-          const reply = await control.send('GETINFO status/bootstrap-phase');
-          return reply.some((line) => / PROGRESS=100 /.test(line)) ? true : undefined;
-        });
-      } finally {
-        control.close();
-      }
-    } catch (error) {
-      await this.end(tor);
-      throw error;
-    }
+    const tor = await this.startReady(name, home, torrc, timeoutMs, (control, deadline, tor) =>
+      until(`client ${name} did not bootstrap`, deadline, [tor], async () => {
+        const reply = await control.send('GETINFO status/bootstrap-phase');
+        return reply.some((line) => / PROGRESS=100 /.test(line)) ? true : undefined;
+      }),
+    );
     return { socks: { path: socks }, stop: () => this.end(tor) };
   }
 
@@ -335,29 +325,49 @@ export class TorNetwork {
       ...ports.map((p) => `HiddenServicePort ${p.virtualPort} 127.0.0.1:${p.localPort}`),
       '',
     ].join('\n');
+    const tor = await this.startReady(name, home, torrc, timeoutMs, async (control, deadline, tor) => {
+      const uploads = { started: 0, done: 0, failed: 0 };
+      control.onEvent((event) => {
+        const kind = /^HS_DESC (\S+)/.exec(event)?.[1];
+        if (kind === 'UPLOAD') uploads.started++;
+        else if (kind === 'UPLOADED') uploads.done++;
+        else if (kind === 'FAILED') uploads.failed++;
+      });
+      await control.send('SETEVENTS HS_DESC');
+      await control.send('SETCONF DisableNetwork=0');
+      // Every upload begun has ended, and one reached an HSDir: a client asking any HSDir now finds it.
+      await until(`onion service ${name} uploaded no descriptor (${JSON.stringify(uploads)})`, deadline, [tor], async () =>
+        uploads.done > 0 && uploads.done + uploads.failed >= uploads.started ? true : undefined,
+      );
+    });
+    const hostname = await readFile(join(hsDir, 'hostname'), 'utf8').catch(async (error: Error) => {
+      await this.end(tor);
+      throw error;
+    });
+    return { hostname: hostname.trim(), stop: () => this.end(tor) };
+  }
+
+  /**
+   * A tor started with `torrc`, once `ready` (given its control connection, closed afterwards) has resolved within
+   * `timeoutMs`; a tor that does not get there is stopped before the error is thrown.
+   */
+  private async startReady(
+    name: string,
+    home: string,
+    torrc: string,
+    timeoutMs: number,
+    ready: (control: Control, deadline: number, tor: TorProcess) => Promise<unknown>,
+  ): Promise<TorProcess> {
     const tor = await this.spawn(name, home, torrc);
     try {
       const deadline = Date.now() + timeoutMs;
       const control = await Control.open(tor.control, () => !tor.exited, deadline);
       try {
-        const uploads = { started: 0, done: 0, failed: 0 };
-        control.onEvent((event) => {
-          const kind = /^HS_DESC (\S+)/.exec(event)?.[1];
-          if (kind === 'UPLOAD') uploads.started++;
-          else if (kind === 'UPLOADED') uploads.done++;
-          else if (kind === 'FAILED') uploads.failed++;
-        });
-        await control.send('SETEVENTS HS_DESC');
-        await control.send('SETCONF DisableNetwork=0');
-        // Every upload begun has ended, and one reached an HSDir: a client asking any HSDir now finds it.
-        await until(`onion service ${name} uploaded no descriptor (${JSON.stringify(uploads)})`, deadline, [tor], async () =>
-          uploads.done > 0 && uploads.done + uploads.failed >= uploads.started ? true : undefined,
-        );
+        await ready(control, deadline, tor);
       } finally {
         control.close();
       }
-      const hostname = (await readFile(join(hsDir, 'hostname'), 'utf8')).trim();
-      return { hostname, stop: () => this.end(tor) };
+      return tor;
     } catch (error) {
       await this.end(tor);
       throw error;
