@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,24 @@ async function workDirOf(pid: number): Promise<string | undefined> {
     if (Number(owner.trim()) === pid) return join(root, name);
   }
   return undefined;
+}
+
+/** Move the cached packages layers out of the cache's sight (same filesystem: renames); `restore` puts back any the build did not make anew. */
+async function setLayersAside(): Promise<{ restore: () => Promise<void> }> {
+  const layers = join(TEST_CACHE, 'layers');
+  const aside = join(TEST_CACHE, 'layers.set-aside-by-test');
+  await mkdir(aside, { recursive: true });
+  for (const name of await readdir(layers).catch(() => [] as string[])) await rename(join(layers, name), join(aside, name));
+  return {
+    async restore() {
+      await mkdir(layers, { recursive: true });
+      for (const name of await readdir(aside)) {
+        if (existsSync(join(layers, name))) await rm(join(aside, name), { force: true });
+        else await rename(join(aside, name), join(layers, name));
+      }
+      await rm(aside, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Start a build and resolve once its log contains `marker`: the moment to interrupt it. */
@@ -52,22 +70,29 @@ describe.runIf(isRoot)('builds that are interrupted', () => {
   afterAll(() => server.stop());
 
   it('killed (SIGKILL) while apt runs in the chroot: doctor releases every mount and loop device, the next build succeeds', { timeout: 40 * 60 * 1000 }, async () => {
-    // Without a cached packages layer, the packages stage runs apt-get inside the image's chroot.
-    for (const name of await readdir(join(TEST_CACHE, 'layers')).catch(() => [] as string[])) await rm(join(TEST_CACHE, 'layers', name), { force: true });
+    // Without a cached packages layer, the packages stage runs apt-get inside the image's chroot. The cached layers
+    // are set aside rather than deleted (each costs minutes of apt under emulation to make again, the Raspberry Pi OS
+    // look-alike's too) and come back once the killed build is cleaned up.
+    const aside = await setLayersAside();
     const out = join(dir, 'out-killed');
-    const { child, workDir } = await startBuildUntil(recipe, out, /\$ chroot .* apt-get install/);
-    child.kill('SIGKILL');
-    await child;
-    const held = await heldUnder(TEST_CACHE);
-    expect(held.mounts.length).toBeGreaterThan(0);
-    expect(held.loops.length).toBeGreaterThan(0);
+    try {
+      const { child, workDir } = await startBuildUntil(recipe, out, /\$ chroot .* apt-get install/);
+      child.kill('SIGKILL');
+      await child;
+      const held = await heldUnder(TEST_CACHE);
+      expect(held.mounts.length).toBeGreaterThan(0);
+      expect(held.loops.length).toBeGreaterThan(0);
 
-    const doctor = await cli(['doctor', '--cache', TEST_CACHE]);
-    expect(doctor.stdout).toMatch(/released what a killed build left: [1-9]\d* mount\(s\), [1-9]\d* loop device\(s\), 1 work directory/);
-    expect(await heldUnder(TEST_CACHE)).toEqual({ mounts: [], loops: [] });
-    expect(await processesRootedUnder(workDir)).toEqual([]);
-    expect(existsSync(workDir)).toBe(false);
-    expect(existsSync(out)).toBe(false);
+      const doctor = await cli(['doctor', '--cache', TEST_CACHE]);
+      expect(doctor.stdout).toMatch(/released what a killed build left: [1-9]\d* mount\(s\), [1-9]\d* loop device\(s\), 1 work directory/);
+      expect(await heldUnder(TEST_CACHE)).toEqual({ mounts: [], loops: [] });
+      expect(await processesRootedUnder(workDir)).toEqual([]);
+      expect(existsSync(workDir)).toBe(false);
+      expect(existsSync(out)).toBe(false);
+      expect(await readdir(join(TEST_CACHE, 'layers')).catch(() => []), 'the killed build left no layer behind').toEqual([]);
+    } finally {
+      await aside.restore();
+    }
 
     const again = await cli(['build', '--recipe', recipe, '--out', out, '--cache', TEST_CACHE, '--compress', 'none']);
     expect(again.exitCode, again.all).toBe(0);

@@ -41,7 +41,9 @@
 //   fault hang <n> -> SIGSTOP to SMP relay n's main process: its unit stays active and its port open, but it
 //               answers nothing (what a port check calls alive)
 //   fault break <n> -> SMP relay n's fingerprint file no longer matches its certificate, so every start refuses
-//               it, and the relay is restarted: a relay that can never start again
+//               it, and the relay is restarted: a relay that can never start again. Its unit's StartLimitBurst is
+//               kept; only the 10 s systemd waits between restarts becomes 1 s (a runtime drop-in), so each of the
+//               watchdog's restarts meets the start limit in seconds rather than a minute
 //   poweroff -> a clean shutdown
 // Reads what the shipped system wrote; changes nothing but the power state and, when asked, those two layers,
 // the messages on a relay, a relay's stop signal (until the next boot) and the faults above.
@@ -491,6 +493,7 @@ async function fault([kind, target]) {
   }
   if (kind === 'break') {
     writeFileSync(`${instance.cfgPath}/fingerprint`, 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n');
+    runtimeDropIn(instance, 'e2e-fast-restart', 'RestartSec=1');
     return { ok: true, output: sh('systemctl', ['restart', '--no-block', instance.unit]) };
   }
   return { ok: false, output: `unknown fault ${kind}` };
