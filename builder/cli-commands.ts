@@ -47,6 +47,19 @@ export const COMMANDS: Command[] = [
       },
       cache,
       {
+        name: 'lock',
+        type: 'string',
+        value: 'FILE',
+        defaultText: "simplex-pi's own simplexmq.lock.json",
+        help: 'The lock file with the sha256 of each simplexmq release asset (binaries with `sha256: lock`, the default).',
+      },
+      {
+        name: 'update-lock',
+        type: 'boolean',
+        default: false,
+        help: "Enter the release notes' sha256s for the recipe's simplexmq version into the lock file first, and say what changed; review the change (git diff) before you commit it.",
+      },
+      {
         name: 'verbose',
         type: 'boolean',
         short: 'v',

@@ -43,6 +43,8 @@ interface BuildValues {
   'xz-level': string;
   'publish-url'?: string;
   cache?: string;
+  lock?: string;
+  'update-lock': boolean;
   verbose: boolean;
 }
 
@@ -72,6 +74,8 @@ async function buildCommand(args: string[]): Promise<void> {
     xzLevel,
     publishUrl: values['publish-url'] === undefined ? undefined : checkPublishUrl(values['publish-url']),
     cacheRoot: resolve(values.cache ?? Cache.defaultRoot()),
+    lockPath: values.lock === undefined ? undefined : resolve(values.lock),
+    updateLock: values['update-lock'],
     verbose: values.verbose,
     resources,
   });

@@ -15,7 +15,7 @@ export interface InstalledBinary {
   source: string;
   sha256: string;
   /** Where the sha256 came from: the recipe, or the release notes of the simplexmq release. */
-  sha256Source: 'recipe' | 'release-notes';
+  sha256Source: 'recipe' | 'lock' | 'release-notes';
   /** What `<binary> -v` printed inside the image. */
   reportedVersion: string;
   installPath: string;

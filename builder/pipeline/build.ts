@@ -18,6 +18,7 @@ import { loadPlan } from './load-plan.ts';
 import { BuildProgress } from './progress.ts';
 import type { StageList } from './stage-list.ts';
 import { REPO_ROOT, toolVersion } from './tool-version.ts';
+import { DEFAULT_LOCK } from '../stages/simplexmq-lock.ts';
 
 export interface BuildRequest {
   recipePath: string;
@@ -29,6 +30,10 @@ export interface BuildRequest {
   xzLevel?: number;
   /** Where the image will be published; the Raspberry Pi Imager repository JSON points there. */
   publishUrl?: string;
+  /** simplexmq.lock.json to use; defaults to the one that ships with simplex-pi. */
+  lockPath?: string;
+  /** `--update-lock`: enter the release notes' sha256s into the lock first. */
+  updateLock?: boolean;
   cacheRoot: string;
   verbose: boolean;
   /** Where the pipeline keeps what must be released on Ctrl-C; the CLI's signal handler releases it. */
@@ -104,7 +109,14 @@ async function prepareBuild(request: BuildRequest, loaded: LoadedRecipe, plan: B
     log,
     resources,
     workDir,
-    options: { outDir, compress: request.compress, xzLevel: request.xzLevel ?? 6, publishUrl: request.publishUrl },
+    options: {
+      outDir,
+      compress: request.compress,
+      xzLevel: request.xzLevel ?? 6,
+      publishUrl: request.publishUrl,
+      lockPath: request.lockPath ?? DEFAULT_LOCK,
+      updateLock: request.updateLock ?? false,
+    },
     status: progress.status,
     warn: (text) => {
       warnings.push(text);

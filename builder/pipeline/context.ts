@@ -16,6 +16,10 @@ export interface BuildOptions {
    * JSON points there. Without it, the JSON points at the local file.
    */
   publishUrl?: string;
+  /** simplexmq.lock.json (stages/simplexmq-lock.ts): the sha256s of binaries with `sha256: lock`. */
+  lockPath: string;
+  /** Enter the release notes' sha256s for the recipe's simplexmq version into the lock before using it. */
+  updateLock: boolean;
 }
 
 /** What every stage gets: the plan, where to put things, and how to report. */

@@ -40,7 +40,7 @@ export interface BinaryInput {
   asset: string;
   url?: string;
   path?: string;
-  /** A pinned sha256, or `release-notes` to read it from the release. */
+  /** A pinned sha256, `lock` to take it from simplexmq.lock.json (stages/simplexmq-lock.ts), or `release-notes` to read it from the release. */
   sha256: string;
   installPath: string;
 }
@@ -187,7 +187,7 @@ function expand(template: string, version: string): string {
 
 function binaryInput(name: BinaryName, spec: BinarySourceSpec | undefined, version: string): BinaryInput {
   const asset = `${name}-${SIMPLEXMQ_ASSET_SUFFIX}`;
-  const source = spec ?? { sha256: 'release-notes' };
+  const source = spec ?? { sha256: 'lock' };
   const input: BinaryInput = { name, asset, sha256: source.sha256, installPath: `${BINARY_DIR}/${name}` };
   if (source.path) input.path = source.path;
   else input.url = expand(source.url ?? `${SIMPLEXMQ_RELEASE_BASE}/${asset}`, version);

@@ -120,18 +120,20 @@ const binarySource = z
     url: httpUrl.optional().meta({ description: 'Where to download the binary; `{version}` is replaced by `simplexmq.version`.' }),
     path: z.string().min(1).optional().meta({ description: 'A local binary instead, relative to the recipe.' }),
     sha256: z
-      .union([sha256Hex, z.literal('release-notes')], {
-        error: 'must be a sha256 (64 hexadecimal characters) or release-notes',
+      .union([sha256Hex, z.literal('lock'), z.literal('release-notes')], {
+        error: 'must be a sha256 (64 hexadecimal characters), lock or release-notes',
       })
       .meta({
         description:
-          "The binary's sha256, or `release-notes` (downloads only) to take it from the `SHA2-256(<asset>)= <hex>` lines simplexmq's release " +
-          'workflow writes into its release notes; the manifest records it.',
+          "The binary's sha256; or `lock` (downloads only) to take it from simplexmq.lock.json, the reviewed lock file that ships with " +
+          "simplex-pi (a release not in it falls back to its notes, with a warning; `build --update-lock` adds it); or `release-notes` to " +
+          "take it from the `SHA2-256(<asset>)= <hex>` lines simplexmq's release workflow writes into its release notes, which come from " +
+          'the same release as the binary. The manifest records which.',
       }),
   })
   .refine((s) => !(s.url && s.path), { error: 'give either url or path, not both' })
-  .refine((s) => !(s.path && s.sha256 === 'release-notes'), {
-    error: 'a local path needs its sha256; release-notes only applies to downloads',
+  .refine((s) => !(s.path && (s.sha256 === 'release-notes' || s.sha256 === 'lock')), {
+    error: 'a local path needs its sha256; lock and release-notes only apply to downloads',
   });
 
 /** A whole number in a range, with one message for every way to get it wrong. */
@@ -539,13 +541,13 @@ export const recipeSchema = z
           }),
         release_notes_url: httpUrl
           .default(SIMPLEXMQ_RELEASE_API)
-          .meta({ description: "Where `sha256: release-notes` reads the checksums (GitHub's release API); `{version}` is replaced by `version`." }),
+          .meta({ description: "Where the release notes' checksums are read (GitHub's release API): by `sha256: release-notes`, by `lock` to check them against the lock, and by `build --update-lock`; `{version}` is replaced by `version`." }),
         smp_server: binarySource
           .optional()
-          .meta({ description: `The smp-server binary: \`url\` + \`sha256\`, or \`path\` + \`sha256\`. Unset: the release asset \`smp-server-${SIMPLEXMQ_ASSET_SUFFIX}\` with \`sha256: release-notes\`.` }),
+          .meta({ description: `The smp-server binary: \`url\` + \`sha256\`, or \`path\` + \`sha256\`. Unset: the release asset \`smp-server-${SIMPLEXMQ_ASSET_SUFFIX}\` with \`sha256: lock\`.` }),
         xftp_server: binarySource
           .optional()
-          .meta({ description: `The xftp-server binary, like \`smp_server\`. Unset: the release asset \`xftp-server-${SIMPLEXMQ_ASSET_SUFFIX}\` with \`sha256: release-notes\`.` }),
+          .meta({ description: `The xftp-server binary, like \`smp_server\`. Unset: the release asset \`xftp-server-${SIMPLEXMQ_ASSET_SUFFIX}\` with \`sha256: lock\`.` }),
         // Off by default: a relay that cannot start is worse than one sandboxed slightly less.
         memory_deny_write_execute: bool()
           .default(false)

@@ -1,5 +1,5 @@
 import { chmod, chown, copyFile, mkdir, rename } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { downloadVerified } from '../base/download.ts';
 import { UserError } from '../errors.ts';
 import { exists } from '../exists.ts';
@@ -13,43 +13,114 @@ import type { BinaryInput } from '../plan/plan.ts';
 import type { StageContext } from '../pipeline/context.ts';
 import { inImageTemporary } from '../temporary-names.ts';
 import { parseReleaseNoteHashes, releaseBody } from './simplexmq-hashes.ts';
+import { type SimplexmqLock, describeChange, emptyLock, lockedHash, readLock, updatedLock, writeLock } from './simplexmq-lock.ts';
 
 export type { InstalledBinary };
 
-/** The sha256 each binary must have: from the recipe, or read once from the release notes. */
-async function expectedHashes(ctx: StageContext): Promise<Map<string, string>> {
-  const binaries = ctx.plan.simplexmq.binaries;
-  const fromNotes = binaries.some((b) => b.sha256 === 'release-notes');
-  const notes = fromNotes
-    ? parseReleaseNoteHashes(releaseBody(await fetchText(ctx.plan.simplexmq.releaseNotesUrl, 'simplexmq release notes', ctx.log), ctx.plan.simplexmq.releaseNotesUrl))
-    : new Map<string, string>();
-  const hashes = new Map<string, string>();
+/** The sha256 a binary must have, where it comes from (recorded in the manifest), and how a mismatch names it. */
+interface Expected {
+  sha256: string;
+  source: InstalledBinary['sha256Source'];
+  what: string;
+}
+
+function noLine(url: string, binary: BinaryInput): UserError {
+  return new UserError(
+    `the release notes at ${url} have no SHA2-256(${binary.asset}) line, so ${binary.name} cannot be verified; ` +
+      `pin simplexmq.${binary.name.replace('-', '_')}.sha256 in the recipe`,
+  );
+}
+
+/** `--update-lock`: the notes' sha256 of each locked binary entered into the lock file, and the change said. */
+async function lockFromNotes(ctx: StageContext, lock: SimplexmqLock, locked: readonly BinaryInput[], notes: ReadonlyMap<string, string>): Promise<SimplexmqLock> {
+  const { version, releaseNotesUrl } = ctx.plan.simplexmq;
+  const found = new Map<string, string>();
+  for (const binary of locked) {
+    const hash = notes.get(binary.asset);
+    if (!hash) throw noLine(releaseNotesUrl, binary);
+    found.set(binary.asset, hash);
+  }
+  const update = updatedLock(lock, version, found);
+  if (update.changes.length) {
+    await writeLock(ctx.options.lockPath, update.lock);
+    ctx.warn(`${ctx.options.lockPath} updated from the release notes: ${update.changes.map(describeChange).join('; ')}. Review the change (git diff) before you commit it`);
+  } else {
+    ctx.log.info(`${ctx.options.lockPath} already holds the release notes' sha256s for simplexmq ${version}`);
+  }
+  return update.lock;
+}
+
+/**
+ * The sha256 each binary must have: the recipe's own; or the lock's (stages/simplexmq-lock.ts), with the release
+ * notes read as well and a disagreement refused; or the release notes'. `--update-lock` first enters the notes'
+ * sha256s for this version into the lock, and says what changed.
+ */
+async function expectedHashes(ctx: StageContext): Promise<Map<string, Expected>> {
+  const { binaries, version, releaseNotesUrl } = ctx.plan.simplexmq;
+  const { lockPath, updateLock } = ctx.options;
+  const locked = binaries.filter((b) => b.sha256 === 'lock');
+  let lock = locked.length ? await readLock(lockPath) : emptyLock();
+  const fetchNotes = async () => parseReleaseNoteHashes(releaseBody(await fetchText(releaseNotesUrl, 'simplexmq release notes', ctx.log), releaseNotesUrl));
+  const notesNeeded = binaries.some((b) => b.sha256 === 'release-notes') || (locked.length > 0 && (updateLock || locked.some((b) => !lockedHash(lock, version, b.asset))));
+  // With every hash in the lock, the notes are a second opinion: unreachable, the lock alone decides.
+  const notes = notesNeeded
+    ? await fetchNotes()
+    : locked.length
+      ? await fetchNotes().catch((error: Error) => {
+          ctx.log.info(`the release notes could not be read to compare with the lock (${error.message}); the lock alone decides`);
+          return undefined;
+        })
+      : undefined;
+
+  if (updateLock && locked.length) lock = await lockFromNotes(ctx, lock, locked, notes!);
+
+  const hashes = new Map<string, Expected>();
   for (const binary of binaries) {
-    if (binary.sha256 !== 'release-notes') {
-      hashes.set(binary.name, binary.sha256);
+    if (binary.sha256 === 'release-notes') {
+      const hash = notes!.get(binary.asset);
+      if (!hash) throw noLine(releaseNotesUrl, binary);
+      hashes.set(binary.name, { sha256: hash, source: 'release-notes', what: binary.name });
       continue;
     }
-    const hash = notes.get(binary.asset);
+    if (binary.sha256 !== 'lock') {
+      hashes.set(binary.name, { sha256: binary.sha256, source: 'recipe', what: binary.name });
+      continue;
+    }
+    const hash = lockedHash(lock, version, binary.asset);
     if (!hash) {
+      const fromNotes = notes!.get(binary.asset);
+      if (!fromNotes) throw noLine(releaseNotesUrl, binary);
+      ctx.warn(
+        `simplexmq ${version} is not in ${lockPath}: ${binary.name}'s sha256 comes only from the release notes, which come from the same ` +
+          'release as the binary (they show it was not damaged on the way, not that it is the release you reviewed). Lock it with ' +
+          '`simplex-pi build --update-lock` and commit the change',
+      );
+      hashes.set(binary.name, { sha256: fromNotes, source: 'release-notes', what: binary.name });
+      continue;
+    }
+    const noted = notes?.get(binary.asset);
+    if (noted && noted !== hash) {
       throw new UserError(
-        `the release notes at ${ctx.plan.simplexmq.releaseNotesUrl} have no SHA2-256(${binary.asset}) line, so ${binary.name} cannot be verified; ` +
-          `pin simplexmq.${binary.name.replace('-', '_')}.sha256 in the recipe`,
+        `the release notes at ${releaseNotesUrl} give sha256 ${noted} for ${binary.asset}, but ${lockPath} locks simplexmq ${version}'s at ${hash}: ` +
+          'the asset was replaced after it was locked, or the notes were changed. Nothing was downloaded. Find out which before you build; ' +
+          'if the new one is genuine, build with --update-lock and review the change',
       );
     }
-    hashes.set(binary.name, hash);
+    hashes.set(binary.name, { sha256: hash, source: 'lock', what: `${binary.name} (locked in ${basename(lockPath)})` });
   }
   return hashes;
 }
 
 /** A verified copy of the binary on the host: downloaded into the cache, or the recipe's local file checked in place. */
-async function fetchBinary(ctx: StageContext, binary: BinaryInput, sha256: string): Promise<string> {
+async function fetchBinary(ctx: StageContext, binary: BinaryInput, expected: Expected): Promise<string> {
+  const { sha256 } = expected;
   if (binary.path) {
     if (!(await exists(binary.path))) throw new UserError(`${binary.name}: ${binary.path} does not exist (recipe simplexmq.${binary.name.replace('-', '_')}.path)`);
     const actual = await sha256File(binary.path);
     if (actual !== sha256) throw new UserError(`sha256 mismatch for ${binary.name}: expected ${sha256}, got ${actual} (${binary.path}); nothing was written`);
     return binary.path;
   }
-  return downloadVerified(ctx.cache, { url: binary.url!, what: binary.name, sha256, log: ctx.log, onProgress: ctx.onProgress });
+  return downloadVerified(ctx.cache, { url: binary.url!, what: expected.what, sha256, log: ctx.log, onProgress: ctx.onProgress });
 }
 
 /** The version in `SMP server v6.5.2.0 / 1a2b3c4`; the recipe's 6.5.2 matches 6.5.2 and 6.5.2.x. */
@@ -105,9 +176,10 @@ export async function binariesStage(ctx: StageContext, { mounted }: { mounted: M
   const hashes = await expectedHashes(ctx);
   const installed: InstalledBinary[] = [];
   for (const binary of ctx.plan.simplexmq.binaries) {
-    const sha256 = hashes.get(binary.name)!;
+    const expected = hashes.get(binary.name)!;
+    const { sha256 } = expected;
     ctx.status(`${binary.name}: fetching and verifying`);
-    const file = await fetchBinary(ctx, binary, sha256);
+    const file = await fetchBinary(ctx, binary, expected);
     const elf = await readElf(file);
     if (!elf) throw new UserError(`${binary.name} (${binary.url ?? binary.path}) is not an ELF executable; is the URL right?`);
     if (elf.machine !== EM_AARCH64 || elf.class !== 64) {
@@ -126,7 +198,7 @@ export async function binariesStage(ctx: StageContext, { mounted }: { mounted: M
       name: binary.name,
       source: binary.url ?? binary.path!,
       sha256,
-      sha256Source: binary.sha256 === 'release-notes' ? 'release-notes' : 'recipe',
+      sha256Source: expected.source,
       reportedVersion,
       installPath: binary.installPath,
     });

@@ -11,6 +11,7 @@ import { parseRecipe } from '../../builder/recipe/load.ts';
 import { Resources } from '../../builder/resources.ts';
 import type { StageContext } from '../../builder/pipeline/context.ts';
 import { type EmitResult, emitStage } from '../../builder/stages/emit.ts';
+import { DEFAULT_LOCK } from '../../builder/stages/simplexmq-lock.ts';
 import { scratch } from './env.ts';
 
 /** A Raspberry Pi OS base as the raspios provider describes one (not downloaded: emit only records it). */
@@ -66,7 +67,7 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
     log: silentLog,
     resources: new Resources(),
     workDir: work,
-    options: { outDir: options.outDir, compress: options.compress ?? 'xz', xzLevel: 0, publishUrl: options.publishUrl },
+    options: { outDir: options.outDir, compress: options.compress ?? 'xz', xzLevel: 0, publishUrl: options.publishUrl, lockPath: DEFAULT_LOCK, updateLock: false },
     status: () => undefined,
     warn: () => undefined,
     onProgress: () => undefined,

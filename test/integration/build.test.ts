@@ -66,7 +66,7 @@ async function imagerEntry(out: string, file: string) {
   return { ...json.os_list[0], sums, sizes } as { url: string; extract_size: number; extract_sha256: string; image_download_size: number; image_download_sha256: string; sums: Map<string, string>; sizes: Record<string, number> };
 }
 
-function recipe(name: string, standins: ServedStandins, extra: { instances?: number; smpUrl?: string; version?: string } = {}): string {
+function recipe(name: string, standins: ServedStandins, extra: { instances?: number; smpUrl?: string; smpSha256?: string; version?: string } = {}): string {
   return [
     `name: ${name}`,
     'base:',
@@ -85,7 +85,7 @@ function recipe(name: string, standins: ServedStandins, extra: { instances?: num
     `  release_notes_url: ${standins.releaseNotesUrl}`,
     '  smp_server:',
     `    url: ${extra.smpUrl ?? standins.smp.url}`,
-    '    sha256: release-notes',
+    `    sha256: ${extra.smpSha256 ?? 'release-notes'}`,
     '  xftp_server:',
     `    url: ${standins.xftp.url}`,
     `    sha256: ${standins.xftp.sha256}`,
@@ -451,7 +451,20 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
   }
   const smpAt = (version: string) => `${server.url}/releases/download/v${version}/smp-server-ubuntu-22_04-aarch64`;
 
-  const refusals: Array<[string, () => Promise<string>, RegExp]> = [
+  /** A lock file (simplexmq.lock.json's format) in the scratch directory that locks this version's smp asset at `sha256`. */
+  const lockFile = async (name: string, sha256: string) => {
+    const path = join(dir, `${name}.lock.json`);
+    await writeFile(path, JSON.stringify({ lockfileVersion: 1, releases: { [VERSION]: { 'smp-server-ubuntu-22_04-aarch64': sha256 } } }));
+    return path;
+  };
+  const tamperedStandin = async () => {
+    const genuine = await readFile(standins.smp.path);
+    const tampered = Buffer.from(genuine);
+    tampered[tampered.length - 2] = tampered[tampered.length - 2]! ^ 1;
+    return { genuineSha: createHash('sha256').update(genuine).digest('hex'), tampered, tamperedSha: createHash('sha256').update(tampered).digest('hex') };
+  };
+
+  const refusals: Array<[string, () => Promise<string | { recipe: string; args: string[] }>, RegExp]> = [
     [
       'a binary whose bytes differ from the sha256 in the release notes',
       async () => {
@@ -473,6 +486,30 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
       /have no SHA2-256\(smp-server-ubuntu-22_04-aarch64\) line, so smp-server cannot be verified; pin simplexmq.smp_server.sha256/,
     ],
     [
+      'a binary whose sha256 differs from the lock file, though the release notes agree with it',
+      async () => {
+        const { genuineSha, tampered, tamperedSha } = await tamperedStandin();
+        serveRelease('6.5.10', `SHA2-256(smp-server-ubuntu-22_04-aarch64)= ${tamperedSha}\n`, tampered);
+        return {
+          recipe: recipe('lock-vs-notes', standins, { smpUrl: smpAt('6.5.10'), smpSha256: 'lock' }).replace(standins.releaseNotesUrl, `${server.url}/api/releases/tags/v6.5.10`),
+          args: ['--lock', await lockFile('lock-vs-notes', genuineSha)],
+        };
+      },
+      /the release notes at \S+ give sha256 [0-9a-f]{64} for smp-server-ubuntu-22_04-aarch64, but \S+lock-vs-notes\.lock\.json locks simplexmq [\d.]+'s at [0-9a-f]{64}: the asset was replaced after it was locked, or the notes were changed\. Nothing was downloaded/,
+    ],
+    [
+      'a binary whose sha256 differs from the lock file, where the release notes do not list it',
+      async () => {
+        const { genuineSha, tampered } = await tamperedStandin();
+        serveRelease('6.5.11', `SHA2-256(xftp-server-ubuntu-22_04-aarch64)= ${standins.xftp.sha256}\n`, tampered);
+        return {
+          recipe: recipe('lock-only', standins, { smpUrl: smpAt('6.5.11'), smpSha256: 'lock' }).replace(standins.releaseNotesUrl, `${server.url}/api/releases/tags/v6.5.11`),
+          args: ['--lock', await lockFile('lock-only', genuineSha)],
+        };
+      },
+      /sha256 mismatch for smp-server \(locked in lock-only\.lock\.json\): expected [0-9a-f]{64}, got [0-9a-f]{64}/,
+    ],
+    [
       'a release that cannot be found',
       async () => recipe('no-release', standins).replace(standins.releaseNotesUrl, `${server.url}/api/releases/tags/v9.9.9`),
       /cannot fetch simplexmq release notes from .*v9\.9\.9: HTTP 404/,
@@ -481,14 +518,32 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
 
   it.each(refusals)('refuses %s and writes nothing to the output', { timeout: 10 * 60 * 1000 }, async (what, make, message) => {
     const path = join(dir, 'bad.yaml');
-    await writeFile(path, await make());
-    const out = join(dir, `out-${what.replaceAll(' ', '-')}`);
-    const result = await cli(['build', '--recipe', path, '--out', out, '--cache', TEST_CACHE, '--compress', 'none']);
+    const made = await make();
+    await writeFile(path, typeof made === 'string' ? made : made.recipe);
+    const out = join(dir, `out-${what.replaceAll(' ', '-').replaceAll(',', '')}`);
+    const result = await cli(['build', '--recipe', path, '--out', out, '--cache', TEST_CACHE, '--compress', 'none', ...(typeof made === 'string' ? [] : made.args)]);
     expect(result.exitCode).not.toBe(0);
     expect(result.stderr).toMatch(message);
     expect(result.stderr).toMatch(/build log: .*\/logs\//);
     expect(existsSync(out)).toBe(false);
     expect(await heldUnder(TEST_CACHE)).toEqual({ mounts: [], loops: [] });
+  });
+
+  it('--update-lock enters the release notes\' sha256 into the lock file and says so; the build then takes it from the lock', { timeout: 10 * 60 * 1000 }, async () => {
+    // A lock that knows another version only: this one is added, the other kept.
+    const lock = join(dir, 'update.lock.json');
+    const other = 'a'.repeat(64);
+    await writeFile(lock, JSON.stringify({ lockfileVersion: 1, releases: { '6.4.9': { 'smp-server-ubuntu-22_04-aarch64': other } } }));
+    await writeFile(join(dir, 'locked.yaml'), recipe('locked', standins, { smpSha256: 'lock' }));
+    const out = join(dir, 'out-locked');
+    const result = await cli(['build', '--recipe', join(dir, 'locked.yaml'), '--out', out, '--cache', TEST_CACHE, '--compress', 'none', '--lock', lock, '--update-lock']);
+    expect(result.exitCode, result.all).toBe(0);
+    expect(result.stderr).toContain(`warning: ${lock} updated from the release notes: ${VERSION} smp-server-ubuntu-22_04-aarch64: added ${standins.smp.sha256}. Review the change (git diff)`);
+    const written = JSON.parse(await readFile(lock, 'utf8')) as { releases: Record<string, Record<string, string>> };
+    expect(written.releases).toEqual({ '6.4.9': { 'smp-server-ubuntu-22_04-aarch64': other }, [VERSION]: { 'smp-server-ubuntu-22_04-aarch64': standins.smp.sha256 } });
+    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { binaries: Array<{ name: string; sha256: string; sha256Source: string }> };
+    expect(manifest.binaries.find((b) => b.name === 'smp-server')).toMatchObject({ sha256: standins.smp.sha256, sha256Source: 'lock' });
+    expect(manifest.binaries.find((b) => b.name === 'xftp-server')).toMatchObject({ sha256Source: 'recipe' });
   });
 
   it('refuses a binary built for another machine, and one that reports another version', { timeout: 10 * 60 * 1000 }, async () => {

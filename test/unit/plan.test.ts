@@ -18,7 +18,7 @@ describe('recipe -> BuildPlan', () => {
     expect(new Set([...plan.smp.instances.map((i) => i.localPort), plan.xftp!.localPort]).size).toBe(4);
   });
 
-  it('defaults the binaries to the aarch64 release assets verified by the release notes', () => {
+  it('defaults the binaries to the aarch64 release assets verified by the lock file (simplexmq.lock.json)', () => {
     const plan = resolvePlan(parseRecipe('name: t\nsimplexmq:\n  version: v6.5.2\n', 'r'));
     expect(plan.simplexmq.version).toBe('6.5.2');
     expect(plan.simplexmq.releaseNotesUrl).toBe('https://api.github.com/repos/simplex-chat/simplexmq/releases/tags/v6.5.2');
@@ -27,10 +27,10 @@ describe('recipe -> BuildPlan', () => {
         name: 'smp-server',
         asset: 'smp-server-ubuntu-22_04-aarch64',
         url: 'https://github.com/simplex-chat/simplexmq/releases/download/v6.5.2/smp-server-ubuntu-22_04-aarch64',
-        sha256: 'release-notes',
+        sha256: 'lock',
         installPath: '/usr/local/bin/smp-server',
       },
-      expect.objectContaining({ name: 'xftp-server', asset: 'xftp-server-ubuntu-22_04-aarch64', sha256: 'release-notes' }),
+      expect.objectContaining({ name: 'xftp-server', asset: 'xftp-server-ubuntu-22_04-aarch64', sha256: 'lock' }),
     ]);
   });
 
