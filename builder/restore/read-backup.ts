@@ -1,11 +1,10 @@
 import { Decrypter } from 'age-encryption';
-import { extract } from 'tar-stream';
-import { Readable } from 'node:stream';
 import { type BackupEntry, type BackupManifest, MANIFEST_MEMBER, ONION_FILES, ROLE, SECRETS_MEMBER, manifestSchema } from '../backup/format.ts';
 import { fingerprintOf } from '../device/address.ts';
 import { onionAddress } from '../device/onion.ts';
 import { UserError } from '../errors.ts';
 import { parseJsonAs } from '../parse-json.ts';
+import { untarFiles } from '../tar-files.ts';
 
 /**
  * Reading a backup on the owner's computer (backup/format.ts): the manifest without any key, then the files,
@@ -16,44 +15,13 @@ import { parseJsonAs } from '../parse-json.ts';
 /** How the backup is opened: the age identity file's keys (`AGE-SECRET-KEY-1…`), or the passphrase. */
 export type BackupKey = { identities: string[]; source: string } | { passphrase: string };
 
-interface Member {
-  name: string;
-  mode: number;
-  content: Buffer;
-}
-
-/** Every regular file of a tar in memory. Links, devices and anything else are refused: a backup holds none. */
-async function untar(bytes: Uint8Array, source: string): Promise<Member[]> {
-  const members: Member[] = [];
-  const reader = extract();
-  const done = new Promise<void>((resolve, reject) => {
-    reader.on('entry', (header, stream, next) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
-      stream.on('end', () => {
-        if (header.type !== 'file') return reject(new UserError(`${source}: holds ${header.name}, a ${header.type} and not a file: not a simplex-pi backup`));
-        // Checks read the first copy of a name, a writer would keep the last: a backup has each name once.
-        if (members.some((m) => m.name === header.name)) return reject(new UserError(`${source}: holds ${header.name} twice: not a backup simplex-pi wrote`));
-        members.push({ name: header.name, mode: (header.mode ?? 0o600) & 0o777, content: Buffer.concat(chunks) });
-        next();
-      });
-      stream.on('error', reject);
-    });
-    reader.on('finish', resolve);
-    reader.on('error', (error: Error) => reject(new UserError(`${source}: not a tar archive (${error.message}): not a simplex-pi backup, or a damaged one`)));
-  });
-  Readable.from([Buffer.from(bytes)]).pipe(reader);
-  await done;
-  return members;
-}
-
 function parseManifest(text: string, source: string): BackupManifest {
   return parseJsonAs(manifestSchema, text, source, { notJson: 'is not JSON: not a simplex-pi backup, or a damaged one', invalid: 'is not a manifest this version of simplex-pi reads (written by another program, or a newer simplex-pi)' });
 }
 
 /** The outer file: its manifest (unauthenticated: for telling backups apart) and the encrypted part. */
 export async function openBackup(bytes: Uint8Array, source: string): Promise<{ manifest: BackupManifest; sealed: Buffer }> {
-  const members = await untar(bytes, source);
+  const members = await untarFiles(bytes, source, 'a simplex-pi backup');
   const manifest = members.find((m) => m.name === MANIFEST_MEMBER);
   const sealed = members.find((m) => m.name === SECRETS_MEMBER);
   if (!manifest || !sealed) throw new UserError(`${source}: has no ${!manifest ? MANIFEST_MEMBER : SECRETS_MEMBER}: not a simplex-pi backup (its members: ${members.map((m) => m.name).join(', ') || 'none'})`);
@@ -124,7 +92,7 @@ export async function decryptBackup(bytes: Uint8Array, key: BackupKey, source: s
   } catch (error) {
     throw decryptError(error, key, outer, source);
   }
-  const members = await untar(inner, `${source} (decrypted)`);
+  const members = await untarFiles(inner, `${source} (decrypted)`, 'a simplex-pi backup');
   const manifestMember = members.find((m) => m.name === MANIFEST_MEMBER);
   if (!manifestMember) throw new UserError(`${source}: the encrypted part has no ${MANIFEST_MEMBER}: not a simplex-pi backup; nothing was written to the card`);
   const manifest = parseManifest(manifestMember.content.toString('utf8'), `${source} (decrypted): ${MANIFEST_MEMBER}`);
