@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { exists } from '../exists.ts';
 import { STATE, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { relaysOf } from '../plan/relays.ts';
@@ -150,7 +151,7 @@ export function recentWatchdogEvents(count: number): Promise<WatchdogEvent[]> {
 /** One round of the watchdog. */
 export async function watchdogRound(plan: BuildPlan, log: (line: string) => void, now = () => new Date()): Promise<void> {
   const records = await readFile(STATE.servers, 'utf8').then((text) => (JSON.parse(text) as { servers: ServerRecord[] }).servers, () => undefined);
-  if (!records || !(await readFile(STATE.firstbootDone).then(() => true, () => false))) {
+  if (!records || !(await exists(STATE.firstbootDone))) {
     log('watchdog: first boot has not finished: nothing to watch yet');
     return;
   }
