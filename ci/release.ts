@@ -15,6 +15,7 @@ import { listPresets } from '../builder/recipe/presets.ts';
 import { type ReleaseManifest, readReleaseManifest } from '../builder/publish/read-manifest.ts';
 import { OS_LIST, assembleRelease, ghReleaseCreateArgs, presetAssets, releaseDownloadUrl, releaseFiles } from '../builder/publish/release-assets.ts';
 import { releaseNotesMarkdown } from '../builder/publish/release-notes-md.ts';
+import { checkReleaseDirectory } from '../builder/publish/check-release.ts';
 import { SUMS_FILE } from '../builder/outputs/sha256sums.ts';
 import { SIGNATURE_SUFFIX } from '../builder/signing/signed-files.ts';
 
@@ -30,10 +31,12 @@ steps, in the order a release runs them (all: every one):
   build-all  build every preset in recipes/ from the Raspberry Pi OS base, for this release's download URL (root)
   assemble   the release's files from the builds: <preset>.img.xz, <preset>.manifest.json, <preset>.rpi-imager.json,
              os-list.json (every preset, for Raspberry Pi Imager) and SHA256SUMS
-  sign       sign them with the key in $SIMPLEX_PI_SIGNING_KEY (--key-env), then verify with --pubkey
+  sign       check the release directory against its SHA256SUMS (every listed file present and matching,
+             nothing unlisted), sign it with the key in $SIMPLEX_PI_SIGNING_KEY (--key-env), verify with --pubkey
   previous   fetch the previous release's manifests from GitHub (gh), for the notes' "what changed"
   notes      write the release notes from the manifests
-  publish    gh release create <tag> with the notes and every file
+  publish    check the files against SHA256SUMS and the signatures against --pubkey, then
+             gh release create <tag> with the notes and every file
 
 options:
   --dry-run        publish nothing, read no secret: sign with a throwaway key, print build and gh commands
@@ -43,8 +46,9 @@ options:
   --outputs DIR    take the builds from DIR/<preset>/ instead of WORK/out (e.g. --outputs output)
   --cache DIR      build-all: the build cache
   --key-env NAME   sign: the environment variable holding the secret key file's content
-  --pubkey KEY     sign: the public key (base64 or file) the signatures must verify with
-                   (default $SIMPLEX_PI_PUBLIC_KEY)
+  --pubkey KEY     sign, publish: the public key (base64 or file) the signatures must verify with
+                   (default $SIMPLEX_PI_PUBLIC_KEY; a dry run's publish takes only --pubkey, or the key
+                   its own sign step made)
   --previous DIR   notes: the previous release's <preset>.manifest.json files (default WORK/previous)
   --previous-tag T notes: the previous release's tag (default: DIR/TAG)`;
 
@@ -61,6 +65,10 @@ interface Context {
   cache?: string;
   keyEnv: string;
   pubkey?: string;
+  /** --pubkey as given, without the $SIMPLEX_PI_PUBLIC_KEY default: what a dry run's publish checks with. */
+  pubkeyFlag?: string;
+  /** The throwaway key a dry run's sign step used in this process (base64). */
+  throwawayPubkey?: string;
   downloadUrl: string;
   log: BuildLog;
 }
@@ -109,6 +117,7 @@ function contextFrom(args: string[]): { step: Step; ctx: Context } {
       cache: values.cache,
       keyEnv: values['key-env'],
       pubkey: values.pubkey ?? process.env.SIMPLEX_PI_PUBLIC_KEY,
+      pubkeyFlag: values.pubkey,
       downloadUrl: releaseDownloadUrl(repo, tag),
       log: new BuildLog(join(work, 'release.log'), (line) => process.stderr.write(`${line}\n`)),
     },
@@ -168,6 +177,7 @@ async function withSecretKey<T>(ctx: Context, fn: (keyFile: string, pubkey: stri
       await run(...cli(['keygen', '--out', dir, '--unencrypted']), { log: ctx.log, what: 'make a throwaway signing key' });
       const pub = (await readFile(join(dir, 'minisign.pub'), 'utf8')).trim().split('\n').at(-1);
       say(`sign: dry run, signing with a throwaway key (not the release key), public key ${pub}`);
+      ctx.throwawayPubkey = pub;
       return await fn(join(dir, 'minisign.key'), join(dir, 'minisign.pub'));
     }
     const secret = process.env[ctx.keyEnv];
@@ -185,6 +195,10 @@ async function withSecretKey<T>(ctx: Context, fn: (keyFile: string, pubkey: stri
 
 async function sign(ctx: Context): Promise<void> {
   if (!existsSync(join(ctx.releaseDir, SUMS_FILE))) throw new UserError(`${ctx.releaseDir} has no ${SUMS_FILE}: run assemble first`);
+  // Before the key is read: in the workflow these files come from the build job, which ran recipes and downloads.
+  // Only a directory that is exactly what its SHA256SUMS lists gets a signature.
+  const checked = await checkReleaseDirectory(ctx.releaseDir, 'nothing was signed');
+  say(`sign: ${checked.listed.length} files match ${SUMS_FILE}, and nothing else is in ${ctx.releaseDir}`);
   await withSecretKey(ctx, async (keyFile, pubkey) => {
     await run(...cli(['sign', ctx.releaseDir, '--key', keyFile]), { log: ctx.log, what: 'sign the release' });
     // A release signed with a key other than the published one would fail for every user: check it here.
@@ -254,6 +268,20 @@ async function publish(ctx: Context): Promise<void> {
   const names = new Set(files);
   for (const manifest of await manifestsIn(ctx.releaseDir)) {
     for (const asset of Object.values(presetAssets(manifest.recipe.name))) if (!names.has(asset)) throw new UserError(`${ctx.releaseDir} has no ${asset}`);
+  }
+  // Every file in the directory is uploaded: none that SHA256SUMS does not list, none that changed since signing
+  // (in the workflow they reached this job as the sign job's artifact), and signatures by the published key.
+  await checkReleaseDirectory(ctx.releaseDir, 'nothing was published');
+  // A dry run's signatures are a throwaway key's: checked with it when this run signed, else with --pubkey if given.
+  const pubkey = ctx.dryRun ? (ctx.throwawayPubkey ?? ctx.pubkeyFlag) : ctx.pubkey;
+  if (pubkey) {
+    const key = ctx.dryRun ? "the dry run's key" : 'the published public key';
+    await run(...cli(['verify', ctx.releaseDir, '--pubkey', pubkey]), { log: ctx.log, what: `verify the release with ${key} before publishing it; nothing was published` });
+    say(`publish: the files match SHA256SUMS and the signatures verify with ${key}`);
+  } else if (ctx.dryRun) {
+    say('publish: the files match SHA256SUMS; dry run: the signatures were made by another run\'s throwaway key and are not checked (give --pubkey)');
+  } else {
+    throw new UserError('no public key to check the signatures with before publishing: set the repository variable SIMPLEX_PI_PUBLIC_KEY to the key published in README.md (or give --pubkey); nothing was published');
   }
   await runOrShow(ctx, 'gh', ghReleaseCreateArgs({ repo: ctx.repo, tag: ctx.tag, notesFile: ctx.notesFile, files: files.map((f) => join(ctx.releaseDir, f)) }), `publish release ${ctx.tag}`);
   say(ctx.dryRun ? `publish: dry run, nothing published (${files.length} files)` : `publish: ${ctx.tag} published with ${files.length} files`);

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { appendFile, copyFile, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { parse } from 'yaml';
 import { REPO, scratch } from '../helpers/env.ts';
 import { imagerSchemaErrors } from '../helpers/imager-schema.ts';
 import { PACKAGES, syntheticBuild } from '../helpers/synthetic-output.ts';
+import { type Workflow, releaseWorkflowProblems } from '../helpers/release-workflow.ts';
 
 // The release workflow and its scripts: the workflow names only what exists, and the release steps run here as a
 // dry run, for real as far as they can without GitHub: builds (synthetic), assembly, signing with a throwaway key,
@@ -32,18 +33,15 @@ async function release(args: string[], env: Record<string, string> = {}) {
 const sha256 = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
 
 describe('.github/workflows/release.yml', () => {
-  const workflow = parse(readFileSync(join(REPO, '.github/workflows/release.yml'), 'utf8')) as {
-    on: { push: { tags: string[] }; workflow_dispatch: { inputs: Record<string, { type: string; default: unknown }> } };
-    permissions: Record<string, string>;
-    jobs: Record<string, { steps: Array<{ run?: string; env?: Record<string, string>; uses?: string; name?: string }> }>;
-  };
+  const workflow = parse(readFileSync(join(REPO, '.github/workflows/release.yml'), 'utf8')) as Workflow;
   const steps = Object.values(workflow.jobs).flatMap((job) => job.steps);
   const runs = steps.map((s) => s.run ?? '').join('\n');
 
-  it('runs on version tags and by hand with a dry-run switch that is on by default', () => {
+  it('runs on version tags and by hand with a dry-run switch that is on by default, one release of a ref at a time', () => {
+    expect(Object.keys(workflow.on).sort()).toEqual(['push', 'workflow_dispatch']);
     expect(workflow.on.push.tags).toEqual(['v*']);
     expect(workflow.on.workflow_dispatch.inputs.dry_run).toMatchObject({ type: 'boolean', default: true });
-    expect(workflow.permissions).toEqual({ contents: 'write' });
+    expect(workflow.concurrency).toEqual({ group: 'release-${{ github.ref }}', 'cancel-in-progress': false });
   });
 
   it('calls only scripts and npm scripts that exist, and release steps that ci/release.ts has', async () => {
@@ -64,11 +62,62 @@ describe('.github/workflows/release.yml', () => {
     expect(npmRuns.map((m) => m[2])).toEqual(['build-all', 'assemble', 'sign', 'previous', 'notes', 'publish']);
   });
 
-  it('hands the signing key only to the sign step, never to a dry run, and never into a command line', () => {
-    const withSecret = steps.filter((s) => JSON.stringify(s).includes('secrets.'));
-    expect(withSecret.map((s) => s.name)).toEqual(['Sign']);
-    expect(withSecret[0]!.env!.SIMPLEX_PI_SIGNING_KEY).toMatch(/env\.DRY_RUN == '' && secrets\.SIMPLEX_PI_SIGNING_KEY/);
-    expect(runs).not.toMatch(/secrets\.|SIMPLEX_PI_SIGNING_KEY/);
+  it('builds, signs and publishes in three jobs: the build holds no secret and no write token, the key is seen only by sign, only publish may write', () => {
+    expect(releaseWorkflowProblems(workflow)).toEqual([]);
+    // What the rules found, by name, so a renamed job is a change someone sees here.
+    expect(Object.keys(workflow.jobs)).toEqual(['build', 'sign', 'publish']);
+    expect(workflow.permissions).toEqual({});
+    expect(Object.fromEntries(Object.entries(workflow.jobs).map(([name, job]) => [name, job.permissions]))).toEqual({
+      build: { contents: 'read' },
+      sign: { contents: 'read' },
+      publish: { contents: 'write' },
+    });
+  });
+
+  // Each rule, shown to catch what it is for: the real workflow altered one way at a time.
+  type Alter = (w: Workflow) => void;
+  const step = (w: Workflow, job: string, pattern: RegExp) => w.jobs[job]!.steps.find((s) => pattern.test(s.run ?? s.uses ?? ''))!;
+  const alterations: Array<[string, Alter, string]> = [
+    ['a checkout that keeps the token', (w) => delete step(w, 'build', /actions\/checkout/).with!['persist-credentials'], 'job build: actions/checkout without persist-credentials: false'],
+    ['publish checks out with the token kept', (w) => (step(w, 'publish', /actions\/checkout/).with!['persist-credentials'] = true), 'job publish: actions/checkout without persist-credentials: false'],
+    ['top-level contents: write', (w) => (w.permissions = { contents: 'write' }), 'top-level permissions {"contents":"write"} may write'],
+    ['no top-level permissions', (w) => delete w.permissions, "top-level permissions \"(none: GitHub's default)\" may write"],
+    ['a token in the workflow-wide env', (w) => (w.env!.GH_TOKEN = '${{ github.token }}'), 'a secret or token is named outside the jobs'],
+    ['the build job may write', (w) => (w.jobs.build!.permissions = { contents: 'write' }), 'job build may write ({"contents":"write"}); only the publish job may'],
+    ['the sign job may write', (w) => (w.jobs.sign!.permissions = 'write-all'), 'job sign may write ("write-all"); only the publish job may'],
+    ['publish may also write packages', (w) => (w.jobs.publish!.permissions = { contents: 'write', packages: 'write' }), 'job publish may write more than contents'],
+    ['a job without its own permissions', (w) => delete w.jobs.sign!.permissions, 'job sign has no permissions of its own'],
+    ['a token in the build job', (w) => (step(w, 'build', /build-all/).env = { GH_TOKEN: '${{ github.token }}' }), 'job build builds (recipes, downloads) and names a secret or token'],
+    ['a secret in the build job', (w) => (step(w, 'build', /assemble/).env = { X: '${{ secrets.OTHER }}' }), 'job build names a secret or the signing key; only the sign job may'],
+    ['the signing key in the publish job', (w) => (step(w, 'publish', /release -- publish/).env!.SIMPLEX_PI_SIGNING_KEY = '${{ secrets.SIMPLEX_PI_SIGNING_KEY }}'), 'job publish names a secret or the signing key; only the sign job may'],
+    ['the signing key on a command line', (w) => (step(w, 'sign', /release -- sign/).run += ' --key-env "${{ secrets.SIMPLEX_PI_SIGNING_KEY }}"'), 'job sign: the signing key is on a command line'],
+    ['the signing key given to a dry run', (w) => (step(w, 'sign', /release -- sign/).env!.SIMPLEX_PI_SIGNING_KEY = '${{ secrets.SIMPLEX_PI_SIGNING_KEY }}'), 'for real releases only'],
+    ['the signing key in another step of the sign job', (w) => (step(w, 'sign', /npm ci/).env = { K: '${{ secrets.SIMPLEX_PI_SIGNING_KEY }}' }), 'names a secret and is not the sign step'],
+    ['the sign job sets up the host', (w) => w.jobs.sign!.steps.splice(3, 0, { run: 'sudo env "PATH=$PATH" ci/setup-host.sh' }), 'job sign runs "setup-host"'],
+    ['the sign job builds', (w) => w.jobs.sign!.steps.splice(3, 0, { run: 'npm run release -- build-all --work "$WORK"' }), 'the build steps (build-all, assemble) must run in exactly one job, not in build, sign'],
+    ['the publish job builds', (w) => w.jobs.publish!.steps.splice(3, 0, { run: 'npm run release -- build-all --work "$WORK"' }), 'must run in exactly one job, not in build, publish'],
+    ['the publish job runs something as root', (w) => w.jobs.publish!.steps.splice(3, 0, { run: 'sudo apt-get install -y minisign' }), 'job publish runs "sudo"'],
+    ['a third-party action where the key is', (w) => w.jobs.sign!.steps.splice(1, 0, { uses: 'someone/cache-action@v1' }), 'job sign uses someone/cache-action@v1'],
+    ['install scripts where the write token is', (w) => (step(w, 'publish', /npm ci/).run = 'npm ci'), 'job publish installs npm packages with their install scripts'],
+    ['sign before the build is done', (w) => delete w.jobs.sign!.needs, 'job sign must need build'],
+    ['publish without waiting for the signatures', (w) => (w.jobs.publish!.needs = 'build'), 'job publish must need sign'],
+    ['the build after something else', (w) => (w.jobs.build!.needs = 'publish'), 'job build builds and must come first'],
+    ['sign takes another artifact', (w) => (step(w, 'sign', /download-artifact/).with!.name = 'something-else'), 'job sign does not download what job build uploads before it runs sign'],
+    ['publish takes the unsigned files', (w) => (step(w, 'publish', /download-artifact/).with!.name = 'release-unsigned'), 'job publish does not download what job sign uploads before it runs previous'],
+    ['no failure logs', (w) => (w.jobs.build!.steps = w.jobs.build!.steps.filter((s) => s.if !== 'failure()')), 'job build keeps no logs of a failed build'],
+    [
+      'everything in one job again, as before the review',
+      (w) => {
+        w.jobs = { release: { permissions: { contents: 'write' }, steps: [...w.jobs.build!.steps, ...w.jobs.sign!.steps, ...w.jobs.publish!.steps] } };
+        w.permissions = { contents: 'write' };
+      },
+      'build, sign and publish must be three jobs; they are release, release, release',
+    ],
+  ];
+  it.each(alterations)('catches %s', (_what, alter, problem) => {
+    const altered = structuredClone(workflow);
+    alter(altered);
+    expect(releaseWorkflowProblems(altered).join('\n')).toContain(problem);
   });
 });
 
@@ -76,6 +125,9 @@ describe('ci/release.ts', () => {
   let dir: string;
   let outputs: string;
   let previous: string;
+  /** The release key's public key, and another key's, from the signing test (base64). */
+  let published: string;
+  let other: string;
 
   beforeAll(async () => {
     dir = await scratch('release');
@@ -161,6 +213,8 @@ describe('ci/release.ts', () => {
     expect(gh.at(-1)).toBe(
       `would run: gh release create ${TAG} --repo ${GH_REPO} --verify-tag --title 'simplex-pi ${TAG}' --notes-file ${join(work, 'notes.md')} ${files.map((f) => join(releaseDir, f)).join(' ')}`,
     );
+    expect(result.stdout).toContain(`sign: 7 files match SHA256SUMS, and nothing else is in ${releaseDir}`);
+    expect(result.stdout).toContain("publish: the files match SHA256SUMS and the signatures verify with the dry run's key");
     expect(result.stdout).toContain('publish: dry run, nothing published (14 files)');
   });
 
@@ -180,12 +234,76 @@ describe('ci/release.ts', () => {
     expect(result.all).toMatch(/solo\.img\.xz has sha256 [0-9a-f]{64}, but .*SHA256SUMS says [0-9a-f]{64}: the file changed after the build/);
   });
 
+  it('sign and publish refuse a release directory that is not exactly what its SHA256SUMS lists, and say which files', { timeout: 120_000 }, async () => {
+    // As in the workflow: the release directory made by another job, changed on its way to the sign job.
+    const built = join(dir, 'checked-out');
+    await syntheticBuild({ name: 'solo', outDir: join(built, 'solo'), publishUrl: DOWNLOAD });
+    const work = join(dir, 'checked');
+    const releaseDir = join(work, 'release');
+    const common = ['--work', work, '--outputs', built, '--tag', TAG, '--repo', GH_REPO];
+    const assembled = async () => expect((await release(['assemble', ...common])).exitCode).toBe(0);
+    const signatures = async () => (await readdir(releaseDir)).filter((f) => f.endsWith('.minisig'));
+    await assembled();
+    const listed = (await readFile(join(releaseDir, 'SHA256SUMS'), 'utf8')).trim().split('\n').map((l) => l.split('  ') as [string, string]);
+    const expected = Object.fromEntries(listed.map(([hash, name]) => [name, hash]));
+
+    // A changed image (a new file: the release's is a hard link to the build's), a listed file gone, a file nobody
+    // listed, and a signature of a file that is not signed: each named, and no key made, nothing signed.
+    const image = join(releaseDir, 'solo.img.xz');
+    const changed = Buffer.concat([await readFile(image), Buffer.from('x')]);
+    await rm(image);
+    await writeFile(image, changed);
+    const changedHash = createHash('sha256').update(changed).digest('hex');
+    await rm(join(releaseDir, 'solo.rpi-imager.json'));
+    await writeFile(join(releaseDir, 'extra.bin'), 'not from the build\n');
+    await writeFile(join(releaseDir, 'solo.img.xz.minisig'), 'untrusted comment: not ours\n');
+    const refused = await release(['sign', '--dry-run', ...common]);
+    expect(refused.exitCode, refused.all).toBe(1);
+    expect(refused.all).toContain(`error: ${releaseDir} does not match its SHA256SUMS; nothing was signed:`);
+    expect(refused.all).toContain(`  - solo.img.xz has sha256 ${changedHash}, but SHA256SUMS says ${expected['solo.img.xz']}\n`);
+    expect(refused.all).toContain('  - solo.rpi-imager.json is listed in SHA256SUMS but missing\n');
+    expect(refused.all).toContain('  - extra.bin (a file) is in the release directory but not listed in SHA256SUMS\n');
+    expect(refused.all).toContain('  - solo.img.xz.minisig (a file) is in the release directory but not listed in SHA256SUMS\n');
+    expect(refused.all).not.toContain('throwaway key');
+    expect(await signatures()).toEqual(['solo.img.xz.minisig']);
+
+    // One change alone is enough: the same directory with only the image changed.
+    await assembled();
+    await rm(image);
+    await writeFile(image, changed);
+    const imageOnly = await release(['sign', '--dry-run', ...common]);
+    expect(imageOnly.exitCode).toBe(1);
+    expect(imageOnly.all).toMatch(/does not match its SHA256SUMS; nothing was signed:\n {2}- solo\.img\.xz has sha256 [0-9a-f]{64}, but SHA256SUMS says [0-9a-f]{64}\nA release directory/);
+    expect(await signatures()).toEqual([]);
+
+    // Untouched, it is signed; signed again (the signatures are the only files SHA256SUMS need not list) too.
+    await assembled();
+    for (const attempt of [1, 2]) {
+      const signed = await release(['sign', '--dry-run', ...common]);
+      expect(signed.exitCode, `attempt ${attempt}: ${signed.all}`).toBe(0);
+      expect(signed.stdout).toContain(`sign: 4 files match SHA256SUMS, and nothing else is in ${releaseDir}`);
+    }
+    expect((await signatures()).sort()).toEqual(['SHA256SUMS.minisig', 'os-list.json.minisig', 'solo.manifest.json.minisig', 'solo.rpi-imager.json.minisig']);
+
+    // Publish checks again: a file that appeared after signing would be uploaded without a signature vouching for it.
+    expect((await release(['notes', '--dry-run', ...common])).exitCode).toBe(0);
+    await writeFile(join(releaseDir, 'late.txt'), 'added after signing\n');
+    const late = await release(['publish', '--dry-run', ...common]);
+    expect(late.exitCode).toBe(1);
+    expect(late.all).toContain(`${releaseDir} does not match its SHA256SUMS; nothing was published:\n  - late.txt (a file) is in the release directory but not listed in SHA256SUMS`);
+    expect(late.stdout).not.toContain('would run: gh release create');
+    await rm(join(releaseDir, 'late.txt'));
+    const dryPublish = await release(['publish', '--dry-run', ...common]);
+    expect(dryPublish.exitCode, dryPublish.all).toBe(0);
+    expect(dryPublish.stdout).toContain("publish: the files match SHA256SUMS; dry run: the signatures were made by another run's throwaway key and are not checked");
+  });
+
   it('signs with the key from the secret only if it verifies with the published public key, and removes the key file', { timeout: 60_000 }, async () => {
     const keys = join(dir, 'keys');
     for (const name of ['release', 'other']) await execa('node', [join(REPO, 'bin/simplex-pi.mjs'), 'keygen', '--out', join(keys, name), '--unencrypted']);
     const secret = await readFile(join(keys, 'release', 'minisign.key'), 'utf8');
-    const published = (await readFile(join(keys, 'release', 'minisign.pub'), 'utf8')).trim().split('\n').at(-1)!;
-    const other = (await readFile(join(keys, 'other', 'minisign.pub'), 'utf8')).trim().split('\n').at(-1)!;
+    published = (await readFile(join(keys, 'release', 'minisign.pub'), 'utf8')).trim().split('\n').at(-1)!;
+    other = (await readFile(join(keys, 'other', 'minisign.pub'), 'utf8')).trim().split('\n').at(-1)!;
     const work = join(dir, 'signed');
     const outputsForRelease = join(dir, 'for-release');
     await syntheticBuild({ name: 'solo', outDir: join(outputsForRelease, 'solo'), publishUrl: DOWNLOAD });
@@ -235,12 +353,22 @@ describe('ci/release.ts', () => {
       ].join('\n'),
       { mode: 0o755 },
     );
-    const env = { PATH: `${bin}:${process.env.PATH}`, FAKE_GH_LOG: log, FAKE_GH_MANIFEST: join(previous, 'solo.manifest.json') };
+    const env = { PATH: `${bin}:${process.env.PATH}`, FAKE_GH_LOG: log, FAKE_GH_MANIFEST: join(previous, 'solo.manifest.json'), SIMPLEX_PI_PUBLIC_KEY: published };
     const common = ['--work', work, '--tag', TAG, '--repo', GH_REPO];
-    for (const step of ['previous', 'notes', 'publish']) {
+    for (const step of ['previous', 'notes']) {
       const result = await release([step, ...common], env);
       expect(result.exitCode, `${step}: ${result.all}`).toBe(0);
     }
+    // Publish checks the signatures with the published key first: without one, or with another key, nothing goes out.
+    const noKey = await release(['publish', ...common], { ...env, SIMPLEX_PI_PUBLIC_KEY: '' });
+    expect(noKey.exitCode).toBe(1);
+    expect(noKey.all).toContain('no public key to check the signatures with before publishing');
+    const otherKey = await release(['publish', ...common], { ...env, SIMPLEX_PI_PUBLIC_KEY: other });
+    expect(otherKey.exitCode).toBe(1);
+    expect(otherKey.all).toContain("Could not verify the release with the published public key before publishing it; nothing was published");
+    const done = await release(['publish', ...common], env);
+    expect(done.exitCode, done.all).toBe(0);
+    expect(done.stdout).toContain('publish: the files match SHA256SUMS and the signatures verify with the published public key');
     const calls = (await readFile(log, 'utf8')).trim().split('\n');
     expect(calls[0]).toBe(`release view --repo ${GH_REPO} --json tagName --jq .tagName`);
     expect(calls[1]).toBe(`release download v1.1.0 --repo ${GH_REPO} --pattern *.manifest.json --dir ${join(work, 'previous')}`);
