@@ -15,9 +15,9 @@ export const UPDATE_MANIFEST_MEMBER = 'manifest.json';
 export const UPDATE_BINARIES = ['smp-server', 'xftp-server'] as const;
 export type UpdateBinaryName = (typeof UPDATE_BINARIES)[number];
 
-/** `simplex-pi-relays-6.5.3.tar`: the release asset name; its signature is this plus `.minisig`. */
+/** `simplex-pi-relay-update-6.5.3.tar`: the release asset name; its signature is this plus `.minisig`. */
 export function updateBundleName(version: string): string {
-  return `simplex-pi-relays-${version}.tar`;
+  return `simplex-pi-relay-update-${version}.tar`;
 }
 
 export const binaryMember = (name: UpdateBinaryName) => `bin/${name}`;
