@@ -44,7 +44,7 @@ options:
   --repo O/R       the GitHub repository (default $GITHUB_REPOSITORY)
   --work DIR       where everything goes (default output/release-work): out/<preset>/, release/, notes.md
   --outputs DIR    take the builds from DIR/<preset>/ instead of WORK/out (e.g. --outputs output)
-  --cache DIR      build-all: the build cache
+  --cache DIR      build-all: the build cache; assemble: the same cache, where the relay update bundle's binaries are
   --key-env NAME   sign: the environment variable holding the secret key file's content
   --pubkey KEY     sign, publish: the public key (base64 or file) the signatures must verify with
                    (default $SIMPLEX_PI_PUBLIC_KEY; a dry run's publish takes only --pubkey, or the key
@@ -162,7 +162,7 @@ async function buildOutputs(ctx: Context): Promise<string[]> {
 async function assemble(ctx: Context): Promise<void> {
   const outputs = await buildOutputs(ctx);
   say(`assemble: ${outputs.length} build(s) from ${ctx.outputs}`);
-  const release = await assembleRelease({ outputs, releaseDir: ctx.releaseDir, downloadUrl: ctx.downloadUrl, rewriteUrls: ctx.dryRun });
+  const release = await assembleRelease({ outputs, releaseDir: ctx.releaseDir, downloadUrl: ctx.downloadUrl, rewriteUrls: ctx.dryRun, cacheRoot: ctx.cache });
   for (const notice of release.notices) say(`assemble: ${notice}`);
   say(`assemble: ${release.assets.length} files in ${ctx.releaseDir}: ${release.assets.join(', ')}`);
 }

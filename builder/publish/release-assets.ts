@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs';
 import { copyFile, link, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { Cache } from '../cache.ts';
 import { UserError } from '../errors.ts';
 import { sha256File } from '../hash.ts';
 import { type ImagerRepository, combineRepositories, imagerJsonName, imagerJsonText, parseImagerRepository, publishedUrl } from '../outputs/imager-repository.ts';
@@ -7,6 +9,8 @@ import type { OutputFile } from '../outputs/manifest.ts';
 import { SUMS_FILE, parseSha256Sums, sha256sums } from '../outputs/sha256sums.ts';
 import { type ReleaseManifest, readReleaseManifest } from './read-manifest.ts';
 import { MANIFEST_FILE } from '../outputs/manifest.ts';
+import { UPDATE_BINARIES, type UpdateBinaryName } from '../update/format.ts';
+import { writeUpdateBundle } from '../update/write-bundle.ts';
 
 /**
  * A release's files, assembled from the output directories of several builds (one per preset). GitHub keeps a
@@ -77,6 +81,11 @@ export interface AssembleOptions {
    * `--publish-url`). Only for a dry run: the rewritten file no longer matches the hash in the build's manifest.
    */
   rewriteUrls: boolean;
+  /**
+   * The build cache the presets were built with: the relay update bundle is made from the simplexmq binaries it
+   * verified (named there by their sha256). Without it the release has no bundle, which only a dry run allows.
+   */
+  cacheRoot?: string;
 }
 
 export interface AssembledRelease {
@@ -86,6 +95,31 @@ export interface AssembledRelease {
   osList: ImagerRepository;
   /** What the reader of a dry run should know (rewritten URLs). */
   notices: string[];
+}
+
+/**
+ * The relay update bundle (update/format.ts) of the simplexmq release every preset was built with, from the
+ * binaries those builds verified (sha256 in their manifests, files in the cache under that sha256).
+ */
+async function relayUpdateBundle(outputs: readonly PresetOutput[], cacheRoot: string, releaseDir: string): Promise<OutputFile> {
+  const [first, ...rest] = outputs.map((o) => ({ dir: o.dir, version: o.manifest.simplexmq.version, binaries: o.manifest.simplexmq.binaries, builtAt: o.manifest.builtAt }));
+  const key = (b: typeof first) => JSON.stringify([b!.version, ...b!.binaries.map((x) => [x.name, x.sha256]).sort()]);
+  const other = rest.find((b) => key(b) !== key(first));
+  if (other) throw new UserError(`${first!.dir} and ${other.dir} were built with different simplexmq binaries: a release carries one relay update bundle, so build every preset with the same ones`);
+  const cache = new Cache(cacheRoot);
+  const binaries = {} as Record<UpdateBinaryName, string>;
+  for (const name of UPDATE_BINARIES) {
+    const binary = first!.binaries.find((b) => b.name === name);
+    const path = binary && cache.download(binary.sha256);
+    if (!binary || !path || !existsSync(path) || (await sha256File(path)) !== binary.sha256) {
+      throw new UserError(`the ${name} the builds verified (sha256 ${binary?.sha256 ?? 'none in the manifest'}) is not in the cache ${cacheRoot}: give assemble the --cache that build-all used`);
+    }
+    binaries[name] = path;
+  }
+  // The newest build's time: the same builds give the same bundle.
+  const createdAt = new Date(Math.max(...[first!, ...rest].map((b) => Date.parse(b.builtAt))));
+  const { path } = await writeUpdateBundle({ version: first!.version, binaries, outDir: releaseDir, createdAt });
+  return { name: basename(path), size: (await stat(path)).size, sha256: await sha256File(path) };
 }
 
 /** The entries of one build's Imager JSON pointed at the release; whether that changed anything. */
@@ -131,6 +165,9 @@ export async function assembleRelease(options: AssembleOptions): Promise<Assembl
     }
     repositories.push(imager);
   }
+  if (options.cacheRoot) files.push(await relayUpdateBundle(outputs, options.cacheRoot, options.releaseDir));
+  else if (options.rewriteUrls) notices.push('no --cache: this dry run has no relay update bundle');
+  else throw new UserError('a release carries the relay update bundle, made from the binaries the builds verified: give assemble the --cache that build-all used');
   const osList = combineRepositories(repositories);
   files.push(await writeAsset(options.releaseDir, OS_LIST, imagerJsonText(osList)));
   await writeFile(join(options.releaseDir, SUMS_FILE), sha256sums(files));

@@ -1,5 +1,6 @@
 import { SUMS_FILE } from '../outputs/sha256sums.ts';
 import { MANIFEST_FILE } from '../outputs/manifest.ts';
+import { isUpdateBundleName } from '../update/format.ts';
 
 export const SIGNATURE_SUFFIX = '.minisig';
 
@@ -13,6 +14,8 @@ export function isSignedFile(name: string): boolean {
   if (name.startsWith('.')) return false;
   if (name === SUMS_FILE) return true;
   if (name.endsWith('.rpi-imager-manifest')) return true;
+  // The Pi checks a relay update bundle's own signature before it reads it (update/open-bundle.ts).
+  if (isUpdateBundleName(name)) return true;
   return name.endsWith('.json') && name !== MANIFEST_FILE;
 }
 

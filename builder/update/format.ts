@@ -20,6 +20,10 @@ export function updateBundleName(version: string): string {
   return `simplex-pi-relay-update-${version}.tar`;
 }
 
+export function isUpdateBundleName(name: string): boolean {
+  return /^simplex-pi-relay-update-[0-9A-Za-z.-]+\.tar$/.test(name);
+}
+
 export const binaryMember = (name: UpdateBinaryName) => `bin/${name}`;
 
 const version = z.string().regex(/^\d+\.\d+\.\d+(\.\d+)?(-[0-9A-Za-z.]+)?$/, { error: 'must be a simplexmq version like 6.5.2' });

@@ -44,6 +44,8 @@ export interface SyntheticBuild {
   initFormat?: string;
   packages?: InstalledPackage[];
   simplexmqVersion?: string;
+  /** The sha256 of each simplexmq binary the build "verified" (random when not given). */
+  binarySha256?: Partial<Record<string, string>>;
   /** Size of the synthetic image; some random bytes and the rest zeros, like a real sealed image. */
   imageBytes?: number;
 }
@@ -75,7 +77,7 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
   const binaries: InstalledBinary[] = plan.simplexmq.binaries.map((b) => ({
     name: b.name,
     source: b.url ?? '',
-    sha256: randomBytes(32).toString('hex'),
+    sha256: options.binarySha256?.[b.name] ?? randomBytes(32).toString('hex'),
     sha256Source: 'release-notes',
     reportedVersion: `${b.name === 'smp-server' ? 'SMP' : 'XFTP'} server v${version}.0`,
     installPath: b.installPath,

@@ -9,6 +9,9 @@ import { parse } from 'yaml';
 import { REPO, scratch } from '../helpers/env.ts';
 import { imagerSchemaErrors } from '../helpers/imager-schema.ts';
 import { PACKAGES, syntheticBuild } from '../helpers/synthetic-output.ts';
+import { buildStandin } from '../fixtures/standin/build.ts';
+import { parsePublicKey } from '../../builder/signing/minisign.ts';
+import { openUpdateBundle } from '../../builder/update/open-bundle.ts';
 import { type Workflow, releaseWorkflowProblems } from '../helpers/release-workflow.ts';
 
 // The release workflow and its scripts: the workflow names only what exists, and the release steps run here as a
@@ -241,7 +244,8 @@ describe('ci/release.ts', () => {
     const work = join(dir, 'checked');
     const releaseDir = join(work, 'release');
     const common = ['--work', work, '--outputs', built, '--tag', TAG, '--repo', GH_REPO];
-    const assembled = async () => expect((await release(['assemble', ...common])).exitCode).toBe(0);
+    // A dry run's assemble: these synthetic builds have no binaries in a cache to make a relay update bundle from.
+    const assembled = async () => expect((await release(['assemble', '--dry-run', ...common])).exitCode).toBe(0);
     const signatures = async () => (await readdir(releaseDir)).filter((f) => f.endsWith('.minisig'));
     await assembled();
     const listed = (await readFile(join(releaseDir, 'SHA256SUMS'), 'utf8')).trim().split('\n').map((l) => l.split('  ') as [string, string]);
@@ -306,9 +310,25 @@ describe('ci/release.ts', () => {
     other = (await readFile(join(keys, 'other', 'minisign.pub'), 'utf8')).trim().split('\n').at(-1)!;
     const work = join(dir, 'signed');
     const outputsForRelease = join(dir, 'for-release');
-    await syntheticBuild({ name: 'solo', outDir: join(outputsForRelease, 'solo'), publishUrl: DOWNLOAD });
+    // The binaries the build verified, where build-all's cache keeps them (named by their sha256): the relay update
+    // bundle is made from them.
+    const cache = join(dir, 'release-cache');
+    await mkdir(join(cache, 'downloads'), { recursive: true });
+    const binarySha256: Record<string, string> = {};
+    for (const kind of ['smp', 'xftp'] as const) {
+      const built = await buildStandin({ kind, version: '6.5.2.0', output: join(dir, `${kind}-server`) });
+      const bytes = await readFile(built);
+      binarySha256[`${kind}-server`] = createHash('sha256').update(bytes).digest('hex');
+      await writeFile(join(cache, 'downloads', binarySha256[`${kind}-server`]!), bytes);
+    }
+    await syntheticBuild({ name: 'solo', outDir: join(outputsForRelease, 'solo'), publishUrl: DOWNLOAD, binarySha256 });
     const common = ['--work', work, '--outputs', outputsForRelease, '--tag', TAG, '--repo', GH_REPO];
-    expect((await release(['assemble', ...common])).exitCode).toBe(0);
+    const noCache = await release(['assemble', ...common]);
+    expect(noCache.exitCode).toBe(1);
+    expect(noCache.all).toContain('a release carries the relay update bundle, made from the binaries the builds verified: give assemble the --cache that build-all used');
+    expect((await release(['assemble', ...common, '--cache', cache])).exitCode).toBe(0);
+    const bundleName = 'simplex-pi-relay-update-6.5.2.tar';
+    expect(await readFile(join(work, 'release', 'SHA256SUMS'), 'utf8')).toMatch(new RegExp(`^[0-9a-f]{64}  ${bundleName.replaceAll('.', '\\.')}$`, 'm'));
 
     const noKey = await release(['sign', ...common]);
     expect(noKey.exitCode).toBe(1);
@@ -323,6 +343,16 @@ describe('ci/release.ts', () => {
     expect(signed.exitCode, signed.all).toBe(0);
     expect(signed.all).not.toContain(secret.trim().split('\n').at(-1)!);
     execFileSync('minisign', ['-V', '-q', '-P', published, '-m', join(work, 'release', 'SHA256SUMS')]);
+    // The relay update bundle carries its own signature, which the Pi checks before it reads a byte of the tar.
+    execFileSync('minisign', ['-V', '-q', '-P', published, '-m', join(work, 'release', bundleName)]);
+    const opened = await openUpdateBundle(
+      await readFile(join(work, 'release', bundleName)),
+      await readFile(join(work, 'release', `${bundleName}.minisig`)),
+      parsePublicKey(published, 'the published key'),
+      bundleName,
+    );
+    expect(opened.manifest.simplexmq).toBe('6.5.2');
+    expect(Object.fromEntries([...opened.binaries].map(([name, bytes]) => [name, createHash('sha256').update(bytes).digest('hex')]))).toEqual(binarySha256);
     // The key file lived in a temporary directory named in the log; it is gone.
     const keyDirs = [...(await readFile(join(work, 'release.log'), 'utf8')).matchAll(/--key (\S+)\/minisign\.key/g)].map((m) => m[1]!);
     expect(keyDirs.length).toBeGreaterThan(0);
