@@ -5,6 +5,7 @@ import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildPlan } from '../../builder/plan/plan.ts';
+import { UNITS } from '../../builder/plan/layout.ts';
 import { sha256File } from '../../builder/hash.ts';
 import { REPO, TEST_CACHE, cli, freePort, isRoot } from '../helpers/env.ts';
 import { TestServer } from '../helpers/http-server.ts';
@@ -47,7 +48,13 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   const track = run.track.bind(run);
   const disk = (card: string) => join(dir, `card-${card}.img`);
   const stick = (name: string) => join(dir, `stick-${name}.img`);
-  const start = (options: Omit<Parameters<typeof Vm.start>[0], 'boot' | 'dir'>) => run.start({ ...options, boot, dir });
+  /**
+   * The test recipe runs the watchdog every 60 s (TOR_TEST_RECIPE) so that card T's tests see rounds within minutes;
+   * every other boot masks its timer for that boot (systemd-debug-generator's `systemd.mask=`): a round a minute,
+   * each seconds of emulated CPU, is what no user's Pi runs (the default is every 10 minutes) and slowed every test.
+   */
+  const start = (options: Omit<Parameters<typeof Vm.start>[0], 'boot' | 'dir'>) =>
+    run.start({ ...options, boot, dir, append: [...(options.append ?? []), ...(options.torNetwork ? [] : [`systemd.mask=${UNITS.watchdogTimer}`])] });
   let cardA: { report: AgentReport; stick: StickContents };
   let cardB: { report: AgentReport };
   let otherStickSha256: string;
@@ -70,7 +77,7 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
     // Card A is a larger SD card than the image, as users' cards are: first boot must grow into it.
     await largerCard(image, disk('A'), 2);
     await copyDisk(image, disk('B'));
-    for (const name of ['A', 'B', 'B2', 'later']) await makeStick(stick(name), plan.export.usbLabel);
+    for (const name of ['A', 'B', 'B2', 'later', 'backup', 'C', 'C-later']) await makeStick(stick(name), plan.export.usbLabel);
     await makeStick(stick('other'), 'BACKUP');
     otherStickSha256 = await sha256File(stick('other'));
     // The recipe's label on a disk that is not USB storage (a virtio disk): it must never be written.
@@ -370,73 +377,6 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   );
 
   it(
-    'undelivered messages survive a relay restart and a reboot; with systemd\'s default SIGTERM put back (the control) a restart loses them',
-    { timeout: 2 * BOOT_LIMIT + 5 * 60_000 },
-    track(async () => {
-      expect(cardA, 'needs the first boot').toBeDefined();
-      const vm = await start({ name: 'A-messages', disk: disk('A') });
-      await vm.waitForAgent('ready', BOOT_LIMIT);
-      await ask(vm, 'messages send 1 member 5');
-      await ask(vm, 'messages send 2 member 5');
-      // As shipped: the unit stops the relay with SIGINT (2), on which it saves what it holds.
-      const kept = await ask(vm, 'relay restart 1');
-      expect(kept.killSignal).toBe('KillSignal=2');
-      expect(kept.journal).toContain('messages saved: 5');
-      expect((await ask(vm, 'messages count 1 member')).count).toBe(5);
-      // The control: the same restart with SIGTERM (15) loses every message, as the real server does.
-      const lost = await ask(vm, 'relay sigterm 2');
-      expect(lost.killSignal).toBe('KillSignal=15');
-      expect((await ask(vm, 'messages count 2 member')).count).toBe(0);
-      // A clean power-off stops every relay the same way: what relay 1 holds is on the card at the next boot.
-      await ask(vm, 'messages send 1 member 3');
-      await vm.powerOff();
-      const rebooted = await start({ name: 'A-messages-reboot', disk: disk('A') });
-      await rebooted.waitForAgent('ready', BOOT_LIMIT);
-      expect((await ask(rebooted, 'messages count 1 member')).count).toBe(8);
-      handOver(rebooted, 'save cut');
-    }),
-  );
-
-  it(
-    'power cut while a relay saves its messages: the next boot brings every relay up with no restart loop, and every message written in full is there',
-    { timeout: 2 * BOOT_LIMIT + 8 * 60_000 },
-    track(async () => {
-      expect(cardA, 'needs the first boot').toBeDefined();
-      const relay = plan.smp.instances[0]!;
-      const saved = `${relay.logPath}/smp-server-messages.log`;
-      const vm = await readyA('save cut', { name: 'A-save-cut' });
-      await ask(vm, 'relay slow-save 1 3000');
-      // About 150 KB to save in 8 KiB writes, 3 s apart: about a minute of saving.
-      await ask(vm, 'messages send 1 bulk 300 400');
-      await ask(vm, 'relay stop 1');
-      await sleep(25_000);
-      await vm.cutPower();
-
-      // What the cut left on the card: complete records, and perhaps one cut off.
-      const onCard = (await filesOnCard(disk('A'), [saved], join(dir, 'card-A-root')))[saved];
-      expect(onCard, 'the relay had begun writing its messages file').toBeDefined();
-      const text = onCard!.toString('latin1');
-      const complete = text.split('\n').slice(0, -1);
-      const torn = !text.endsWith('\n') && text.length > 0;
-      const inQueue = (queue: string) => complete.filter((line) => line.startsWith(`v3 ${queue} `)).length;
-      expect(inQueue('bulk'), 'the cut came while the file was being written').toBeGreaterThan(0);
-      expect(inQueue('bulk'), 'the cut came while the file was being written').toBeLessThan(300);
-
-      const next = await start({ name: 'A-after-save-cut', disk: disk('A') });
-      await next.waitForAgent('ready', BOOT_LIMIT);
-      const report = await next.report<AgentReport>();
-      for (const unit of [...plan.smp.instances.map((i) => i.unit), plan.xftp!.unit]) {
-        expect(report.units[unit], unit).toMatchObject({ ActiveState: 'active', NRestarts: '0' });
-      }
-      if (torn) expect(report.relayJournal[relay.unit]).toMatch(/set-aside-torn-record: .*smp-server-messages\.log was cut off while it was written/);
-      expect((await ask(next, 'messages count 1 bulk')).count).toBe(inQueue('bulk'));
-      expect((await ask(next, 'messages count 1 member')).count).toBe(inQueue('member'));
-      timings.saveCutTorn = torn ? 1 : 0;
-      await next.powerOff();
-    }),
-  );
-
-  it(
     'power cut in the middle of first boot: the next boot completes, keeping every key the cut run had written; two labelled sticks then get no secret',
     { timeout: 2 * BOOT_LIMIT + 120_000 },
     track(async () => {
@@ -503,6 +443,74 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   );
 
   it(
+    'undelivered messages survive a relay restart and a reboot; with systemd\'s default SIGTERM put back (the control) a restart loses them',
+    { timeout: 2 * BOOT_LIMIT + 5 * 60_000 },
+    track(async () => {
+      expect(cardA, 'needs the first boot').toBeDefined();
+      const vm = await start({ name: 'A-messages', disk: disk('A') });
+      await vm.waitForAgent('ready', BOOT_LIMIT);
+      await ask(vm, 'messages send 1 member 5');
+      await ask(vm, 'messages send 2 member 5');
+      // As shipped: the unit stops the relay with SIGINT (2), on which it saves what it holds.
+      const kept = await ask(vm, 'relay restart 1');
+      expect(kept.killSignal).toBe('KillSignal=2');
+      expect(kept.journal).toContain('messages saved: 5');
+      expect((await ask(vm, 'messages count 1 member')).count).toBe(5);
+      // The control: the same restart with SIGTERM (15) loses every message, as the real server does.
+      const lost = await ask(vm, 'relay sigterm 2');
+      expect(lost.killSignal).toBe('KillSignal=15');
+      expect((await ask(vm, 'messages count 2 member')).count).toBe(0);
+      // A clean power-off stops every relay the same way: what relay 1 holds is on the card at the next boot.
+      await ask(vm, 'messages send 1 member 3');
+      await vm.powerOff();
+      const rebooted = await start({ name: 'A-messages-reboot', disk: disk('A') });
+      await rebooted.waitForAgent('ready', BOOT_LIMIT);
+      expect((await ask(rebooted, 'messages count 1 member')).count).toBe(8);
+      handOver(rebooted, 'save cut');
+    }),
+  );
+
+  it(
+    'power cut while a relay saves its messages: the next boot brings every relay up with no restart loop, and every message written in full is there',
+    { timeout: 2 * BOOT_LIMIT + 8 * 60_000 },
+    track(async () => {
+      expect(cardA, 'needs the first boot').toBeDefined();
+      const relay = plan.smp.instances[0]!;
+      const saved = `${relay.logPath}/smp-server-messages.log`;
+      const vm = await readyA('save cut', { name: 'A-save-cut' });
+      await ask(vm, 'relay slow-save 1 3000');
+      // About 150 KB to save in 8 KiB writes, 3 s apart: about a minute of saving.
+      await ask(vm, 'messages send 1 bulk 300 400');
+      await ask(vm, 'relay stop 1');
+      await sleep(25_000);
+      await vm.cutPower();
+
+      // What the cut left on the card: complete records, and perhaps one cut off.
+      const onCard = (await filesOnCard(disk('A'), [saved], join(dir, 'card-A-root')))[saved];
+      expect(onCard, 'the relay had begun writing its messages file').toBeDefined();
+      const text = onCard!.toString('latin1');
+      const complete = text.split('\n').slice(0, -1);
+      const torn = !text.endsWith('\n') && text.length > 0;
+      const inQueue = (queue: string) => complete.filter((line) => line.startsWith(`v3 ${queue} `)).length;
+      expect(inQueue('bulk'), 'the cut came while the file was being written').toBeGreaterThan(0);
+      expect(inQueue('bulk'), 'the cut came while the file was being written').toBeLessThan(300);
+
+      // This boot goes on into the next test (the backup): hence the labelled stick.
+      const next = await start({ name: 'A-after-save-cut', disk: disk('A'), stick: stick('backup') });
+      await next.waitForAgent('ready', BOOT_LIMIT);
+      const report = await next.report<AgentReport>();
+      for (const unit of [...plan.smp.instances.map((i) => i.unit), plan.xftp!.unit]) {
+        expect(report.units[unit], unit).toMatchObject({ ActiveState: 'active', NRestarts: '0' });
+      }
+      if (torn) expect(report.relayJournal[relay.unit]).toMatch(/set-aside-torn-record: .*smp-server-messages\.log was cut off while it was written/);
+      expect((await ask(next, 'messages count 1 bulk')).count).toBe(inQueue('bulk'));
+      expect((await ask(next, 'messages count 1 member')).count).toBe(inQueue('member'));
+      timings.saveCutTorn = torn ? 1 : 0;
+      handOver(next, 'dead card');
+    }),
+  );
+
+  it(
     'a dead card costs minutes: card A backed up to a stick and restored onto card C, flashed from a newer build, serves the same addresses, queues and messages',
     { timeout: 3 * BOOT_LIMIT + 15 * 60_000 },
     track(async () => {
@@ -511,17 +519,9 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       const identity = join(dir, 'owner.agekey');
       await execa('age-keygen', ['-o', identity]);
       const recipient = /^# public key: (age1\w+)$/m.exec(await readFile(identity, 'utf8'))![1]!;
-      // Image Y: a newer simplexmq (its init writes an INI with a new section) and a recipe edit (backups to every
-      // labelled stick, unattended).
-      const builtNext = Date.now();
-      const next = await buildE2eImage(server, join(dir, 'next'), undefined, { simplexmq: '7.0.0', extra: [`backup: { recipient: ${recipient}, on_stick: true }`] });
-      timings.restoreImageBuildSeconds = (Date.now() - builtNext) / 1000;
-      await copyDisk(next.image, disk('C'));
-      for (const name of ['backup', 'C', 'C-later']) await makeStick(stick(name), plan.export.usbLabel);
-
-      // Card A: what its relays hold, then the owner's backup to a labelled stick.
-      const vm = await start({ name: 'A-backup', disk: disk('A'), stick: stick('backup') });
-      await vm.waitForAgent('ready', BOOT_LIMIT);
+      // Card A (the boot the test before left running, or a new one): what its relays hold, then the owner's backup
+      // to the labelled stick it was booted with.
+      const vm = await readyA('dead card', { name: 'A-backup', stick: stick('backup') });
       const held = { member: (await ask(vm, 'messages count 1 member')).count, bulk: (await ask(vm, 'messages count 1 bulk')).count };
       expect(held.member, 'card A holds messages from the tests above').toBeGreaterThan(0);
       const beforeBackup = await vm.report<AgentReport>();
@@ -530,6 +530,13 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       timings.backupSeconds = (Date.now() - backingUp) / 1000;
       const afterBackup = await vm.report<AgentReport>();
       await vm.powerOff();
+
+      // Image Y: a newer simplexmq (its init writes an INI with a new section) and a recipe edit (backups to every
+      // labelled stick, unattended).
+      const builtNext = Date.now();
+      const next = await buildE2eImage(server, join(dir, 'next'), undefined, { simplexmq: '7.0.0', extra: [`backup: { recipient: ${recipient}, on_stick: true }`] });
+      timings.restoreImageBuildSeconds = (Date.now() - builtNext) / 1000;
+      await copyDisk(next.image, disk('C'));
       expect(made.output).toMatch(/backup: smp1 stopped for a moment/);
       expect(made.output).toMatch(/backup: 4 relays and SSH, \d+ files, \d+ bytes, encrypted to age1\w+, in [\d.]+ s: written to \/dev\/sd[a-z]+\d*/);
       for (const instance of plan.smp.instances) {
