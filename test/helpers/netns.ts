@@ -42,6 +42,16 @@ export function asImage(passwd: string, argv: readonly string[]): string[] {
   return ['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$0" /etc/passwd && exec "$@"', passwd, ...argv];
 }
 
+/**
+ * `argv` in the network namespace `name` (made by `ip netns add`) and in nothing else of its own. Not `ip netns
+ * exec`: that also gives the command a copy of this machine's mounts, and a long-lived copy (a tor of the suite's
+ * network, for a whole test file) keeps alive whatever another test file's build had mounted at that moment: its
+ * image's loop device then never goes (builder/image/loop.ts waitForLoopsReleased), and that build fails.
+ */
+export function inNetns(name: string, argv: readonly string[]): string[] {
+  return ['nsenter', `--net=/run/netns/${name}`, '--', ...argv];
+}
+
 /** Namespaces an earlier test process made and could not delete (it was killed): named after a process now gone. */
 async function removeOrphans(): Promise<void> {
   const { stdout } = await execa('ip', ['netns', 'list']);
@@ -69,11 +79,13 @@ export class Netns {
 
   /** `argv` in this namespace; with `uid`, as that user (and its group of the same number), with no other groups. */
   run(argv: readonly string[], options: { uid?: number; reject?: boolean } = {}) {
-    return execa('ip', ['netns', 'exec', this.name, ...this.as(argv, options.uid)], { reject: options.reject ?? true, all: true });
+    const [command, ...args] = inNetns(this.name, this.as(argv, options.uid));
+    return execa(command!, args, { reject: options.reject ?? true, all: true });
   }
 
   spawn(argv: readonly string[], options: { uid?: number } = {}): ResultPromise<{ all: true; reject: false; buffer: false }> {
-    return execa('ip', ['netns', 'exec', this.name, ...this.as(argv, options.uid)], { all: true, reject: false, buffer: false });
+    const [command, ...args] = inNetns(this.name, this.as(argv, options.uid));
+    return execa(command!, args, { all: true, reject: false, buffer: false });
   }
 
   private as(argv: readonly string[], uid?: number): string[] {

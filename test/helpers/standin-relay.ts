@@ -4,6 +4,7 @@ import { execa, type Result, type ResultPromise } from 'execa';
 import { RELAY_KINDS, type RelayKindLayout } from '../../builder/plan/layout.ts';
 import { standinScript } from '../fixtures/standin/build.ts';
 import { freePort } from './env.ts';
+import { inNetns } from './netns.ts';
 
 export { freePort };
 
@@ -62,15 +63,14 @@ export class StandinRelay {
 
   /**
    * `start`, resolved once the relay listens; fails with its output if it exits first. With `{ netns }` first, the
-   * relay runs in that network namespace (`ip netns exec`), as one behind an onion service of the private Tor network.
+   * relay runs in that network namespace (netns.ts inNetns), as one behind an onion service of the private Tor network.
    */
   async start(...args: string[] | [{ netns?: string }, ...string[]]): Promise<RunningRelay> {
     const given: ReadonlyArray<string | { netns?: string }> = args;
     const netns = typeof given[0] === 'object' ? given[0].netns : undefined;
     const argv = ['-e', this.script, '--', 'start', ...given.filter((arg): arg is string => typeof arg === 'string')];
-    const child = netns
-      ? execa('ip', ['netns', 'exec', netns, 'node', ...argv], { env: this.env, reject: false, all: true })
-      : execa('node', argv, { env: this.env, reject: false, all: true });
+    const [command, ...commandArgs] = netns ? inNetns(netns, ['node', ...argv]) : ['node', ...argv];
+    const child = execa(command!, commandArgs, { env: this.env, reject: false, all: true });
     let output = '';
     child.all.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const deadline = Date.now() + 20_000;

@@ -3,7 +3,7 @@ import { type Socket, createConnection } from 'node:net';
 import { join } from 'node:path';
 import { type ResultPromise, execa } from 'execa';
 import { AUTHORIZED_CLIENTS, authorizedClientLine } from '../../builder/plan/layout.ts';
-import { Netns } from './netns.ts';
+import { Netns, inNetns } from './netns.ts';
 
 /**
  * A private Tor network for the tests (issue 15): three directory authorities made by tor-gencert and three more
@@ -12,7 +12,7 @@ import { Netns } from './netns.ts';
  * namespace's own subnet. The namespace's nftables table counts and rejects every packet to anywhere else, so a
  * test proves that as well as assumes it.
  *
- * Every tor runs in the namespace (`ip netns exec`), as root, with `__OwningControllerProcess` naming this test
+ * Every tor runs in the namespace (`nsenter --net`, netns.ts inNetns says why), as root, with `__OwningControllerProcess` naming this test
  * process: a tor outlives neither stop() nor a test process killed outright (tor checks every few
  * seconds and exits), and execa kills the children of a test process that exits any other way.
  */
@@ -74,7 +74,8 @@ class TorProcess {
   static async spawn(netns: string, name: string, home: string, torrc: string): Promise<TorProcess> {
     await writeFile(join(home, 'torrc'), torrc);
     // --defaults-torrc: nothing from this machine's own Tor configuration joins in.
-    const child = execa('ip', ['netns', 'exec', netns, 'tor', '--defaults-torrc', '/dev/null', '-f', join(home, 'torrc')], { reject: false, all: true });
+    const [command, ...args] = inNetns(netns, ['tor', '--defaults-torrc', '/dev/null', '-f', join(home, 'torrc')]);
+    const child = execa(command!, args, { reject: false, all: true });
     return new TorProcess(name, home, child);
   }
 

@@ -7,6 +7,7 @@ import { execa, type ResultPromise } from 'execa';
 import { fatTarget } from '../../builder/image/bootfs.ts';
 import { raspberryPiLayout, readPartitionTable } from '../../builder/image/partitions.ts';
 import { REPO, keepScratch } from './env.ts';
+import { inNetns } from './netns.ts';
 
 /**
  * A built image booted in qemu-system-aarch64 (-M virt), the way the end-to-end tests see it: its own kernel
@@ -131,7 +132,7 @@ export class Vm {
     this.log = createWriteStream(this.consoleLog);
     this.commandLine = vmCommandLine(cardCmdline, options.append);
     const qemu = ['qemu-system-aarch64', ...qemuArgs(options, this.commandLine)];
-    const argv = options.torNetwork ? ['ip', 'netns', 'exec', options.torNetwork.netns, ...qemu] : qemu;
+    const argv = options.torNetwork ? inNetns(options.torNetwork.netns, qemu) : qemu;
     this.child = execa(argv[0]!, argv.slice(1), { reject: false, stdin: 'ignore', stderr: 'pipe', buffer: { stdout: false } });
     this.child.stdout!.on('data', (data: Buffer) => this.onConsole(data));
     this.exit = this.child.then((result) => {

@@ -144,7 +144,7 @@ describe.runIf(isRoot && onPath('tor') && onPath('tor-gencert'))('a private Tor 
     // In the namespace: sends an SSH identification line at once (often in the packet that carries Tor's reply),
     // then echoes every line back.
     const port = await freePort();
-    const server = execa('ip', ['netns', 'exec', net.netns, process.execPath, '-e', `
+    const server = execa('nsenter', [`--net=/run/netns/${net.netns}`, '--', process.execPath, '-e', `
       require('node:net').createServer((c) => { c.write('SSH-2.0-OpenSSH_9.2p1 test\\r\\n'); c.pipe(c); }).listen(${port}, '127.0.0.1', () => console.log('ready'));
     `], { reject: false, all: true });
     try {
@@ -181,7 +181,7 @@ describe.runIf(isRoot && onPath('tor') && onPath('tor-gencert'))('a private Tor 
       setTimeout(() => { console.log('timeout'); process.exit(0); }, 3000);
     `;
     for (const host of ['192.0.2.1', '2001:db8::1']) {
-      const { stdout } = await execa('ip', ['netns', 'exec', net.netns, process.execPath, '-e', script, host]);
+      const { stdout } = await execa('nsenter', [`--net=/run/netns/${net.netns}`, '--', process.execPath, '-e', script, host]);
       expect(String(stdout).trim(), host).toBe('ECONNREFUSED');
     }
     expect(await net.outsideContacts()).toBeGreaterThanOrEqual(2);
