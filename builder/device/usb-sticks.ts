@@ -51,9 +51,16 @@ export function isUsb(device: BlockDevice): boolean {
   return device.bus === 'usb';
 }
 
+/**
+ * How long udev and blkid may take to answer. Milliseconds on an idle Pi, but the export unit runs at boot, when a
+ * Pi can be busy for minutes (cloud-init, first boot's keys, a slow card): seen taking over 20 s in the VM tests
+ * under load, which failed the unit. The unit's own TimeoutStartSec bounds the whole export.
+ */
+const UDEV_QUERY_TIMEOUT_MS = 90_000;
+
 /** The filesystems with the label that udev knows of (FAT or not: the caller says why it skips one), USB sticks and the others apart. */
 export async function labelledDevices(label: string): Promise<{ usb: BlockDevice[]; other: BlockDevice[] }> {
-  const { stdout } = await runTool('udevadm', ['info', '--export-db'], { timeoutMs: 20_000 });
+  const { stdout } = await runTool('udevadm', ['info', '--export-db'], { timeoutMs: UDEV_QUERY_TIMEOUT_MS });
   const labelled = parseUdevDb(stdout).filter((d) => d.label === label);
   return { usb: labelled.filter(isUsb), other: labelled.filter((d) => !isUsb(d)) };
 }
@@ -63,7 +70,7 @@ export async function describeDevice(name: string): Promise<BlockDevice> {
   // /dev/disk/by-label/SIMPLEX and the like: the device node itself, which names its disk in /sys.
   const device = await realpath(name).catch(() => name);
   const unknown: BlockDevice = { device, bus: undefined, label: undefined, type: undefined, serial: undefined, fsUuid: undefined, diskseq: undefined };
-  const { stdout } = await runTool('udevadm', ['info', '--query=property', `--name=${device}`], { timeoutMs: 20_000 }).catch(() => ({ stdout: '' }));
+  const { stdout } = await runTool('udevadm', ['info', '--query=property', `--name=${device}`], { timeoutMs: UDEV_QUERY_TIMEOUT_MS }).catch(() => ({ stdout: '' }));
   const lines = stdout.split('\n').map((l) => `E: ${l}`).join('\n');
   return { ...unknown, ...parseUdevDb(lines)[0], device };
 }
@@ -85,7 +92,7 @@ export async function diskSequence(device: string): Promise<string | undefined> 
 
 /** The label and type read from the device itself now (blkid's low-level probe, not udev's or blkid's cache). */
 export async function probeFilesystem(device: string): Promise<{ label: string; type: string; uuid: string }> {
-  const { stdout } = await runTool('blkid', ['-p', '-o', 'export', device], { timeoutMs: 20_000 }).catch(() => ({ stdout: '' }));
+  const { stdout } = await runTool('blkid', ['-p', '-o', 'export', device], { timeoutMs: UDEV_QUERY_TIMEOUT_MS }).catch(() => ({ stdout: '' }));
   const value = (key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(stdout)?.[1] ?? '';
   return { label: value('LABEL'), type: value('TYPE'), uuid: value('UUID') };
 }
