@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, lstat, mkdir, readFile, readdir, readlink, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -500,11 +500,13 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
     [
       'a binary whose sha256 differs from the lock file, where the release notes do not list it',
       async () => {
-        const { genuineSha, tampered } = await tamperedStandin();
-        serveRelease('6.5.11', `SHA2-256(xftp-server-ubuntu-22_04-aarch64)= ${standins.xftp.sha256}\n`, tampered);
+        // The lock names bytes no build has fetched (the download cache holds files by sha256: a locked sha256
+        // already there would be taken from it, and the served file never read).
+        const locked = createHash('sha256').update(randomBytes(32)).digest('hex');
+        serveRelease('6.5.11', `SHA2-256(xftp-server-ubuntu-22_04-aarch64)= ${standins.xftp.sha256}\n`, await readFile(standins.smp.path));
         return {
           recipe: recipe('lock-only', standins, { smpUrl: smpAt('6.5.11'), smpSha256: 'lock' }).replace(standins.releaseNotesUrl, `${server.url}/api/releases/tags/v6.5.11`),
-          args: ['--lock', await lockFile('lock-only', genuineSha)],
+          args: ['--lock', await lockFile('lock-only', locked)],
         };
       },
       /sha256 mismatch for smp-server \(locked in lock-only\.lock\.json\): expected [0-9a-f]{64}, got [0-9a-f]{64}/,
@@ -541,9 +543,9 @@ describe.runIf(isRoot)('build --base debian with the simplexmq stand-in', () => 
     expect(result.stderr).toContain(`warning: ${lock} updated from the release notes: ${VERSION} smp-server-ubuntu-22_04-aarch64: added ${standins.smp.sha256}. Review the change (git diff)`);
     const written = JSON.parse(await readFile(lock, 'utf8')) as { releases: Record<string, Record<string, string>> };
     expect(written.releases).toEqual({ '6.4.9': { 'smp-server-ubuntu-22_04-aarch64': other }, [VERSION]: { 'smp-server-ubuntu-22_04-aarch64': standins.smp.sha256 } });
-    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { binaries: Array<{ name: string; sha256: string; sha256Source: string }> };
-    expect(manifest.binaries.find((b) => b.name === 'smp-server')).toMatchObject({ sha256: standins.smp.sha256, sha256Source: 'lock' });
-    expect(manifest.binaries.find((b) => b.name === 'xftp-server')).toMatchObject({ sha256Source: 'recipe' });
+    const { simplexmq } = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { simplexmq: { binaries: Array<{ name: string; sha256: string; sha256Source: string }> } };
+    expect(simplexmq.binaries.find((b) => b.name === 'smp-server')).toMatchObject({ sha256: standins.smp.sha256, sha256Source: 'lock' });
+    expect(simplexmq.binaries.find((b) => b.name === 'xftp-server')).toMatchObject({ sha256Source: 'recipe' });
   });
 
   it('refuses a binary built for another machine, and one that reports another version', { timeout: 10 * 60 * 1000 }, async () => {

@@ -46,7 +46,7 @@ const INVALID: Array<[string, string, string]> = [
   ['outbound policy unknown', 'name: a\nnetwork: { outbound: firewall }\n', 'recipe.network.outbound: must be tor-only or open'],
   ['time zone not of the IANA form', 'name: a\ntimezone: Europe Berlin\n', 'recipe.timezone: must be a time zone name'],
   ['host name with underscore', 'name: a\nhostname: my_pi\n', 'recipe.hostname: must be a host name'],
-  ['binary sha256 malformed', 'name: a\nsimplexmq:\n  smp_server: { url: "https://x/y", sha256: "12ab" }\n', 'recipe.simplexmq.smp_server.sha256: must be a sha256 (64 hexadecimal characters) or release-notes'],
+  ['binary sha256 malformed', 'name: a\nsimplexmq:\n  smp_server: { url: "https://x/y", sha256: "12ab" }\n', 'recipe.simplexmq.smp_server.sha256: must be a sha256 (64 hexadecimal characters), lock or release-notes'],
 ];
 
 describe('invalid recipes', () => {
