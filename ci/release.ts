@@ -30,7 +30,8 @@ const USAGE = `ci/release.ts <step> [--dry-run] [options]   (npm run release -- 
 steps, in the order a release runs them (all: every one):
   build-all  build every preset in recipes/ from the Raspberry Pi OS base, for this release's download URL (root)
   assemble   the release's files from the builds: <preset>.img.xz, <preset>.manifest.json, <preset>.rpi-imager.json,
-             os-list.json (every preset, for Raspberry Pi Imager) and SHA256SUMS
+             os-list.json (every preset, for Raspberry Pi Imager), the relay update bundle (from --cache) and
+             SHA256SUMS
   sign       check the release directory against its SHA256SUMS (every listed file present and matching,
              nothing unlisted), sign it with the key in $SIMPLEX_PI_SIGNING_KEY (--key-env), verify with --pubkey
   previous   fetch the previous release's manifests from GitHub (gh), for the notes' "what changed"

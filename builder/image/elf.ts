@@ -33,6 +33,11 @@ export function parseElf(bytes: Buffer): ElfInfo | undefined {
   return { class: elfClass, machine, machineName: EM_NAMES[machine] ?? `machine ${machine}`, dynamic };
 }
 
+/** A 64-bit aarch64 executable: what the Pi runs (the build's binaries stage and relay update bundles both insist on it). */
+export function isAarch64(elf: ElfInfo | undefined): boolean {
+  return elf?.machine === EM_AARCH64 && elf.class === 64;
+}
+
 export async function readElf(path: string): Promise<ElfInfo | undefined> {
   const file = await open(path, 'r');
   try {

@@ -14,7 +14,7 @@ export interface InstalledBinary {
   name: string;
   source: string;
   sha256: string;
-  /** Where the sha256 came from: the recipe, or the release notes of the simplexmq release. */
+  /** Where the sha256 came from: the recipe, simplexmq.lock.json, or the release notes of the simplexmq release. */
   sha256Source: 'recipe' | 'lock' | 'release-notes';
   /** What `<binary> -v` printed inside the image. */
   reportedVersion: string;

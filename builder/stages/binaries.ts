@@ -6,7 +6,7 @@ import { exists } from '../exists.ts';
 import { fetchText } from '../fetch-text.ts';
 import { sha256File } from '../hash.ts';
 import { chrootRun } from '../image/chroot.ts';
-import { EM_AARCH64, readElf } from '../image/elf.ts';
+import { isAarch64, readElf } from '../image/elf.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import type { InstalledBinary } from '../outputs/manifest.ts';
 import type { BinaryInput } from '../plan/plan.ts';
@@ -182,7 +182,7 @@ export async function binariesStage(ctx: StageContext, { mounted }: { mounted: M
     const file = await fetchBinary(ctx, binary, expected);
     const elf = await readElf(file);
     if (!elf) throw new UserError(`${binary.name} (${binary.url ?? binary.path}) is not an ELF executable; is the URL right?`);
-    if (elf.machine !== EM_AARCH64 || elf.class !== 64) {
+    if (!isAarch64(elf)) {
       throw new UserError(`${binary.name} is built for ${elf.machineName} (${elf.class}-bit), not aarch64; use the *-aarch64 release asset`);
     }
     const target = join(mounted.root, binary.installPath);

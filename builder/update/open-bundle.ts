@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { UserError } from '../errors.ts';
-import { EM_AARCH64, parseElf } from '../image/elf.ts';
+import { isAarch64, parseElf } from '../image/elf.ts';
 import { parseJsonAs } from '../parse-json.ts';
 import { type PublicKey, keyIdHex, parseSignature, verifySignature } from '../signing/minisign.ts';
 import { untarFiles } from '../tar-files.ts';
@@ -51,7 +51,7 @@ async function readSigned(bytes: Uint8Array, source: string, trustedComment: str
       throw new UserError(`${source}: ${binary.member} has sha256 ${sha256} (${file.content.length} bytes), but its manifest says ${binary.sha256} (${binary.bytes} bytes); ${NOTHING}`);
     }
     const elf = parseElf(file.content);
-    if (!elf || elf.machine !== EM_AARCH64 || elf.class !== 64) {
+    if (!isAarch64(elf)) {
       throw new UserError(`${source}: ${binary.member} is ${elf ? `built for ${elf.machineName}` : 'not an ELF executable'}, not aarch64; ${NOTHING}`);
     }
     binaries.set(binary.name, file.content);

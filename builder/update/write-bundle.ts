@@ -3,7 +3,7 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tarMembers } from '../device/encrypt.ts';
 import { UserError } from '../errors.ts';
-import { EM_AARCH64, parseElf } from '../image/elf.ts';
+import { isAarch64, parseElf } from '../image/elf.ts';
 import { hiddenTemporary } from '../temporary-names.ts';
 import { type UpdateBinaryName, type UpdateManifest, UPDATE_FORMAT, UPDATE_FORMAT_VERSION, UPDATE_MANIFEST_MEMBER, binaryMember, updateBundleName } from './format.ts';
 
@@ -26,7 +26,7 @@ export async function writeUpdateBundle(input: BundleInput): Promise<{ path: str
   for (const name of Object.keys(input.binaries).sort() as UpdateBinaryName[]) {
     const content = await readFile(input.binaries[name]);
     const elf = parseElf(content);
-    if (!elf || elf.machine !== EM_AARCH64 || elf.class !== 64) {
+    if (!isAarch64(elf)) {
       throw new UserError(`${name} (${input.binaries[name]}) is ${elf ? `built for ${elf.machineName}` : 'not an ELF executable'}, not aarch64: no update bundle was written`);
     }
     binaries.push({ name, member: binaryMember(name), sha256: createHash('sha256').update(content).digest('hex'), bytes: content.length });
