@@ -119,8 +119,10 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
   afterAll(async () => {
     await server.stop();
     if (runningA) await runningA.vm.powerOff().catch(() => undefined);
-    await run.finish();
+    // The network's tors write into the run's scratch directory until they exit: stop them before it is removed
+    // (removing it first failed with ENOTEMPTY while an authority still wrote its state).
     await torNet?.stop();
+    await run.finish();
   });
 
   it(
