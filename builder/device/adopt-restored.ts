@@ -10,18 +10,18 @@ import { runAs } from './servers.ts';
 export type Log = (line: string) => void;
 
 /**
- * What this release's `init` writes for the relay, made in a scratch directory inside the relay's state directory
- * (the relay user's, so init runs as that user like the real one) and removed again: its keys are thrown away, only
- * the INI's format is wanted.
+ * What a release's `init` (`binary`: the relay's own, or an update's) writes for the relay, made in a scratch
+ * directory inside the relay's state directory (the relay user's, so init runs as that user like the real one) and
+ * removed again: its keys are thrown away, only the INI's format is wanted.
  */
-async function iniTemplate(relay: RelayServer, onion: string, owner: Owner): Promise<string> {
+export async function iniTemplate(relay: RelayServer, onion: string, owner: Owner, binary = relay.binary): Promise<string> {
   const scratch = join(relay.logPath, '.ini-template');
   const kind = RELAY_KINDS[relay.kind];
   await rm(scratch, { recursive: true, force: true });
   await ensureDir(scratch, 0o700, owner);
   try {
     const env = { ...relay.env, [kind.cfgEnv]: join(scratch, 'config'), [kind.logEnv]: join(scratch, 'state') };
-    await runAs(owner, relay.binary, [...relay.initArgs, '-n', onion], env);
+    await runAs(owner, binary, [...relay.initArgs, '-n', onion], env);
     const template = await readFile(join(scratch, 'config', relay.iniFile), 'utf8');
     // init wrote its directories into the file (the web page's paths): this relay's own, not the scratch ones.
     return template.replaceAll(join(scratch, 'config'), relay.cfgPath).replaceAll(join(scratch, 'state'), relay.logPath);

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, open, readdir } from 'node:fs/promises';
+import { currentRelease } from './relay-releases.ts';
 import { basename, join } from 'node:path';
 import { BACKUP_FORMAT, type BackupEntry, type BackupManifest, MANIFEST_MEMBER, ONION_FILES, ROLE, SECRETS_MEMBER, backupFileName } from '../backup/format.ts';
 import { exists } from '../exists.ts';
@@ -124,7 +125,8 @@ export async function collectBackup(plan: BuildPlan, options: CollectOptions = {
     createdAt: (options.now ?? new Date()).toISOString(),
     host: runningHostname(plan),
     recipe: plan.name,
-    simplexmq: plan.simplexmq.version,
+    // The release the relays run now (an update may have replaced the image's): restore migrates their INI from it.
+    simplexmq: (await currentRelease(root)) ?? plan.simplexmq.version,
     relays,
     ssh,
     files: entries.length,

@@ -69,6 +69,24 @@ export const DEVICE_COMMANDS: Command[] = [
       `relay), then reported, never restarted in a loop. \`journalctl -u ${unitName(UNITS.watchdog)}\` tells what it did.`,
   },
   {
+    name: 'update',
+    flags: [
+      {
+        name: 'from',
+        type: 'string',
+        value: 'FILE|URL',
+        required: 'update needs --from: a relay update bundle (simplex-pi-relay-update-<version>.tar, its .minisig beside it) or its http(s) URL',
+        help: 'The bundle: a file (its signature `<file>.minisig` beside it), or a URL fetched through Tor (the signature from `<url>.minisig`).',
+      },
+      { name: 'if-newer', type: 'boolean', help: 'Apply it only if it holds a newer simplexmq than the relays run; otherwise do nothing (what the daily check runs).' },
+      { name: 'downgrade', type: 'boolean', help: 'Accept an older simplexmq than the relays run (refused otherwise: an old signed bundle could be replayed).' },
+    ],
+    summary:
+      "Updates smp-server and xftp-server from a signed relay update bundle, without reflashing: the signature (the image's update key, recipe " +
+      'update.public_key) is checked before anything else, then every binary; the new release is put beside the running one, the relays are ' +
+      'switched and restarted one at a time, each checked as the watchdog checks it, and all are rolled back if one is not healthy. Needs root.',
+  },
+  {
     name: 'firstboot',
     flags: [],
     summary:

@@ -8,6 +8,7 @@ import { automaticExport, explicitExport } from './export.ts';
 import { StickRefused } from './stick-writer.ts';
 import { denied, status, statusJson } from './status.ts';
 import { watchdogRound } from './watchdog.ts';
+import { UpdateRefused, update } from './update.ts';
 import { firstboot } from './firstboot.ts';
 import { commandHelp, parseCommand, programHelp, wantsHelp, type Parsed } from '../command-table.ts';
 import { COMMAND_NAME, DEVICE_COMMANDS } from './commands.ts';
@@ -34,7 +35,7 @@ async function loadPlan(): Promise<BuildPlan> {
 }
 
 /** Each command's code, by its name in DEVICE_COMMANDS (commands.ts). */
-type Values = { device?: string; auto?: boolean; output?: string; recipient?: string; passphrase?: boolean; json?: boolean };
+type Values = { device?: string; auto?: boolean; output?: string; recipient?: string; passphrase?: boolean; json?: boolean; from?: string; 'if-newer'?: boolean; downgrade?: boolean };
 
 const HANDLERS: Record<string, (parsed: Parsed<Values>) => Promise<void>> = {
   firstboot: async () => {
@@ -64,6 +65,14 @@ const HANDLERS: Record<string, (parsed: Parsed<Values>) => Promise<void>> = {
   status: async ({ values }) => {
     const plan = await loadPlan();
     process.stdout.write(values.json ? await statusJson(plan) : await status(plan));
+  },
+  update: async ({ values }) => {
+    if (process.getuid?.() !== 0) throw new Refused(`update: needs root (it installs programs and restarts the relays): \`sudo ${COMMAND_NAME} update --from …\``);
+    const options = { from: values.from!, ifNewer: values['if-newer'] === true, downgrade: values.downgrade === true };
+    // Under its timer the lines go to the journal; the bundle's URL and the relays' onions are no secret.
+    await update(await loadPlan(), options, (line) => console.log(line)).catch((error: unknown) => {
+      throw error instanceof UpdateRefused ? new Refused(error.message) : error;
+    });
   },
   watchdog: async () => {
     // Its lines go to the journal: errors name onion addresses, never a password (they are not in what it reads).

@@ -19,6 +19,9 @@ import { type MetricsSummary, readRelayMetrics, summariseMetrics } from './relay
 import { relaysOf } from '../plan/relays.ts';
 import { formatBytes } from '../format-bytes.ts';
 import type { WatchdogEvent, WatchdogState } from './watchdog-policy.ts';
+import type { UpdateRecord } from './update.ts';
+import { lastJsonLine } from './json-lines.ts';
+import { currentRelease } from './relay-releases.ts';
 
 /** How many of the watchdog's last events `status` shows (all are in its log and the journal). */
 const RECENT_EVENTS = 8;
@@ -73,6 +76,8 @@ export interface Health {
   lastBackup: BackupRecord | null | { error: string };
   restored: RestoredRecord | null;
   exportArmed: boolean | null;
+  /** The simplexmq release the relays run (the card's current release, device/relay-releases.ts) and the last `update`. */
+  simplexmq: { running: string; lastUpdate: UpdateRecord | null | { error: string } };
 }
 
 const unreadable = (error: unknown) => ({ error: denied(error) ? `permission denied; ${WITH_SUDO}` : (error as Error).message });
@@ -120,7 +125,22 @@ export async function collectHealth(plan: BuildPlan): Promise<Health> {
     lastBackup: await lastBackup().then((r) => r ?? null, unreadable),
     restored: (await restoredFrom().catch(() => undefined)) ?? null,
     exportArmed: await exportArmed().catch(() => null),
+    simplexmq: { running: (await currentRelease().catch(() => undefined)) ?? plan.simplexmq.version, lastUpdate: await lastJsonLine<UpdateRecord>(STATE.updateLog).then((r) => r ?? null, unreadable) },
   };
+}
+
+/** The release the relays run, and how the last update ended. */
+function simplexmqLine(simplexmq: Health['simplexmq']): string {
+  const last = simplexmq.lastUpdate;
+  const said =
+    last === null
+      ? ''
+      : 'error' in last
+        ? `; last update unknown (${last.error})`
+        : last.outcome === 'updated'
+          ? `; updated from ${last.from} at ${last.at}`
+          : `; the update to ${last.to} at ${last.at} was ROLLED BACK${last.outcome === 'rollback-failed' ? ', and NOT every relay came back' : ''}: ${last.error}`;
+  return `Relays: simplexmq ${simplexmq.running}${said}`;
 }
 
 const since = (iso: string) => `${Math.round((Date.now() - Date.parse(iso)) / 60_000)} min ago`;
@@ -172,7 +192,8 @@ function healthLines(health: Health, forStick: boolean): string[] {
     lines.push('', 'Relay counts (each relay writes them every few minutes):');
     for (const [name, m] of Object.entries(health.metrics)) lines.push(`  ${name.padEnd(8)} ${'error' in m ? `unknown: ${m.error}` : `${m.line} (as of ${m.at})`}`);
   }
-  lines.push('', `Tor: ${describeTor(health.tor)}`);
+  lines.push('', simplexmqLine(health.simplexmq));
+  lines.push(`Tor: ${describeTor(health.tor)}`);
   // On a stick, only when: which stick and whether in the clear would tell whoever holds this one where to look.
   const exported = health.lastExport;
   lines.push(`Secrets last exported to a stick: ${exported === null ? 'never' : 'error' in exported ? `unknown (${exported.error})` : forStick ? exported.at : describeExport(exported)}`);

@@ -10,6 +10,7 @@ import type { ServerRecord } from './server-list.ts';
 import { runTool } from './tool.ts';
 import { torBootstrapPhase } from './tor-control.ts';
 import { uptimeSeconds } from './system-facts.ts';
+import { updateUnderWay } from './update-lock.ts';
 import { type Observation, type PlannedStep, type Step, type WatchdogEvent, type WatchdogState, emptyState, planRound, planTor } from './watchdog-policy.ts';
 
 /**
@@ -79,12 +80,18 @@ export async function unitNow(unit: string): Promise<UnitNow> {
   return { active: value('ActiveState'), sub: value('SubState'), result: value('Result'), upSeconds };
 }
 
-async function onionProbe(service: Watched, socksPort: number): Promise<ProbeResult> {
+/** The service through the Pi's own Tor at its own onion, as its users reach it (a few tries: circuits fail now and then). */
+export async function onionProbe(service: Watched, socksPort: number): Promise<ProbeResult> {
   let result: ProbeResult | undefined;
   for (let i = 0; i < ONION_TRIES && !result?.ok; i++) {
     result = await probeService({ kind: service.kind, host: service.onion, port: service.virtualPort, fingerprint: service.fingerprint }, { host: '127.0.0.1', port: socksPort }, ONION_TIMEOUT_MS);
   }
   return result!;
+}
+
+/** The service on its own port on the Pi: the relay's TLS handshake and the identity in its address, or SSH's banner. */
+export function localProbe(service: Watched): Promise<ProbeResult> {
+  return probeService({ kind: service.kind, host: '127.0.0.1', port: service.localPort, fingerprint: service.fingerprint }, null, LOCAL_TIMEOUT_MS);
 }
 
 /** One service, observed: its unit, its local port, then (with Tor connected) its onion. */
@@ -94,7 +101,7 @@ export async function observe(service: Watched, tor: { connected: boolean; upSec
   if (unit.active === 'failed') return { service: name, outcome: 'failed', fault: 'service', error: `${unitName(service.unit)} has failed (${unit.result})` };
   if (unit.active === 'inactive') return { service: name, outcome: 'skipped', reason: `${unitName(service.unit)} is stopped, not by the watchdog: left alone` };
   if (unit.active !== 'active') return { service: name, outcome: 'skipped', reason: `${unitName(service.unit)} is ${unit.active} (${unit.sub})` };
-  const local = await probeService({ kind: service.kind, host: '127.0.0.1', port: service.localPort, fingerprint: service.fingerprint }, null, LOCAL_TIMEOUT_MS);
+  const local = await localProbe(service);
   if (!local.ok && unit.upSeconds < SETTLE_SECONDS.service) return { service: name, outcome: 'skipped', reason: `started ${Math.round(unit.upSeconds)} s ago and not answering yet` };
   if (!local.ok) return { service: name, outcome: 'failed', fault: 'service', error: `does not answer on its own port ${service.localPort}: ${local.error}` };
   if (!tor.connected) return { service: name, outcome: 'skipped', reason: 'answers on its own port; its onion is checked once Tor is connected' };
@@ -148,11 +155,23 @@ export function recentWatchdogEvents(count: number): Promise<WatchdogEvent[]> {
   return lastJsonLines<WatchdogEvent>(STATE.watchdogLog, count);
 }
 
+/** The servers first boot recorded (onions, addresses); undefined before it has. Root only. */
+export function readServerRecords(): Promise<ServerRecord[] | undefined> {
+  return readFile(STATE.servers, 'utf8').then((text) => (JSON.parse(text) as { servers: ServerRecord[] }).servers, () => undefined);
+}
+
 /** One round of the watchdog. */
 export async function watchdogRound(plan: BuildPlan, log: (line: string) => void, now = () => new Date()): Promise<void> {
-  const records = await readFile(STATE.servers, 'utf8').then((text) => (JSON.parse(text) as { servers: ServerRecord[] }).servers, () => undefined);
+  const records = await readServerRecords();
   if (!records || !(await exists(STATE.firstbootDone))) {
     log('watchdog: first boot has not finished: nothing to watch yet');
+    return;
+  }
+  const updating = await updateUnderWay();
+  if (updating) {
+    // The update restarts the relays one at a time and checks each itself; steps of the watchdog's own in between
+    // would be taken against a relay that is only restarting, and could meet the update's rollback.
+    log(`watchdog: a relay update is under way (process ${updating}): this round is left to it`);
     return;
   }
   const services = watchedServices(plan, records);

@@ -8,10 +8,11 @@
 /** What the device program reads: the build's plan, serialised (plan/plan.ts). */
 export const PLAN_PATH = '/etc/simplex-pi/plan.json';
 /**
- * 2: each relay carries its unit's paths, names and variables; 3: backups; 4: the onion watchdog (plan.json of an image is read by its own
- * program, and by `simplex-pi restore`, which refuses a card whose plan has another version).
+ * 2: each relay carries its unit's paths, names and variables; 3: backups; 4: the onion watchdog; 5: relay updates
+ * (plan.json of an image is read by its own program, and by `simplex-pi restore`, which refuses a card whose plan has
+ * another version).
  */
-export const PLAN_SCHEMA_VERSION = 4;
+export const PLAN_SCHEMA_VERSION = 5;
 
 // Programs.
 export const BINARY_DIR = '/usr/local/bin';
@@ -25,6 +26,15 @@ export const SET_ASIDE_TORN_RECORD = `${DEVICE_LIB_DIR}/set-aside-torn-record`;
 export const REQUIRE_FIREWALL = `${DEVICE_LIB_DIR}/require-firewall`;
 /** Runs each relay with the passwords taken out of its output, which the journal keeps (the script says how). */
 export const REDACT_PASSWORDS = `${DEVICE_LIB_DIR}/redact-passwords`;
+/**
+ * The simplexmq releases on the card, side by side: one directory per release (`6.5.2/smp-server`, `…/xftp-server`)
+ * and RELAY_RELEASE_CURRENT, a symlink to the one the relays run. BINARY_DIR's smp-server and xftp-server are
+ * symlinks through it, so `simplex-pi update` switches every binary at once by replacing that one symlink, and
+ * rolls back by pointing it at the previous release again (device/relay-releases.ts). All links are relative, so
+ * they resolve the same in the image mounted on the build host.
+ */
+export const RELAY_RELEASES_DIR = `${DEVICE_LIB_DIR}/simplexmq`;
+export const RELAY_RELEASE_CURRENT = `${RELAY_RELEASES_DIR}/current`;
 
 /**
  * What the device program keeps: root only (0700), never in the image (first boot makes all of it). systemd makes
@@ -72,7 +82,15 @@ export const STATE = {
   watchdogLog: `${STATE_DIR}/watchdog.log`,
   /** The Debian base's one-time root filesystem growth (overlays/debian-base). */
   growrootDone: `${STATE_DIR}/growroot.done`,
+  /** One JSON line per relay update tried (`simplex-pi update`): from and to which release, and how it ended. */
+  updateLog: `${STATE_DIR}/updates.log`,
 } as const;
+
+/**
+ * Held (a file naming the process) while `simplex-pi update` restarts the relays: the watchdog leaves its round to
+ * the update rather than meet a relay it is restarting with steps of its own. In /run: gone with a power cut.
+ */
+export const UPDATE_LOCK = '/run/simplex-pi-update.lock';
 
 // Users.
 /** The unprivileged user every relay runs as. */
@@ -104,6 +122,9 @@ export const UNITS = {
   /** One round of the onion watchdog (device/watchdog.ts), started by its timer. */
   watchdog: 'simplex-pi-watchdog.service',
   watchdogTimer: 'simplex-pi-watchdog.timer',
+  /** `simplex-pi update --from update.check_url --if-newer`, started by its timer (only with update.check_url). */
+  update: 'simplex-pi-update.service',
+  updateTimer: 'simplex-pi-update.timer',
 } as const;
 
 /** A unit as people type it (`journalctl -u simplex-pi-firstboot`): without `.service`. */

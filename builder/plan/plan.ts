@@ -1,6 +1,8 @@
 import type { BaseSpec, BinarySourceSpec, PiModel, Recipe } from '../recipe/schema.ts';
 import { SIMPLEXMQ_ASSET_SUFFIX, SIMPLEXMQ_RELEASE_BASE } from '../recipe/schema.ts';
 import { canonicalTimezone } from '../recipe/timezones.ts';
+import { parsePublicKey, publicKeyBase64 } from '../signing/minisign.ts';
+import { PROJECT_PUBLIC_KEY } from '../signing/project-key.ts';
 import {
   BINARY_DIR,
   ONION_AUTH_DIR,
@@ -161,6 +163,11 @@ export interface BuildPlan {
   backup: { recipient: string | null; onStick: boolean };
   /** The onion watchdog (device/watchdog.ts): how often its timer runs. */
   watchdog: { intervalSeconds: number };
+  /**
+   * Relay updates (device/update.ts): the minisign key a bundle must be signed with (the base64 line; null: the
+   * recipe took the project's key and the project has published none yet), and the URL the Pi checks daily (null: never).
+   */
+  update: { publicKey: string | null; checkUrl: string | null };
   simplexmq: { version: string; releaseNotesUrl: string; binaries: BinaryInput[]; memoryDenyWriteExecute: boolean };
   /** Units the configure stage enables. */
   units: string[];
@@ -319,13 +326,22 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
     export: { usbLabel: recipe.export.usb_label, formats: recipe.export.formats, encryptTo: recipe.export.encrypt_to },
     backup: { recipient: recipe.backup.recipient, onStick: recipe.backup.on_stick },
     watchdog: { intervalSeconds: recipe.watchdog.interval_seconds },
+    update: { publicKey: recipe.update.public_key === 'project' ? PROJECT_PUBLIC_KEY : publicKeyBase64(parsePublicKey(recipe.update.public_key, 'update.public_key')), checkUrl: recipe.update.check_url },
     simplexmq: {
       version,
       releaseNotesUrl: expand(recipe.simplexmq.release_notes_url, version),
       binaries,
       memoryDenyWriteExecute: recipe.simplexmq.memory_deny_write_execute,
     },
-    units: [UNITS.firstboot, UNITS.export, UNITS.watchdogTimer, ...relays.map((r) => r.unit), UNITS.nftables, ...(sshEnabled ? [UNITS.ssh] : [])],
+    units: [
+      UNITS.firstboot,
+      UNITS.export,
+      UNITS.watchdogTimer,
+      ...(recipe.update.check_url ? [UNITS.updateTimer] : []),
+      ...relays.map((r) => r.unit),
+      UNITS.nftables,
+      ...(sshEnabled ? [UNITS.ssh] : []),
+    ],
     // Tor is not enabled by us (Debian's package enables it) but is what everything else depends on.
     reportedUnits: [
       { unit: UNITS.tor },

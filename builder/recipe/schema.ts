@@ -1,4 +1,5 @@
 import { isAgeRecipient } from './age.ts';
+import { parsePublicKey } from '../signing/minisign.ts';
 import { z } from 'zod';
 import { INIT_FORMATS } from '../base/init-format.ts';
 import {
@@ -458,6 +459,40 @@ const watchdogSchema = z.strictObject({
     }),
 });
 
+const updateSchema = z.strictObject({
+  public_key: z
+    .string()
+    .trim()
+    .refine(
+      (key) => {
+        if (key === 'project') return true;
+        try {
+          parsePublicKey(key, 'update.public_key');
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { error: 'must be `project` or a minisign public key: the base64 line starting with RW (`minisign -P`, or the last line of a minisign.pub)' },
+    )
+    .default('project')
+    .meta({
+      description:
+        'The minisign public key relay update bundles must be signed with (`simplex-pi update`, README: updating the relays). `project`: the ' +
+        "project's release key, the one README.md publishes; the image carries no update key until the project has published one. Your own key " +
+        '(from `simplex-pi keygen`) if you sign bundles yourself.',
+    }),
+  check_url: httpUrl
+    .nullable()
+    .default(null)
+    .meta({
+      description:
+        'Off (null) by default. A URL that always serves the newest relay update bundle, with its signature at the same URL plus `.minisig`: ' +
+        'once a day, at a random time, the Pi fetches it through Tor and applies it if it holds a newer simplexmq than the relays run, ' +
+        'with the same checks, one-at-a-time restarts and rollback as `simplex-pi update` by hand.',
+    }),
+});
+
 export const recipeSchema = z
   .strictObject({
     name: z
@@ -517,6 +552,9 @@ export const recipeSchema = z
     watchdog: watchdogSchema
       .prefault({})
       .meta({ description: 'The onion watchdog: each service reached through Tor at an interval, and recovered step by step when it is not.' }),
+    update: updateSchema
+      .prefault({})
+      .meta({ description: 'Relay updates without reflashing: which key a signed simplexmq update bundle must carry, and whether the Pi looks for one itself.' }),
     overlays: z
       .array(z.string().min(1))
       .default([])

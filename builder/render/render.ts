@@ -65,6 +65,8 @@ async function engine(overlays: string): Promise<typeof Handlebars> {
   const hb = Handlebars.create();
   hb.registerHelper('eq', (a: unknown, b: unknown) => a === b);
   hb.registerHelper('join', (list: unknown[], separator: unknown) => list.join(typeof separator === 'string' ? separator : ' '));
+  // A value on an Exec line, as one argument: systemd reads `%` as a specifier, `$` as a variable, and splits on unquoted spaces.
+  hb.registerHelper('execArg', (value: unknown) => `"${String(value).replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('%', '%%').replaceAll('$', () => '$$')}"`);
   const partials = join(overlays, 'partials');
   for (const name of await readdir(partials).catch(() => [] as string[])) {
     if (name.endsWith('.hbs')) hb.registerPartial(name.slice(0, -4), await readFile(join(partials, name), 'utf8'));

@@ -12,10 +12,13 @@ import type { InstalledBinary } from '../outputs/manifest.ts';
 import type { BinaryInput } from '../plan/plan.ts';
 import type { StageContext } from '../pipeline/context.ts';
 import { inImageTemporary } from '../temporary-names.ts';
+import { linkBinary, releaseDir, switchRelease } from '../device/relay-releases.ts';
 import { parseReleaseNoteHashes, releaseBody } from './simplexmq-hashes.ts';
+import { missingLibraries, parseReportedVersion, versionMatches } from '../update/simplexmq-version.ts';
 import { type SimplexmqLock, describeChange, emptyLock, lockedHash, readLock, updatedLock, writeLock } from './simplexmq-lock.ts';
 
 export type { InstalledBinary };
+export { missingLibraries, parseReportedVersion, versionMatches };
 
 /** The sha256 a binary must have, where it comes from (recorded in the manifest), and how a mismatch names it. */
 interface Expected {
@@ -123,30 +126,6 @@ async function fetchBinary(ctx: StageContext, binary: BinaryInput, expected: Exp
   return downloadVerified(ctx.cache, { url: binary.url!, what: expected.what, sha256, log: ctx.log, onProgress: ctx.onProgress });
 }
 
-/** The version in `SMP server v6.5.2.0 / 1a2b3c4`; the recipe's 6.5.2 matches 6.5.2 and 6.5.2.x. */
-export function parseReportedVersion(output: string): string | undefined {
-  return /\bv(\d+\.\d+\.\d+(?:\.\d+)?(?:-[0-9A-Za-z.]+)?)/.exec(output)?.[1];
-}
-
-/**
- * Whether the version a binary reports is the recipe's. Binaries report their cabal version: 6.5.2 reports
- * 6.5.2.0. A pre-release tag has no fixed cabal number (v6.5.0-beta.1 reports 6.5.0.1, v7.0.0-beta.2 reports
- * 7.0.0.3), so for one any X.Y.Z.n of its X.Y.Z matches; the binary is pinned by its sha256 in any case.
- */
-export function versionMatches(reported: string, wanted: string): boolean {
-  if (reported === wanted || reported.startsWith(`${wanted}.`)) return true;
-  const preRelease = /^(\d+\.\d+\.\d+)-[0-9A-Za-z.]+$/.exec(wanted);
-  return preRelease !== null && new RegExp(`^${preRelease[1]!.replaceAll('.', '\\.')}\\.\\d+$`).test(reported);
-}
-
-/** `ldd` lines for libraries the dynamic loader cannot find. */
-export function missingLibraries(lddOutput: string): string[] {
-  return lddOutput
-    .split('\n')
-    .filter((line) => /=>\s*not found/.test(line))
-    .map((line) => line.trim().split(/\s+/)[0]!);
-}
-
 async function verifyInImage(ctx: StageContext, mounted: MountedImage, binary: BinaryInput): Promise<string> {
   const version = await chrootRun(mounted.root, [binary.installPath, '-v'], { log: ctx.log, allowFailure: true, timeout: 120_000 });
   const output = `${version.stdout}\n${version.stderr}`;
@@ -170,7 +149,8 @@ async function verifyInImage(ctx: StageContext, mounted: MountedImage, binary: B
 
 /**
  * binaries: smp-server and xftp-server, each verified before it is installed (sha256, ELF machine aarch64), then
- * run inside the image to check its version and that every shared library resolves.
+ * run inside the image to check its version and that every shared library resolves. Installed as the card's first
+ * release of side-by-side ones (layout.ts RELAY_RELEASES_DIR), which relay updates add to.
  */
 export async function binariesStage(ctx: StageContext, { mounted }: { mounted: MountedImage }): Promise<{ binaries: InstalledBinary[] }> {
   const hashes = await expectedHashes(ctx);
@@ -185,13 +165,17 @@ export async function binariesStage(ctx: StageContext, { mounted }: { mounted: M
     if (!isAarch64(elf)) {
       throw new UserError(`${binary.name} is built for ${elf.machineName} (${elf.class}-bit), not aarch64; use the *-aarch64 release asset`);
     }
-    const target = join(mounted.root, binary.installPath);
+    // The file goes into the release's own directory; binary.installPath is a link to it through the current
+    // release (device/relay-releases.ts), which `simplex-pi update` on the Pi switches to the next release.
+    const target = join(releaseDir(ctx.plan.simplexmq.version, mounted.root), binary.name);
     await mkdir(dirname(target), { recursive: true });
     const temporary = inImageTemporary(target);
     await copyFile(file, temporary);
     await chown(temporary, 0, 0);
     await chmod(temporary, 0o755);
     await rename(temporary, target);
+    await switchRelease(ctx.plan.simplexmq.version, mounted.root);
+    await linkBinary(binary.name, mounted.root);
     ctx.status(`${binary.name}: running -v in the image`);
     const reportedVersion = await verifyInImage(ctx, mounted, binary);
     installed.push({

@@ -44,10 +44,15 @@
 //               it, and the relay is restarted: a relay that can never start again. Its unit's StartLimitBurst is
 //               kept; only the 10 s systemd waits between restarts becomes 1 s (a runtime drop-in), so each of the
 //               watchdog's restarts meets the start limit in seconds rather than a minute
+//   update <flags> <bundle base64> <signature base64> -> the bundle and its .minisig written to /var/tmp, then the
+//               owner's `sudo simplex-pi update --from <file> <flags>` (flags: comma-separated, or `-` for none): its
+//               output and exit status, and the relays as `relay-versions` reports them afterwards
+//   relay-versions -> per relay unit: its state, its current run's InvocationID and the version line that run printed
+//               at its start (the relay's own word for which release runs), and the card's current-release link
 //   poweroff -> a clean shutdown
 // Reads what the shipped system wrote; changes nothing but the power state and, when asked, those two layers,
 // the messages on a relay, a relay's stop signal (until the next boot) and the faults above.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, read, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
@@ -524,6 +529,40 @@ async function openPort() {
   }
 }
 
+// --- relay updates (issue 16) ---
+function relayVersions() {
+  const relays = {};
+  for (const name of relayUnits) {
+    const invocation = sh('systemctl', ['show', '-p', 'InvocationID', '--value', name]).trim();
+    const lines = invocation ? sh('journalctl', [`_SYSTEMD_INVOCATION_ID=${invocation}`, '-o', 'cat', '--no-pager']).split('\n') : [];
+    relays[name] = { ...unit(name), invocation, version: lines.find((l) => / v\d+\.\d+\.\d+/.test(l)) ?? null };
+  }
+  let current = null;
+  try {
+    current = execFileSync('readlink', ['/usr/local/lib/simplex-pi/simplexmq/current'], { encoding: 'utf8' }).trim();
+  } catch {}
+  return { relays, current };
+}
+
+async function runUpdate([flags, bundle, signature]) {
+  const dir = '/var/tmp/e2e-update';
+  mkdirSync(dir, { recursive: true });
+  const file = `${dir}/bundle-${Date.now()}.tar`;
+  writeFileSync(file, Buffer.from(bundle, 'base64'));
+  writeFileSync(`${file}.minisig`, Buffer.from(signature, 'base64'));
+  const args = ['update', '--from', file, ...(flags === '-' ? [] : flags.split(',').map((f) => `--${f}`))];
+  const started = Date.now();
+  const result = await new Promise((resolve) => {
+    const child = spawn('/usr/local/bin/simplex-pi', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('close', (code) => resolve({ exitCode: code, output }));
+  });
+  return { ok: true, ...result, seconds: (Date.now() - started) / 1000, ...relayVersions() };
+}
+// --- end of relay updates ---
+
 function send(fd, message) {
   writeSync(fd, `${JSON.stringify(message)}\n`);
 }
@@ -558,6 +597,8 @@ async function serve(fd) {
       else if (request === 'status-json') send(fd, { event: 'status-json', report: JSON.parse(sh('/usr/local/bin/simplex-pi', ['status', '--json'])) });
       else if (request === 'watchdog') send(fd, { event: 'watchdog', report: watchdogLog() });
       else if (request.startsWith('fault ')) send(fd, { event: 'fault', report: await fault(request.split(' ').slice(1)) });
+      else if (request.startsWith('update ')) send(fd, { event: 'update', report: await runUpdate(request.split(' ').slice(1)) });
+      else if (request === 'relay-versions') send(fd, { event: 'relay-versions', report: relayVersions() });
       else if (request === 'poweroff') {
         send(fd, { event: 'poweroff' });
         say('powering off');
