@@ -23,16 +23,26 @@ export class FetchFailed extends Error {}
 async function getOnce(url: URL, options: FetchOptions, deadline: number): Promise<{ status: number; location?: string; body: Buffer }> {
   const https = url.protocol === 'https:';
   const port = Number(url.port || (https ? 443 : 80));
-  const socket = await socksConnect(options.socks, url.hostname, port).catch((error: Error) => {
-    throw new FetchFailed(`cannot reach ${url.host} through Tor: ${error.message}`);
+  // Tor answers a SOCKS request within its own SocksTimeout (2 min), but this call keeps its caller's deadline.
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new FetchFailed(`cannot reach ${url.host} through Tor: no connection within ${Math.round(options.timeoutMs / 1000)} s`)), Math.max(1, deadline - Date.now()));
   });
+  const connecting = socksConnect(options.socks, url.hostname, port);
+  const socket = await Promise.race([connecting, timeout])
+    .catch((error: Error) => {
+      connecting.then((s) => s.destroy(), () => undefined);
+      throw error instanceof FetchFailed ? error : new FetchFailed(`cannot reach ${url.host} through Tor: ${error.message}`);
+    })
+    .finally(() => clearTimeout(timer));
   const stream = https ? tlsConnect({ socket, servername: url.hostname, ALPNProtocols: ['http/1.1'] }) : socket;
   const request = https ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       req.destroy(new FetchFailed(`${url.href}: no complete answer within ${Math.round(options.timeoutMs / 1000)} s`));
     }, Math.max(1, deadline - Date.now()));
-    const req = request(url, { method: 'GET', agent: false, createConnection: () => stream, headers: { 'user-agent': 'simplex-pi', accept: '*/*' } }, (res) => {
+    // No agent: with createConnection and no agent, Node uses the stream given (an agent would dial its own).
+    const req = request(url, { method: 'GET', createConnection: () => stream, headers: { 'user-agent': 'simplex-pi', accept: '*/*' } }, (res) => {
       const status = res.statusCode ?? 0;
       if (status >= 300 && status < 400) {
         res.resume();

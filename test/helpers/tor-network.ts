@@ -517,7 +517,9 @@ function relayTorrc(node: NodeSpec, nodes: NodeSpec[], dir: string): string {
     'ShutdownWaitLength 0',
     `ServerDNSResolvConfFile ${join(dir, 'resolv.conf')}`,
     'ServerDNSDetectHijacking 0',
-    ...(node.role === 'exit' ? ['ExitRelay 1', `ExitPolicy accept ${SUBNET}:*`, 'ExitPolicy reject *:*'] : ['ExitRelay 0']),
+    // ExitPolicyRejectPrivate 0: tor otherwise puts "reject private:*" (the subnet and its own address) before the
+    // policy, and the exit could reach nothing the tests serve in the namespace (the apt repository of the VM test).
+    ...(node.role === 'exit' ? ['ExitRelay 1', 'ExitPolicyRejectPrivate 0', `ExitPolicy accept ${SUBNET}:*`, 'ExitPolicy reject *:*'] : ['ExitRelay 0']),
   ];
   if (node.role === 'authority') {
     lines.push(

@@ -1,10 +1,11 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base32 } from '../../builder/device/onion.ts';
+import { fetchThroughTor } from '../../builder/device/fetch-through-tor.ts';
 import { probeService } from '../../builder/device/relay-probe.ts';
 import { authPrivateLine } from '../../builder/plan/layout.ts';
 import { REPO, freePort, isRoot, scratch } from '../helpers/env.ts';
@@ -164,6 +165,39 @@ describe.runIf(isRoot && onPath('tor') && onPath('tor-gencert'))('a private Tor 
       expect(received.split('\r\n')[0]).toBe('SSH-2.0-OpenSSH_9.2p1 test');
       expect(received).toContain('ping\n');
     } finally {
+      server.kill('SIGTERM');
+      await server;
+    }
+  });
+
+  it('fetches a file over HTTP through Tor, as `simplex-pi update --from URL` does from an onion mirror: redirects followed, errors named, a size limit kept', { timeout: 4 * 60_000 }, async () => {
+    // A web server on the namespace's loopback, published only as an onion service of the network.
+    const body = randomBytes(300_000);
+    const file = join(await scratch('fetch'), 'bundle.tar');
+    await writeFile(file, body);
+    const port = await freePort();
+    const server = execa('nsenter', [`--net=/run/netns/${net.netns}`, '--', process.execPath, '-e', `
+      const bytes = require('node:fs').readFileSync(${JSON.stringify(file)});
+      require('node:http').createServer((req, res) => {
+        if (req.url === '/latest') { res.writeHead(302, { location: '/releases/bundle.tar' }); res.end(); }
+        else if (req.url === '/releases/bundle.tar') { res.writeHead(200, { 'content-length': bytes.length }); res.end(bytes); }
+        else { res.writeHead(404); res.end('not here'); }
+      }).listen(${port}, '127.0.0.1', () => console.log('ready'));
+    `], { reject: false, all: true });
+    await new Promise<void>((resolve) => server.all!.on('data', (d: Buffer) => /ready/.test(d.toString()) && resolve()));
+    const mirror = await net.onionService('mirror', [{ virtualPort: 80, localPort: port }]);
+    const fetcher = await net.client('fetch');
+    try {
+      const options = { socks: fetcher.socks, maxBytes: 1024 * 1024, timeoutMs: 120_000 };
+      const fetched = await fetchThroughTor(`http://${mirror.hostname}/latest`, options);
+      expect(fetched.equals(body)).toBe(true);
+      await expect(fetchThroughTor(`http://${mirror.hostname}/missing`, options)).rejects.toThrow(/answered HTTP 404/);
+      await expect(fetchThroughTor(`http://${mirror.hostname}/latest`, { ...options, maxBytes: 100_000 })).rejects.toThrow(/larger than 100000 bytes/);
+      // An onion nobody publishes fails at Tor, named: there is no other way out.
+      await expect(fetchThroughTor(`http://${'a'.repeat(52)}aaad.onion/bundle.tar`, { ...options, timeoutMs: 60_000 })).rejects.toThrow(/cannot reach .* through Tor/);
+    } finally {
+      await fetcher.stop();
+      await mirror.stop();
       server.kill('SIGTERM');
       await server;
     }
