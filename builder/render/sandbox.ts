@@ -1,5 +1,5 @@
 import { dirname } from 'node:path';
-import { TOR_DIR } from '../plan/layout.ts';
+import { RELAY_RELEASES_DIR, STATE_DIR, TOR_DIR, UPDATE_LOCK } from '../plan/layout.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { relaysOf } from '../plan/relays.ts';
 
@@ -23,6 +23,13 @@ export interface UnitSandbox {
    * directory is the unit's StateDirectory= (systemd makes it).
    */
   firstbootWritable: string[];
+  /**
+   * Everything a relay update writes, its unit's ReadWritePaths=: the releases side by side (the new one, the
+   * current-release link), each relay's configuration (its INI, migrated) and state directory (the new release's
+   * init makes its INI template there, in a scratch directory it removes), the state directory (its log) and
+   * UPDATE_LOCK's directory.
+   */
+  updateWritable: string[];
 }
 
 const unique = (paths: string[]): string[] => [...new Set(paths)];
@@ -31,6 +38,7 @@ export function unitSandbox(plan: BuildPlan): UnitSandbox {
   const relays = relaysOf(plan);
   return {
     relayParents: unique(relays.flatMap((r) => [r.cfgPath, ...r.writablePaths].map((path) => dirname(path)))).sort(),
+    updateWritable: unique([RELAY_RELEASES_DIR, STATE_DIR, dirname(UPDATE_LOCK), ...relays.flatMap((r) => [r.cfgPath, r.logPath])]),
     firstbootWritable: unique([
       TOR_DIR,
       ...relays.flatMap((r) => [r.cfgPath, ...r.writablePaths.map((path) => (r.kind === 'xftp' && path === r.filesPath ? dirname(path) : path))]),

@@ -51,6 +51,7 @@ export function exposureTargets(plan: BuildPlan): Map<string, ExposureTarget> {
     [UNITS.firstboot, { max: 4.0, why: 'root, with only the capabilities to write into the directories of Tor and the relays and to start init as the relay user' }],
     [UNITS.export, { max: 2.5, why: 'root without capabilities: reads the state directory, writes the stick' }],
     [UNITS.watchdog, { max: 2.5, why: "root without capabilities: reads the state directory, reaches Tor's SOCKS port and the relays on loopback, restarts units" }],
+    [UNITS.update, { max: 4.0, why: 'root with the capabilities of first boot for the relays\' files: installs the new release, migrates the INIs, runs the release as the relay user, restarts the relays; loopback only' }],
     [UNITS.ssh, { max: null, why: "Debian's sshd (our drop-ins make its host keys and require the firewall): its sessions are the admin's shell, so a sandbox on it would confine every admin command" }],
     [UNITS.tor, { max: null, why: "Debian's tor (our drop-in only requires the firewall), as Debian sandboxes it" }],
     [

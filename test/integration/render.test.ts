@@ -217,6 +217,9 @@ describe('team: the published guide\'s topology without its mistakes', () => {
   });
 });
 
+/** A URL with what systemd would read as a specifier (%) and a variable ($): it must reach the program as it is. */
+const CHECK_URL = 'https://mirror.example/relays%20latest/$HOME/simplex-pi-relay-update.tar';
+
 describe('recipe options, rendered and checked by the real tools', () => {
   const aliceKey = 'A'.repeat(52).replace(/^A{4}/, 'BCDE');
   let rendered: Awaited<ReturnType<typeof render>>;
@@ -240,10 +243,28 @@ describe('recipe options, rendered and checked by the real tools', () => {
         `admin: { user: keeper, ssh: { over_tor: true, lan: true, authorized_keys: ["${key}"] } }`,
         'network: { outbound: open, allow_ping: true }',
         'backup: { recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p, on_stick: true }',
+        `update: { check_url: "${CHECK_URL}" }`,
         '',
       ].join('\n'),
     );
     rendered = await render(join(dir, 'variant.yaml'));
+  });
+
+  it('update.check_url: a timer at a random time each day runs `update --if-newer` with the URL as one argument, as systemd reads it; sandboxed within its target; without it, no such unit', async () => {
+    const root = await systemdRoot(rendered.rootfs);
+    expect(await systemdVerify(root, [UNITS.update])).toBe('');
+    expect(rendered.plan.units).toContain(UNITS.updateTimer);
+    const timer = await readFile(join(rendered.rootfs, 'etc/systemd/system', UNITS.updateTimer), 'utf8');
+    expect(timer).toMatch(/^OnCalendar=daily$/m);
+    expect(timer).toMatch(/^RandomizedDelaySec=24h$/m);
+    // Escaped as systemd reads an Exec line (% a specifier, $ a variable): systemd-analyze verify above refuses `%2`.
+    const unit = await readFile(join(rendered.rootfs, 'etc/systemd/system', UNITS.update), 'utf8');
+    expect(/^ExecStart=(.*)$/m.exec(unit)![1]).toMatch(/ update --from "https:\/\/mirror\.example\/relays%%20latest\/\$\$HOME\/simplex-pi-relay-update\.tar" --if-newer$/);
+    const service = (await unitExposures(root, rendered.rootfs, rendered.plan)).find((u) => u.unit === UNITS.update)!;
+    expect(service.exposure).toBeLessThanOrEqual(service.target!.max!);
+    const plain = await render(presets.find((p) => p.recipe.name === 'family')?.file ?? presets[0]!.file);
+    expect(existsSync(join(plain.rootfs, 'etc/systemd/system', UNITS.update))).toBe(false);
+    expect(existsSync(join(plain.rootfs, 'etc/systemd/system', UNITS.updateTimer))).toBe(false);
   });
 
   it('a card restored from a backup keeps its SSH host keys: Raspberry Pi OS\'s key regeneration is skipped on it (and only on it)', async () => {
