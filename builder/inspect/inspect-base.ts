@@ -2,6 +2,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { APT_SOURCES_DIR, APT_SOURCES_LIST } from '../plan/layout.ts';
 import { detectCompression, decompressVerified } from '../base/decompress.ts';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
@@ -388,10 +389,10 @@ async function gather(input: GatherInput): Promise<BaseReport> {
   };
 
   const sources = [];
-  const sourcesList = await root.text('/etc/apt/sources.list');
-  if (sourcesList !== null) sources.push(...parseSourcesList('/etc/apt/sources.list', sourcesList));
-  for (const name of await root.list('/etc/apt/sources.list.d')) {
-    const file = `/etc/apt/sources.list.d/${name}`;
+  const sourcesList = await root.text(APT_SOURCES_LIST);
+  if (sourcesList !== null) sources.push(...parseSourcesList(APT_SOURCES_LIST, sourcesList));
+  for (const name of await root.list(APT_SOURCES_DIR)) {
+    const file = `${APT_SOURCES_DIR}/${name}`;
     const text = await root.text(file);
     if (text === null) continue;
     if (name.endsWith('.list')) sources.push(...parseSourcesList(file, text));

@@ -1,3 +1,4 @@
+import { APT_SOURCES_LIST } from '../plan/layout.ts';
 import { formatBytes } from '../format-bytes.ts';
 import type { BaseReport, UnitState } from './schema.ts';
 
@@ -112,7 +113,7 @@ export function renderReport(r: BaseReport): string {
   for (const p of r.packages) line(`${p.name.padEnd(24)} ${p.version}${p.architecture ? `  ${p.architecture}` : ''}`);
   if (r.packagesMissing.length) line(`not installed: ${r.packagesMissing.join(', ')}`);
 
-  section(`apt sources: ${r.apt.format}${r.apt.sourcesListLines === 0 ? ' (/etc/apt/sources.list has no entries)' : ''}`);
+  section(`apt sources: ${r.apt.format}${r.apt.sourcesListLines === 0 ? ` (${APT_SOURCES_LIST} has no entries)` : ''}`);
   for (const s of r.apt.sources) line(`${s.file}: ${s.types.join(' ')} ${s.uris.join(' ')} ${s.suites.join(' ')} ${s.components.join(' ')}${s.enabled ? '' : '  (disabled)'}`);
 
   section('Users');

@@ -132,6 +132,18 @@ export function unitName(unit: string): string {
   return unit.replace(/\.service$/, '');
 }
 
+// Security updates (README: Security updates; docs/security-updates.md).
+/** The image's apt sources: with outbound tor-only, configure rewrites them to reach the archives through Tor (image/apt-sources.ts). */
+export const APT_SOURCES_LIST = '/etc/apt/sources.list';
+export const APT_SOURCES_DIR = '/etc/apt/sources.list.d';
+/** Debian's apt timers and the services they start: lists once or twice a day, then unattended-upgrades. */
+export const APT_UNITS = {
+  update: 'apt-daily.service',
+  updateTimer: 'apt-daily.timer',
+  upgrade: 'apt-daily-upgrade.service',
+  upgradeTimer: 'apt-daily-upgrade.timer',
+} as const;
+
 // The firewall.
 /** The ruleset's one table (family inet: IPv4 and IPv6 alike); the relays check for it by name before they start. */
 export const FIREWALL_TABLE = 'simplex_pi';

@@ -187,6 +187,13 @@ export interface BuildPlan {
  */
 export const RUNTIME_PACKAGES = ['tor', 'nftables', 'nodejs', 'openssl', 'libgmp10', 'libffi8', 'libnuma1', 'zlib1g', 'mtools', 'tzdata'];
 export const SSH_PACKAGES = ['openssh-server', 'sudo'];
+/**
+ * Security updates (README: Security updates): unattended-upgrades installs Debian's security updates every day,
+ * needrestart restarts the services whose libraries they replaced. Neither is in Raspberry Pi OS or the Debian base.
+ */
+export const UPDATE_PACKAGES = ['unattended-upgrades', 'needrestart'];
+/** With outbound tor-only: apt's tor+http and tor+https schemes (image/apt-sources.ts), apt's only way out then. */
+export const TOR_APT_PACKAGES = ['apt-transport-tor'];
 
 function expand(template: string, version: string): string {
   return template.replaceAll('{version}', version);
@@ -350,6 +357,6 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
       ...(sshEnabled ? [{ unit: UNITS.ssh, port: SSH_PORT }] : []),
     ],
     overlays: recipe.overlays,
-    packages: [...RUNTIME_PACKAGES, ...(sshEnabled ? SSH_PACKAGES : [])],
+    packages: [...RUNTIME_PACKAGES, ...UPDATE_PACKAGES, ...(recipe.network.outbound === 'tor-only' ? TOR_APT_PACKAGES : []), ...(sshEnabled ? SSH_PACKAGES : [])],
   };
 }

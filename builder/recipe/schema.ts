@@ -381,8 +381,9 @@ const networkSchema = z.strictObject({
         '`tor-only`: only Tor may connect out. The exceptions, each for one program: DHCP as a DHCP client sends it, NTP from ' +
         'systemd-timesyncd, and DNS from systemd-timesyncd and, where the base has it, systemd-resolved (for the NTP servers: Tor ' +
         'needs the right time); anything else is refused ([what the firewall allows, and why](../README.md#the-firewall)). ' +
-        'Note that this also blocks apt: install updates by rebuilding the image or with `open`. ' +
-        '`open`: no outbound filter.',
+        "apt goes through Tor: the image's apt sources use `tor+http://`, Debian's archives at their onion services, others through a Tor exit " +
+        '([security updates](../README.md#security-updates)). ' +
+        '`open`: no outbound filter; apt uses the sources as the base has them.',
     }),
   allow_ping: bool().default(false).meta({ description: 'Answer pings from the local network.' }),
 });

@@ -6,6 +6,7 @@ import { chrootRun } from '../image/chroot.ts';
 import type { BaseImage } from '../base/types.ts';
 import { type InitFormatChoice, chooseInitFormat, detectInitFormat } from '../base/init-format.ts';
 import { skipCloudInitPackageStep } from '../image/cloud-init.ts';
+import { routeAptThroughTor } from '../image/apt-sources.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import { disarmRenameWizard } from '../image/userconf.ts';
 import { maskExposingUnits, turnBluetoothOff } from '../image/exposed-services.ts';
@@ -74,9 +75,9 @@ async function imageInitFormat(ctx: StageContext, base: BaseImage, mounted: Moun
  * the time zone checked against the image's tzdata, the accounts the firewall names checked against its
  * /etc/passwd (firewall-users.ts says why), the relay user, the rendered configuration (nearly the same files
  * `simplex-pi render` writes: the firewall may name accounts only this image is known to have), the recipe's own
- * overlays, the host name, cloud-init's package step left out (cloud-init.ts says why), Raspberry Pi OS's
- * first-user wizard disarmed (userconf.ts), avahi and Bluetooth off (exposed-services.ts), and the relay units
- * enabled.
+ * overlays, the apt sources rewritten to go through Tor (outbound tor-only), the host name, cloud-init's package
+ * step left out (cloud-init.ts says why), Raspberry Pi OS's first-user wizard disarmed (userconf.ts), avahi and
+ * Bluetooth off (exposed-services.ts), and the relay units enabled.
  */
 export async function configureStage(ctx: StageContext, { base, mounted }: { base: BaseImage; mounted: MountedImage }): Promise<{ initFormat: InitFormatChoice }> {
   const { plan } = ctx;
@@ -93,6 +94,11 @@ export async function configureStage(ctx: StageContext, { base, mounted }: { bas
   await writeEntries(root, entries, await imageIds(root));
   for (const entry of entries) ctx.log.info(`wrote ${entry.path} (${entry.kind} ${entry.mode.toString(8)} ${entry.owner}:${entry.group})`);
   await copyRecipeOverlays(ctx, root);
+  // After the recipe's overlays, which may bring sources of their own. The build used the sources as the base had
+  // them; the Pi, which lets only Tor out, must reach the archives through Tor (apt-sources.ts).
+  if (plan.network.outbound === 'tor-only') {
+    for (const line of await routeAptThroughTor(root)) ctx.log.info(`apt through Tor: ${line}`);
+  }
   const hosts = join(root, 'etc/hosts');
   await writeFile(hosts, withHostname(await readFile(hosts, 'utf8').catch(() => '127.0.0.1\tlocalhost\n'), plan.hostname));
   for (const warning of await skipCloudInitPackageStep(root)) ctx.warn(warning);

@@ -9,7 +9,10 @@ import { UNITS } from '../../builder/plan/layout.ts';
 import { sha256File } from '../../builder/hash.ts';
 import { REPO, TEST_CACHE, cli, freePort, isRoot } from '../helpers/env.ts';
 import { TestServer } from '../helpers/http-server.ts';
-import { TorNetwork } from '../helpers/tor-network.ts';
+import { SERVED_PORT, TorNetwork } from '../helpers/tor-network.ts';
+import { AptRepo, type Suite, makeDeb, repackDeb } from '../helpers/apt-repo.ts';
+import { debianDeb } from '../helpers/debian-packages.ts';
+import { isClearnetUri, sourceUris } from '../../builder/image/apt-sources.ts';
 import { probeService } from '../../builder/device/relay-probe.ts';
 import type { WatchdogEvent } from '../../builder/device/watchdog-policy.ts';
 import { TOR_TEST_RECIPE, type WatchdogView, authDirOf, healthOf, reachEvery, secondsTo, targetOf, torOverlay, watchdogAllOk, watchdogOf, watchdogUntil } from './tor-scenario.ts';
@@ -780,9 +783,81 @@ describe.runIf(isRoot && haveQemu)('the image booted in a VM (qemu-system-aarch6
       // And its history: the last events, in words (the giving up is the last of them).
       expect(text).toMatch(/^ {4}\S+ {2}smp2 still fails after every step: GIVEN UP, no more restarts until /m);
       for (const name of ['xftp', 'smp3']) expect(await probeService(targetOf(cardA.stick.addresses.get(name)!), onTor!.member, 90_000), name).toMatchObject({ ok: true });
+      // Card T stays on for the security update test, which powers it off.
+    }),
+  );
+
+  it(
+    'security updates through the private Tor network: unattended-upgrades, as its timers run it, installs from a security archive only an exit reaches a newer test package and a newer libuv1, which the relays use, and needrestart restarts the relays; a package of another origin is left alone; apt reached nothing but Tor',
+    { timeout: 40 * 60_000 },
+    track(async () => {
+      expect(onTor, 'needs card T on the Tor network').toBeDefined();
+      const { vm } = onTor!;
+      const TEST_PKG = 'simplex-pi-test-pkg';
+      const CONTROL_PKG = 'simplex-pi-test-control';
+      const LIBRARY = 'libuv1';
+      const state = await vm.report<{ sources: Record<string, string>; codename: string; versions: Record<string, string | null> }>(`apt-state ${LIBRARY}`, 120_000);
+      // The image's own sources: every archive through Tor, Debian's at its onion services, nothing in the clear.
+      const uris = Object.entries(state.sources).flatMap(([file, text]) => sourceUris(text, file.endsWith('.sources')).map((uri) => `${file}: ${uri}`));
+      expect(uris.length, JSON.stringify(state.sources)).toBeGreaterThan(0);
+      expect(uris.filter((u) => !/: tor\+http:\/\/[a-z2-7]{56}\.onion\//.test(u)), 'sources not at an onion service').toEqual([]);
+      expect(uris.filter((u) => isClearnetUri(u.split(': ')[1]!))).toEqual([]);
+
+      // The repository: TEST FIXTURES imitating Debian's security archive (Origin Debian, Label Debian-Security,
+      // Codename <release>-security, what the image's unattended-upgrades admits) and another archive it does not.
+      const repo = await AptRepo.create(join(dir, 'apt-repo'));
+      const security: Suite = { name: `${state.codename}-security`, origin: 'Debian', label: 'Debian-Security', suite: 'stable-security', codename: `${state.codename}-security`, description: "TEST FIXTURE imitating Debian's security archive" };
+      const other: Suite = { name: state.codename, origin: 'simplex-pi-test', label: 'simplex-pi-test', suite: 'stable', codename: state.codename, description: 'TEST FIXTURE: an archive of another origin' };
+      const debs = join(dir, 'apt-debs');
+      await mkdir(debs, { recursive: true });
+      await repo.publish(security, [await makeDeb(debs, TEST_PKG, '1.0')]);
+      await repo.publish(other, [await makeDeb(debs, CONTROL_PKG, '1.0')]);
+      await repo.serve(torNet.netns, torNet.address, SERVED_PORT);
+      try {
+        const sources = [security, other].map((s) => `Types: deb\nURIs: tor+http://${torNet.address}:${SERVED_PORT}/\nSuites: ${s.name}\nComponents: main\nSigned-By: /etc/apt/keyrings/simplex-pi-e2e.asc\n`).join('\n');
+        await ask(vm, `apt-source ${Buffer.from(JSON.stringify({ sources, key: repo.key })).toString('base64')}`);
+        const installed = await vm.report<{ ok: boolean; output: string; versions: Record<string, string | null> }>(`apt-install ${TEST_PKG} ${CONTROL_PKG}`, 15 * 60_000);
+        expect(installed.versions, installed.output).toEqual({ [TEST_PKG]: '1.0', [CONTROL_PKG]: '1.0' });
+
+        // The updates: 1.1 of both, and the library the relays (Node, for the stand-ins) have mapped, its files as
+        // Debian ships them under a higher version, as a security update of it looks to dpkg and needrestart.
+        const library = await repackDeb(debs, (await debianDeb(LIBRARY, { suite: state.codename })).path, `${state.versions[LIBRARY]}+simplexpi1`);
+        await repo.publish(security, [await makeDeb(debs, TEST_PKG, '1.0'), await makeDeb(debs, TEST_PKG, '1.1'), library]);
+        await repo.publish(other, [await makeDeb(debs, CONTROL_PKG, '1.0'), await makeDeb(debs, CONTROL_PKG, '1.1')]);
+        const requestsBefore = repo.requests.length;
+        const run = await vm.report<{
+          ok: boolean;
+          output: string;
+          counters: { before: Record<string, number>; after: Record<string, number> };
+          apt: Record<string, number>;
+          journal: string;
+          log: string;
+          dpkgLog: string;
+          relays: { before: Record<string, Record<string, string>>; after: Record<string, Record<string, string>> };
+          versions: Record<string, string | null>;
+        }>(`apt-unattended ${TEST_PKG} ${CONTROL_PKG} ${LIBRARY}`, 30 * 60_000);
+        const context = `${run.output}\n--- journal\n${run.journal}\n--- unattended-upgrades.log\n${run.log}\n--- dpkg\n${run.dpkgLog.slice(-3000)}`;
+        expect(run.ok, context).toBe(true);
+        expect(run.versions, context).toEqual({ [TEST_PKG]: '1.1', [CONTROL_PKG]: '1.0', [LIBRARY]: `${state.versions[LIBRARY]}+simplexpi1` });
+        expect(run.log, 'unattended-upgrade did it').toMatch(new RegExp(`Packages that will be upgraded: .*${TEST_PKG}`));
+        expect(repo.requests.slice(requestsBefore).some((r) => r.includes(`/pool/${security.name}/${TEST_PKG}_1.1_all.deb`)), repo.requests.join('\n')).toBe(true);
+        // needrestart restarted every relay that was running (smp2 is the watchdog test's broken one) with it.
+        for (const relay of [plan.smp.instances[0]!, plan.smp.instances[2]!, plan.xftp!]) {
+          const [before, after] = [run.relays.before[relay.unit]!, run.relays.after[relay.unit]!];
+          expect(Number(after.ExecMainStartTimestampMonotonic), `${relay.unit} restarted by needrestart\n${context}`).toBeGreaterThan(Number(before.ExecMainStartTimestampMonotonic));
+          expect(after.ActiveState, relay.unit).toBe('active');
+        }
+        expect(run.journal + run.dpkgLog, 'needrestart said what it restarted').toMatch(/Restarting services/);
+        // apt's traffic: only to Tor's SOCKS port, never anywhere else; the firewall refused nothing meanwhile.
+        expect(run.apt['e2e apt to Tor'], JSON.stringify(run.apt)).toBeGreaterThan(0);
+        expect(run.apt['e2e apt not loopback'], JSON.stringify(run.apt)).toBe(0);
+        expect(run.counters.after['not Tor'], JSON.stringify(run.counters)).toBe(run.counters.before['not Tor']);
+      } finally {
+        await repo.stop();
+      }
 
       await vm.powerOff();
-      // Nothing the suite ran reached past the private network: not the VM, not a relay, not a client.
+      // Nothing the suite ran reached past the private network: not the VM, not a relay, not a client, not apt.
       expect(await torNet.outsideContacts()).toBe(0);
     }),
   );

@@ -22,6 +22,8 @@ const SUBNET = '10.66.0.0/24';
 /** A veth pair with both ends in the namespace stands in for a dummy interface (this kernel has no dummy driver). */
 const LINK = ['tornet0', 'tornet1'] as const;
 const TABLE = 'spi_tor_network';
+/** The port a service the tests run in the namespace listens on, for clients to reach through the network's exit. */
+export const SERVED_PORT = 8480;
 const OUTSIDE = 'outside';
 
 /**
@@ -517,9 +519,12 @@ function relayTorrc(node: NodeSpec, nodes: NodeSpec[], dir: string): string {
     'ShutdownWaitLength 0',
     `ServerDNSResolvConfFile ${join(dir, 'resolv.conf')}`,
     'ServerDNSDetectHijacking 0',
-    // ExitPolicyRejectPrivate 0: tor otherwise puts "reject private:*" (the subnet and its own address) before the
-    // policy, and the exit could reach nothing the tests serve in the namespace (the apt repository of the VM test).
-    ...(node.role === 'exit' ? ['ExitRelay 1', 'ExitPolicyRejectPrivate 0', `ExitPolicy accept ${SUBNET}:*`, 'ExitPolicy reject *:*'] : ['ExitRelay 0']),
+    // The exit reaches services the tests run on the namespace's address (the VM test's apt repository):
+    // ExitPolicyRejectPrivate 0, or tor puts "reject private:*" (this subnet, its own address) first. Clients judge
+    // exits by the policy's summary, which lists only ports accepted for every address: with the subnet alone the
+    // exit looks like no exit at all, so SERVED_PORT is accepted everywhere too. Anything it would reach outside
+    // the subnet the namespace's table rejects and counts (outsideContacts).
+    ...(node.role === 'exit' ? ['ExitRelay 1', 'ExitPolicyRejectPrivate 0', `ExitPolicy accept ${SUBNET}:*`, `ExitPolicy accept *:${SERVED_PORT}`, 'ExitPolicy reject *:*'] : ['ExitRelay 0']),
   ];
   if (node.role === 'authority') {
     lines.push(

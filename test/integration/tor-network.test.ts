@@ -6,11 +6,12 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base32 } from '../../builder/device/onion.ts';
 import { fetchThroughTor } from '../../builder/device/fetch-through-tor.ts';
-import { probeService } from '../../builder/device/relay-probe.ts';
+import { probeService, socksConnect } from '../../builder/device/relay-probe.ts';
+import { AptRepo, type Suite, makeDeb } from '../helpers/apt-repo.ts';
 import { authPrivateLine } from '../../builder/plan/layout.ts';
 import { REPO, freePort, isRoot, scratch } from '../helpers/env.ts';
 import { type RunningRelay, StandinRelay } from '../helpers/standin-relay.ts';
-import { TorNetwork } from '../helpers/tor-network.ts';
+import { SERVED_PORT, TorNetwork } from '../helpers/tor-network.ts';
 
 /**
  * The private Tor network the VM tests join (issue 15): real tors in testing mode, with authorities made by
@@ -21,6 +22,8 @@ import { TorNetwork } from '../helpers/tor-network.ts';
  */
 
 const onPath = (program: string) => (process.env.PATH ?? '').split(delimiter).some((dir) => existsSync(join(dir, program)));
+
+const TEST_SUITE: Suite = { name: 'test', origin: 'simplex-pi-test', label: 'simplex-pi-test', suite: 'test', codename: 'test', description: 'TEST FIXTURE' };
 
 /** The port an SMP relay's onion service offers (the address carries no port, so apps use this one). */
 const SMP_PORT = 5223;
@@ -200,6 +203,33 @@ describe.runIf(isRoot && onPath('tor') && onPath('tor-gencert'))('a private Tor 
       await mirror.stop();
       server.kill('SIGTERM');
       await server;
+    }
+  });
+
+  it("carries a client's stream through the exit to a server on the network's own address (how the VM test's apt repository is reached), and to nothing else", { timeout: 3 * 60_000 }, async () => {
+    const repo = await AptRepo.create(join(await scratch('apt-repo'), 'repo'));
+    await repo.publish(TEST_SUITE, [await makeDeb(repo.dir, 'simplex-pi-test-pkg', '1.0')]);
+    const port = SERVED_PORT;
+    await repo.serve(net.netns, net.address, port);
+    const apt = await net.client('apt');
+    try {
+      const get = async (host: string, to = port) => {
+        const socket = await socksConnect(apt.socks, host, to);
+        return new Promise<string>((resolve) => {
+          let reply = '';
+          socket.on('data', (d: Buffer) => (reply += d.toString()));
+          socket.on('close', () => resolve(reply));
+          socket.write(`GET /dists/${TEST_SUITE.name}/Release HTTP/1.0\r\nHost: ${host}\r\n\r\n`);
+        });
+      };
+      const reply = await get(net.address);
+      expect(reply).toMatch(/^HTTP\/1\.1 200/);
+      expect(reply).toContain('Label: simplex-pi-test');
+      expect(repo.requests).toContain(`GET /dists/${TEST_SUITE.name}/Release`);
+      // Another port no exit's policy admits outside the subnet: the client refuses it itself.
+      await expect(get('192.0.2.1', 443)).rejects.toThrow();
+    } finally {
+      await Promise.all([repo.stop(), apt.stop()]);
     }
   });
 

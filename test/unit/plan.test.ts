@@ -51,8 +51,9 @@ describe('recipe -> BuildPlan', () => {
     expect(plan.base).toMatchObject({ provider: 'debian', suite: 'trixie' });
     // Named here, not taken from plan.ts, so dropping one fails: Tor and the firewall; Node for the device program;
     // openssl, which `init` calls; what the GHC-built binaries link against; mtools for the USB export; tzdata
-    // for the recipe's time zone. No SSH packages: this recipe turns SSH off.
-    expect([...plan.packages].sort()).toEqual(['libffi8', 'libgmp10', 'libnuma1', 'mtools', 'nftables', 'nodejs', 'openssl', 'tor', 'tzdata', 'zlib1g']);
+    // for the recipe's time zone; unattended-upgrades and needrestart for security updates, apt-transport-tor for
+    // apt through Tor (outbound tor-only, the default). No SSH packages: this recipe turns SSH off.
+    expect([...plan.packages].sort()).toEqual(['apt-transport-tor', 'libffi8', 'libgmp10', 'libnuma1', 'mtools', 'needrestart', 'nftables', 'nodejs', 'openssl', 'tor', 'tzdata', 'unattended-upgrades', 'zlib1g']);
   });
 
   it('has every relay write its Prometheus metrics file (status reads the counts there), on the commented line init wrote', () => {

@@ -49,9 +49,23 @@
 //               output and exit status, and the relays as `relay-versions` reports them afterwards
 //   relay-versions -> per relay unit: its state, its current run's InvocationID and the version line that run printed
 //               at its start (the relay's own word for which release runs), and the card's current-release link
+//   --- security updates (issue 16) ---
+//   apt-state <package>... -> the image's apt sources (every file, as the Pi has them), the release's codename, and
+//               the installed version of each package (dpkg-query)
+//   apt-source <base64 JSON {sources, key}> -> add the test's apt repository: its deb822 sources file and its key
+//   apt-install <package>... -> apt-get update, then apt-get install of those packages, as root
+//   apt-unattended <package>... -> Debian's daily apt jobs as their timers start them (apt-daily.service, then
+//               apt-daily-upgrade.service: lists, then unattended-upgrade), with apt's "last run" stamps removed
+//               first as if a day had passed; while they run, two counting rules (no verdict, removed afterwards) sit
+//               first in the firewall's output chain: apt's user (_apt) to Tor's SOCKS port, and _apt anywhere but
+//               loopback. Answers the output chain's counters before and after, those two counts, the units'
+//               journal and unattended-upgrades' log, each relay unit's start time before and after, and the
+//               packages' versions
+//   --- end of security updates ---
 //   poweroff -> a clean shutdown
 // Reads what the shipped system wrote; changes nothing but the power state and, when asked, those two layers,
-// the messages on a relay, a relay's stop signal (until the next boot) and the faults above.
+// the messages on a relay, a relay's stop signal (until the next boot), the faults above and, for the security
+// update test, an apt source and the packages it installs.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, read, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
@@ -513,6 +527,82 @@ function watchdogLog() {
   };
 }
 
+// --- security updates (issue 16) ---
+const APT_TEST_SOURCES = '/etc/apt/sources.list.d/simplex-pi-e2e.sources';
+const APT_TEST_KEY = '/etc/apt/keyrings/simplex-pi-e2e.asc';
+
+function dpkgVersions(packages) {
+  return Object.fromEntries(packages.map((p) => [p, sh('dpkg-query', ['-W', '-f', '${Version}', p]).trim() || null]));
+}
+
+function aptSourceFiles() {
+  const files = {};
+  if (existsSync('/etc/apt/sources.list')) files['/etc/apt/sources.list'] = readFileSync('/etc/apt/sources.list', 'utf8');
+  for (const name of readdirSync('/etc/apt/sources.list.d')) files[`/etc/apt/sources.list.d/${name}`] = readFileSync(`/etc/apt/sources.list.d/${name}`, 'utf8');
+  return files;
+}
+
+function aptState(packages) {
+  return { ok: true, sources: aptSourceFiles(), codename: sh('lsb_release', ['-c', '-s']).trim(), versions: dpkgVersions(packages) };
+}
+
+function aptSource(encoded) {
+  const { sources, key } = JSON.parse(Buffer.from(encoded, 'base64').toString('utf8'));
+  mkdirSync('/etc/apt/keyrings', { recursive: true });
+  writeFileSync(APT_TEST_KEY, key);
+  writeFileSync(APT_TEST_SOURCES, sources);
+  return { ok: true };
+}
+
+function run(command, args) {
+  const result = spawnSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  return { status: result.status, output: `$ ${command} ${args.join(' ')}\n${result.stdout}${result.stderr}` };
+}
+
+function aptInstall(packages) {
+  const update = run('apt-get', ['update']);
+  const install = run('apt-get', ['install', '--yes', ...packages]);
+  return { ok: install.status === 0, output: `${update.output}\n${install.output}`, versions: dpkgVersions(packages) };
+}
+
+/** The packets each e2e counting rule matched, by comment. */
+function e2eCounters() {
+  const all = outputCounters();
+  return Object.fromEntries(Object.entries(all).filter(([comment]) => comment.startsWith('e2e ')));
+}
+
+function aptUnattended(packages) {
+  const relayStarts = () => Object.fromEntries(relayUnits.map((u) => [u, unit(u)]));
+  const before = { counters: outputCounters(), relays: relayStarts() };
+  const rules = [
+    ['meta', 'skuid', '_apt', 'oif', 'lo', 'tcp', 'dport', '9050', 'counter', 'comment', '"e2e apt to Tor"'],
+    ['meta', 'skuid', '_apt', 'oif', '!=', 'lo', 'counter', 'comment', '"e2e apt not loopback"'],
+  ];
+  for (const rule of rules) execFileSync('nft', ['insert', 'rule', 'inet', 'simplex_pi', 'output', ...rule]);
+  for (const stamp of readdirSync('/var/lib/apt/periodic')) sh('rm', ['-f', `/var/lib/apt/periodic/${stamp}`]);
+  const since = sh('date', ['+%Y-%m-%d %H:%M:%S']).trim();
+  const update = run('systemctl', ['start', 'apt-daily.service']);
+  const upgrade = run('systemctl', ['start', 'apt-daily-upgrade.service']);
+  const counted = e2eCounters();
+  for (const comment of Object.keys(counted)) {
+    const ruleset = JSON.parse(execFileSync('nft', ['-j', '-a', 'list', 'chain', 'inet', 'simplex_pi', 'output'], { encoding: 'utf8' }));
+    const handle = ruleset.nftables.find((item) => item.rule?.comment === comment)?.rule.handle;
+    if (handle !== undefined) execFileSync('nft', ['delete', 'rule', 'inet', 'simplex_pi', 'output', 'handle', String(handle)]);
+  }
+  return {
+    ok: update.status === 0 && upgrade.status === 0,
+    output: `${update.output}\n${upgrade.output}`,
+    counters: { before: before.counters, after: outputCounters() },
+    apt: counted,
+    journal: sh('journalctl', ['--since', since, '-u', 'apt-daily.service', '-u', 'apt-daily-upgrade.service', '-o', 'cat', '--no-pager']),
+    log: readText('/var/log/unattended-upgrades/unattended-upgrades.log') ?? '',
+    dpkgLog: readText('/var/log/unattended-upgrades/unattended-upgrades-dpkg.log') ?? '',
+    relays: { before: before.relays, after: relayStarts() },
+    versions: dpkgVersions(packages),
+  };
+}
+// --- end of security updates ---
+
 async function waitReady() {
   for (let i = 0; ; i++) {
     if (ready()) return { event: 'ready' };
@@ -599,6 +689,12 @@ async function serve(fd) {
       else if (request.startsWith('fault ')) send(fd, { event: 'fault', report: await fault(request.split(' ').slice(1)) });
       else if (request.startsWith('update ')) send(fd, { event: 'update', report: await runUpdate(request.split(' ').slice(1)) });
       else if (request === 'relay-versions') send(fd, { event: 'relay-versions', report: relayVersions() });
+      // --- security updates (issue 16) ---
+      else if (request.startsWith('apt-state')) send(fd, { event: 'apt-state', report: aptState(request.split(' ').slice(1)) });
+      else if (request.startsWith('apt-source ')) send(fd, { event: 'apt-source', report: aptSource(request.split(' ')[1]) });
+      else if (request.startsWith('apt-install ')) send(fd, { event: 'apt-install', report: aptInstall(request.split(' ').slice(1)) });
+      else if (request.startsWith('apt-unattended')) send(fd, { event: 'apt-unattended', report: aptUnattended(request.split(' ').slice(1)) });
+      // --- end of security updates ---
       else if (request === 'poweroff') {
         send(fd, { event: 'poweroff' });
         say('powering off');
