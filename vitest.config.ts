@@ -1,5 +1,17 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Test files that touch neither the build cache's layers nor loop devices nor a shared output directory (they render,
+ * sign, start tors in a namespace of their own, read packages): ci/test.sh runs them in the VM run, on the worker the
+ * shorter VM file leaves idle once it has finished. Everything else stays one file at a time after it.
+ */
+const besideVms = [
+  'test/unit/**/*.test.ts',
+  ...['signatures', 'tor-network', 'render', 'firewall', 'standin-contract', 'security-updates', 'redact-passwords', 'torn-record', 'xftp-password', 'cloud-init-config', 'release', 'device-config', 'device-status', 'recipes'].map(
+    (name) => `test/integration/${name}.test.ts`,
+  ),
+];
+
 export default defineConfig({
   test: {
     setupFiles: ['test/helpers/cleanup.ts'],
@@ -20,7 +32,11 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 'host', include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts'] },
+        test: { name: 'beside-vms', include: besideVms },
+      },
+      {
+        extends: true,
+        test: { name: 'host', include: ['test/integration/**/*.test.ts'], exclude: besideVms },
       },
     ],
   },

@@ -7,6 +7,7 @@ bash ci/setup-host.sh --test
 # A cache shared by the integration tests of this machine: the Debian base is built once, then reused.
 export SIMPLEX_PI_TEST_CACHE="${SIMPLEX_PI_TEST_CACHE:-/var/tmp/simplex-pi-test-cache}"
 npx tsc --noEmit
-# The two VM files at once, then everything else one file at a time (vitest.config.ts says why).
-npx vitest run --project vm --fileParallelism --maxWorkers 2
+# The two VM files at once, and, on the worker the shorter one leaves idle, the files that can run beside them; then
+# everything else one file at a time (vitest.config.ts says why). vitest starts the longest (largest) files first.
+npx vitest run --project vm --project beside-vms --fileParallelism --maxWorkers 2
 npx vitest run --project host

@@ -355,7 +355,7 @@ describe('recipe options, rendered and checked by the real tools', () => {
 
   it('carries the relay settings to the first-boot program: no password, expiry, no XFTP', async () => {
     expect(rendered.plan.xftp).toBeNull();
-    expect(rendered.plan.units).toEqual(['simplex-pi-firstboot.service', 'simplex-pi-export.service', 'simplex-pi-watchdog.timer', 'simplex-smp@1.service', 'simplex-smp@2.service', 'nftables.service', 'ssh.service']);
+    expect(rendered.plan.units).toEqual(['simplex-pi-firstboot.service', 'simplex-pi-export.service', 'simplex-pi-watchdog.timer', 'simplex-pi-update.timer', 'simplex-smp@1.service', 'simplex-smp@2.service', 'nftables.service', 'ssh.service']);
     expect(rendered.plan.smp.instances[0]!.initArgs).toEqual(['init', '-y', '--disable-web', '--no-password']);
     expect(rendered.plan.smp.instances[1]!.ini).toContainEqual({ section: 'STORE_LOG', key: 'expire_messages_days', value: '7' });
     expect(existsSync(join(rendered.rootfs, 'etc/systemd/system/simplex-xftp.service'))).toBe(false);
