@@ -7,7 +7,7 @@ import { defineConfig } from 'vitest/config';
  */
 const besideVms = [
   'test/unit/**/*.test.ts',
-  ...['signatures', 'tor-network', 'render', 'firewall', 'standin-contract', 'security-updates', 'redact-passwords', 'torn-record', 'xftp-password', 'cloud-init-config', 'release', 'device-config', 'device-status', 'recipes'].map(
+  ...['signatures', 'tor-network', 'render', 'firewall', 'standin-contract', 'security-updates', 'redact-passwords', 'torn-record', 'xftp-password', 'cloud-init-config', 'release', 'device-config', 'device-status', 'recipes', 'chroot-offline'].map(
     (name) => `test/integration/${name}.test.ts`,
   ),
 ];

@@ -17,3 +17,13 @@ export const CHROOT_ENV: Record<string, string> = {
 export function chrootRun(root: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return run('chroot', [root, ...args], { ...options, env: { ...CHROOT_ENV, ...options.env }, cleanEnv: true });
 }
+
+/**
+ * chrootRun with no network at all: in a network namespace of its own (`unshare --net`: only a loopback, down).
+ * For the downloaded simplexmq binaries, run on the build host for `-v` and `ldd` (security review M7): a chroot is
+ * no boundary for root, but a binary that is not what it claims can at least reach nothing, the release's token
+ * and the signing key are in other jobs, and the sha256 was checked before it ran.
+ */
+export function chrootRunOffline(root: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  return run('unshare', ['--net', '--', 'chroot', root, ...args], { ...options, env: { ...CHROOT_ENV, ...options.env }, cleanEnv: true });
+}

@@ -5,7 +5,7 @@ import { UserError } from '../errors.ts';
 import { exists } from '../exists.ts';
 import { fetchText } from '../fetch-text.ts';
 import { sha256File } from '../hash.ts';
-import { chrootRun } from '../image/chroot.ts';
+import { chrootRunOffline } from '../image/chroot.ts';
 import { isAarch64, readElf } from '../image/elf.ts';
 import type { MountedImage } from '../image/mount-image.ts';
 import type { InstalledBinary } from '../outputs/manifest.ts';
@@ -127,11 +127,11 @@ async function fetchBinary(ctx: StageContext, binary: BinaryInput, expected: Exp
 }
 
 async function verifyInImage(ctx: StageContext, mounted: MountedImage, binary: BinaryInput): Promise<string> {
-  const version = await chrootRun(mounted.root, [binary.installPath, '-v'], { log: ctx.log, allowFailure: true, timeout: 120_000 });
+  const version = await chrootRunOffline(mounted.root, [binary.installPath, '-v'], { log: ctx.log, allowFailure: true, timeout: 120_000 });
   const output = `${version.stdout}\n${version.stderr}`;
   const elf = await readElf(join(mounted.root, binary.installPath));
   if (elf?.dynamic) {
-    const ldd = await chrootRun(mounted.root, ['ldd', binary.installPath], { log: ctx.log, allowFailure: true });
+    const ldd = await chrootRunOffline(mounted.root, ['ldd', binary.installPath], { log: ctx.log, allowFailure: true });
     const missing = missingLibraries(ldd.stdout);
     if (missing.length) {
       throw new UserError(`${binary.name} needs shared libraries the image does not have: ${missing.join(', ')}; add the Debian packages that provide them`);
