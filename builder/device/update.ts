@@ -1,6 +1,6 @@
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { STATE, UNITS, unitName } from '../plan/layout.ts';
+import { RELAY_KINDS, STATE, UNITS, unitName } from '../plan/layout.ts';
 import type { BuildPlan, RelayServer } from '../plan/plan.ts';
 import { relaysOf } from '../plan/relays.ts';
 import { parsePublicKey } from '../signing/minisign.ts';
@@ -194,7 +194,7 @@ async function migratedInis(relays: ReadonlyArray<{ relay: RelayServer; service:
   for (const { relay, service } of relays) {
     const path = join(relay.cfgPath, relay.iniFile);
     const old = await readFile(path, 'utf8');
-    const binary = join(dir, relay.binary.slice(relay.binary.lastIndexOf('/') + 1));
+    const binary = join(dir, RELAY_KINDS[relay.kind].binary);
     const migrated = migrateIni(old, await iniTemplate(relay, service.onion, owner, binary));
     if (migrated.text === old) continue;
     changes.push({ relay, path, old, text: migrated.text, said: [...migrated.added.map((a) => `${relay.name}: added ${a}`), ...migrated.dropped.map((d) => `${relay.name}: dropped ${d}`)] });
@@ -217,8 +217,7 @@ export async function update(plan: BuildPlan, options: UpdateOptions, log: Log):
   }
   const key = parsePublicKey(plan.update.publicKey, 'the image\'s update key (recipe update.public_key)');
   for (const relay of relaysOf(plan)) {
-    const name = relay.binary.slice(relay.binary.lastIndexOf('/') + 1) as 'smp-server' | 'xftp-server';
-    if (!(await binaryIsLinked(name))) throw new UpdateRefused(`update: ${relay.binary} is not the link to the current release this simplex-pi installs: the card was changed by hand or built by an older simplex-pi; nothing was changed`);
+    if (!(await binaryIsLinked(RELAY_KINDS[relay.kind].binary))) throw new UpdateRefused(`update: ${relay.binary} is not the link to the current release this simplex-pi installs: the card was changed by hand or built by an older simplex-pi; nothing was changed`);
   }
   const running = (await currentRelease()) ?? plan.simplexmq.version;
 
