@@ -1,9 +1,10 @@
-import { readdir, rm } from 'node:fs/promises';
+import { open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
 import type { BuildLog } from '../log.ts';
 import type { Partition } from './partitions.ts';
+import { settleTree } from './settle-tree.ts';
 
 /**
  * The FAT boot partition is read and written with mtools, in user space, never mounted: not every build host's
@@ -55,18 +56,51 @@ export async function extractBootfs(image: string, partition: Partition, dir: st
   await run('mcopy', ['-s', '-p', '-m', '-n', '-i', fatTarget(image, partition), '::*', `${dir}/`], { log, env: MTOOLS_ENV, what: 'copy the boot partition out of the image' });
 }
 
-/** Make the FAT filesystem anew at the partition's place and copy `dir` into it; then empty `dir`. */
-export async function writeBootfs(image: string, partition: Partition, dir: string, info: FatInfo, log?: BuildLog): Promise<void> {
-  const args = ['-F', String(info.fatBits), '-s', String(info.sectorsPerCluster), '-i', info.serial, '--offset', String(partition.start)];
+/**
+ * Make the FAT filesystem anew at the partition's place and copy `dir` into it; then empty `dir`. The same files
+ * give the same bytes (README "Reproducible images"): the partition is zeroed first (mkfs.fat leaves the data area
+ * as it was), `--invariant` fixes the boot sector's and the volume label's times (the serial number stays the
+ * base's, `-i`), mtools stamps every entry it makes with SOURCE_DATE_EPOCH and `-m` keeps the files' (clamped)
+ * modification times, and each directory is copied in name order, one level at a time, instead of in the order the
+ * build's filesystem happens to list it.
+ */
+export async function writeBootfs(image: string, partition: Partition, dir: string, info: FatInfo, sourceDateEpoch: number, log?: BuildLog): Promise<void> {
+  await zeroRange(image, partition.start * 512, partition.size * 512, log);
+  const args = ['--invariant', '-F', String(info.fatBits), '-s', String(info.sectorsPerCluster), '-i', info.serial, '--offset', String(partition.start)];
   if (info.label) args.push('-n', info.label);
   await run('mkfs.vfat', [...args, image, String(Math.floor((partition.size * 512) / 1024))], { log, what: 'rebuild the boot filesystem' });
-  const entries = await readdir(dir);
-  if (entries.length) {
-    await run('mcopy', ['-s', '-p', '-m', '-i', fatTarget(image, partition), ...entries.map((e) => join(dir, e)), '::/'], {
-      log,
-      env: MTOOLS_ENV,
-      what: 'copy the boot files into the boot partition (is it full?)',
-    });
+  await settleTree(dir, sourceDateEpoch, 512);
+  const env = { ...MTOOLS_ENV, SOURCE_DATE_EPOCH: String(sourceDateEpoch) };
+  const target = fatTarget(image, partition);
+  const copyLevel = async (from: string, to: string): Promise<void> => {
+    const entries = (await readdir(from, { withFileTypes: true })).sort((a, b) => byteOrder(a.name, b.name));
+    const files = entries.filter((e) => !e.isDirectory()).map((e) => join(from, e.name));
+    if (files.length) {
+      await run('mcopy', ['-p', '-m', '-i', target, ...files, `${to}/`], { log, env, what: 'copy the boot files into the boot partition (is it full?)' });
+    }
+    for (const sub of entries.filter((e) => e.isDirectory())) {
+      await run('mmd', ['-i', target, `${to}/${sub.name}`], { log, env, what: `make ${to}/${sub.name} in the boot partition` });
+      await copyLevel(join(from, sub.name), `${to}/${sub.name}`);
+    }
+  };
+  await copyLevel(dir, '::');
+  for (const entry of await readdir(dir)) await rm(join(dir, entry), { recursive: true, force: true });
+}
+
+/** Zero a byte range of a file: a hole where the filesystem can punch one, else written zeros. */
+async function zeroRange(file: string, offset: number, length: number, log?: BuildLog): Promise<void> {
+  const punched = await run('fallocate', ['--punch-hole', '--keep-size', '--offset', String(offset), '--length', String(length), file], { log, allowFailure: true });
+  if (punched.exitCode === 0) return;
+  const handle = await open(file, 'r+');
+  try {
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (let at = 0; at < length; at += zeros.length) await handle.write(zeros, 0, Math.min(zeros.length, length - at), offset + at);
+  } finally {
+    await handle.close();
   }
-  for (const entry of entries) await rm(join(dir, entry), { recursive: true, force: true });
+}
+
+/** Plain byte order: the same on every host, whatever its locale. */
+export function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }

@@ -13,7 +13,7 @@ export function ext4Target(image: string, partition: Partition): string {
 }
 
 /**
- * Features that a current base may have and an older e2fsprogs cannot handle: e2fsck, resize2fs and zerofree
+ * Features that a current base may have and an older e2fsprogs cannot handle: e2fsck, resize2fs, mke2fs and debugfs
  * (all built on the host's libext2fs) refuse the filesystem. `flag` is how a dumpe2fs that does not know the
  * feature prints it (C/I/R: compat, incompat, ro_compat, and the bit number). Debian trixie's mke2fs.conf turns on
  * orphan_file and metadata_csum_seed, and Raspberry Pi OS Trixie's root filesystem is made with it.
@@ -76,7 +76,7 @@ export function unsupportedFeaturesProblem(features: readonly string[], host: Ho
   });
   return (
     `the base image's root filesystem uses ext4 features this machine's e2fsprogs ${host.version} does not support: ${described.join(', ')}. ` +
-    'e2fsck, resize2fs and zerofree would refuse it. Install e2fsprogs 1.47 or newer (Debian 12 and 13 and Ubuntu 24.04 have it; ' +
+    'e2fsck, resize2fs, mke2fs and debugfs would refuse it. Install e2fsprogs 1.47 or newer (Debian 12 and 13 and Ubuntu 24.04 have it; ' +
     "Ubuntu 22.04's 1.46.5 is too old), or build on such a machine, then build again."
   );
 }

@@ -15,7 +15,7 @@ export interface MountedImage {
   /** Where the FAT partition is mounted inside the image: /boot/firmware (Bookworm and later) or /boot. */
   bootPath: string;
   /** Write the boot directory back into the FAT partition (and empty the directory). Call before release to keep changes. */
-  commitBoot: () => Promise<void>;
+  commitBoot: (sourceDateEpoch: number) => Promise<void>;
   /** Undo only what the chroot needed (/proc, /sys, /dev, /run, /tmp, resolv.conf, policy-rc.d); the partitions stay mounted. */
   releaseChroot: () => Promise<void>;
   /**
@@ -81,7 +81,7 @@ export async function mountImage(image: string, root: string, resources: Resourc
   return {
     root,
     bootPath,
-    commitBoot: () => writeBootfs(image, layout.boot, bootDir, fat, log),
+    commitBoot: (sourceDateEpoch) => writeBootfs(image, layout.boot, bootDir, fat, sourceDateEpoch, log),
     releaseChroot: async () => {
       await resources.releaseAll(partitionsHeld);
     },

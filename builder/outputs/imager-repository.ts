@@ -88,13 +88,17 @@ export type ImagerRepository = z.infer<typeof imagerRepositorySchema>;
 export const YESCRYPT_FROM = '2023-01-01';
 
 /**
- * `release_date` is the build's date (UTC). A date before 2023 can only come from a wrong clock, and would make
- * Imager write the first user's password as sha256crypt, which current Raspberry Pi OS does not expect.
+ * `release_date` is the image's date (UTC): its SOURCE_DATE_EPOCH (image/source-date-epoch.ts), so that the same
+ * inputs give the same Imager files. A date before 2023 would make Imager write the first user's password as
+ * sha256crypt, which current Raspberry Pi OS does not expect.
  */
-export function releaseDate(builtAt: Date): string {
-  const date = builtAt.toISOString().slice(0, 10);
+export function releaseDate(imageDate: Date): string {
+  const date = imageDate.toISOString().slice(0, 10);
   if (date < YESCRYPT_FROM) {
-    throw new UserError(`this machine's clock says ${date}; Raspberry Pi Imager treats images released before ${YESCRYPT_FROM} as old ones. Set the clock and build again`);
+    throw new UserError(
+      `the image's date (SOURCE_DATE_EPOCH) is ${date}; Raspberry Pi Imager treats images released before ${YESCRYPT_FROM} as old ones and would ` +
+        'hash the password the old way. Set the recipe\'s source_date_epoch (or SOURCE_DATE_EPOCH) to a later time and build again',
+    );
   }
   return date;
 }

@@ -34,16 +34,40 @@ export interface OutputFile {
   sha256: string;
 }
 
+/**
+ * How the image was made, beyond the recipe: what `rebuild-check` builds again with, and what it compares when the
+ * result differs. Nothing here names this machine's paths or the build's clock, so two builds of the same inputs
+ * write the same manifest.
+ */
+export interface BuildRecord {
+  compress: 'xz' | 'none';
+  xzLevel: number;
+  /** The size of the independent xz streams the .img.xz is made of (outputs/xz-chunks.ts). */
+  chunkBytes: number;
+  publishUrl?: string;
+  /** The cache key of the packages layer the image was made from (the image after apt, stages/prepare.ts). */
+  packagesLayer: string;
+  /** The versions of the host programs that write the image's bytes: another version may write other bytes. */
+  hostTools: Record<string, string>;
+}
+
 export interface Manifest {
-  manifestVersion: 1;
+  manifestVersion: 2;
   tool: { name: 'simplex-pi'; version: string; commit?: string };
-  builtAt: string;
+  /** The image's one date (image/source-date-epoch.ts): every file time in it is at most this. */
+  sourceDate: { epoch: number; iso: string; from: string };
+  /** `path` relative to the simplex-pi checkout when the recipe is in it (the presets), else as given. */
   recipe: { name: string; path: string; sha256: string };
   plan: BuildPlan;
-  /** The base, with the Raspberry Pi Imager init_format the image was published with and why. */
-  base: BaseImage & { initFormat: string; initFormatReason: string };
+  /** The base (without its place in this machine's cache), with the Imager init_format the image was published with and why. */
+  base: Omit<BaseImage, 'path'> & { initFormat: string; initFormatReason: string };
   packages: InstalledPackage[];
   simplexmq: { version: string; binaries: InstalledBinary[] };
+  build: BuildRecord;
+  /**
+   * The files of the build, as SHA256SUMS lists them. Not the Imager files that point at this output directory
+   * (`file://` URLs: the double-click manifest always, the repository JSON without --publish-url): they would
+   * differ between two directories, and they repeat the sizes and hashes listed here.
+   */
   outputs: OutputFile[];
-  stageSeconds: Record<string, number>;
 }

@@ -161,6 +161,8 @@ export interface BuildPlan {
   export: { usbLabel: string; formats: Array<'txt' | 'json' | 'qr'>; encryptTo: string | null };
   /** Backups (device/backup.ts): the age recipient they are encrypted to, and whether a labelled stick gets one unasked. */
   backup: { recipient: string | null; onStick: boolean };
+  /** The recipe's SOURCE_DATE_EPOCH, or null for the base's date (image/source-date-epoch.ts chooses). */
+  sourceDateEpoch: number | null;
   /** The onion watchdog (device/watchdog.ts): how often its timer runs. */
   watchdog: { intervalSeconds: number };
   /**
@@ -332,6 +334,7 @@ export function resolvePlan(recipe: Recipe, overrides: PlanOverrides = {}): Buil
     network: { outbound: recipe.network.outbound, allowPing: recipe.network.allow_ping },
     export: { usbLabel: recipe.export.usb_label, formats: recipe.export.formats, encryptTo: recipe.export.encrypt_to },
     backup: { recipient: recipe.backup.recipient, onStick: recipe.backup.on_stick },
+    sourceDateEpoch: recipe.source_date_epoch,
     watchdog: { intervalSeconds: recipe.watchdog.interval_seconds },
     update: { publicKey: recipe.update.public_key === 'project' ? PROJECT_PUBLIC_KEY : publicKeyBase64(parsePublicKey(recipe.update.public_key, 'update.public_key')), checkUrl: recipe.update.check_url },
     simplexmq: {

@@ -13,9 +13,12 @@ const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 const outputFile = z.object({ name: z.string().min(1), size: z.number().int().nonnegative(), sha256 });
 
 export const releaseManifestSchema = z.object({
-  manifestVersion: z.literal(1),
+  manifestVersion: z.union([z.literal(1), z.literal(2)]),
   tool: z.object({ name: z.literal('simplex-pi'), version: z.string(), commit: z.string().optional() }),
-  builtAt: z.string(),
+  /** Version 1: the build's clock. */
+  builtAt: z.string().optional(),
+  /** Version 2: the image's SOURCE_DATE_EPOCH (image/source-date-epoch.ts), which replaced the clock. */
+  sourceDate: z.object({ epoch: z.number(), iso: z.string(), from: z.string() }).optional(),
   recipe: z.object({ name: z.string().min(1), sha256 }),
   plan: z.object({ description: z.string().default(''), models: z.array(z.enum(PI_MODELS)).optional() }),
   base: z.object({
@@ -34,9 +37,14 @@ export const releaseManifestSchema = z.object({
     binaries: z.array(z.object({ name: z.string(), sha256, sha256Source: z.string().optional() })),
   }),
   outputs: z.array(outputFile),
-});
+}).refine((m) => m.builtAt !== undefined || m.sourceDate !== undefined, { error: 'has neither sourceDate nor builtAt' });
 
 export type ReleaseManifest = z.infer<typeof releaseManifestSchema>;
+
+/** The image's date, ISO 8601: its SOURCE_DATE_EPOCH, or for a manifest of version 1 the time it was built. */
+export function manifestDate(manifest: Pick<ReleaseManifest, 'builtAt' | 'sourceDate'>): string {
+  return manifest.sourceDate?.iso ?? manifest.builtAt ?? '1970-01-01T00:00:00.000Z';
+}
 
 export function parseReleaseManifest(text: string, source: string): ReleaseManifest {
   return parseJsonAs(releaseManifestSchema, text, source, {

@@ -7,7 +7,7 @@ import { sha256File } from '../hash.ts';
 import { type ImagerRepository, combineRepositories, imagerJsonName, imagerJsonText, parseImagerRepository, publishedUrl } from '../outputs/imager-repository.ts';
 import type { OutputFile } from '../outputs/manifest.ts';
 import { SUMS_FILE, parseSha256Sums, sha256sums } from '../outputs/sha256sums.ts';
-import { type ReleaseManifest, readReleaseManifest } from './read-manifest.ts';
+import { type ReleaseManifest, manifestDate, readReleaseManifest } from './read-manifest.ts';
 import { MANIFEST_FILE } from '../outputs/manifest.ts';
 import { UPDATE_BINARIES, type UpdateBinaryName } from '../update/format.ts';
 import { writeUpdateBundle } from '../update/write-bundle.ts';
@@ -102,7 +102,7 @@ export interface AssembledRelease {
  * binaries those builds verified (sha256 in their manifests, files in the cache under that sha256).
  */
 async function relayUpdateBundle(outputs: readonly PresetOutput[], cacheRoot: string, releaseDir: string): Promise<OutputFile> {
-  const [first, ...rest] = outputs.map((o) => ({ dir: o.dir, version: o.manifest.simplexmq.version, binaries: o.manifest.simplexmq.binaries, builtAt: o.manifest.builtAt }));
+  const [first, ...rest] = outputs.map((o) => ({ dir: o.dir, version: o.manifest.simplexmq.version, binaries: o.manifest.simplexmq.binaries, date: manifestDate(o.manifest) }));
   const key = (b: typeof first) => JSON.stringify([b!.version, ...b!.binaries.map((x) => [x.name, x.sha256]).sort()]);
   const other = rest.find((b) => key(b) !== key(first));
   if (other) throw new UserError(`${first!.dir} and ${other.dir} were built with different simplexmq binaries: a release carries one relay update bundle, so build every preset with the same ones`);
@@ -116,8 +116,8 @@ async function relayUpdateBundle(outputs: readonly PresetOutput[], cacheRoot: st
     }
     binaries[name] = path;
   }
-  // The newest build's time: the same builds give the same bundle.
-  const createdAt = new Date(Math.max(...[first!, ...rest].map((b) => Date.parse(b.builtAt))));
+  // The newest image's date: the same builds give the same bundle.
+  const createdAt = new Date(Math.max(...[first!, ...rest].map((b) => Date.parse(b.date))));
   const { path } = await writeUpdateBundle({ version: first!.version, binaries, outDir: releaseDir, createdAt });
   return { name: basename(path), size: (await stat(path)).size, sha256: await sha256File(path) };
 }

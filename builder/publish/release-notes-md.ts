@@ -1,6 +1,6 @@
 import { formatBytes } from '../format-bytes.ts';
 import type { PiModel } from '../recipe/schema.ts';
-import type { ReleaseManifest } from './read-manifest.ts';
+import { type ReleaseManifest, manifestDate } from './read-manifest.ts';
 
 /**
  * The notes of one of our releases (Markdown, the GitHub release's body), made from the builds' manifests: what
@@ -115,7 +115,7 @@ function presetSection(manifest: ReleaseManifest, input: NotesInput): string {
     `- simplexmq ${manifest.simplexmq.version}: ${binaries}`,
     `- Tor ${packageVersion(manifest, 'tor') ?? '(not installed)'}`,
     `- Image: \`${xz?.name ?? image?.name ?? `${name}.img`}\`${xz ? ` ${formatBytes(xz.size)}` : ''}${image ? `, ${formatBytes(image.size)} uncompressed (sha256 \`${image.sha256}\`)` : ''}`,
-    `- Built ${manifest.builtAt.slice(0, 10)} by simplex-pi ${manifest.tool.version}${manifest.tool.commit ? ` (${manifest.tool.commit})` : ''}; its manifest: \`${name}.manifest.json\``,
+    `- Dated ${manifestDate(manifest).slice(0, 10)}, built by simplex-pi ${manifest.tool.version}${manifest.tool.commit ? ` (${manifest.tool.commit})` : ''}; its manifest: \`${name}.manifest.json\``,
   ];
   if (input.previous) {
     const before = input.previous.manifests.find((m) => m.recipe.name === name);

@@ -556,6 +556,18 @@ export const recipeSchema = z
     update: updateSchema
       .prefault({})
       .meta({ description: 'Relay updates without reflashing: which key a signed simplexmq update bundle must carry, and whether the Pi looks for one itself.' }),
+    source_date_epoch: z
+      .number()
+      .int({ error: 'must be a whole number of seconds since 1970-01-01 UTC' })
+      .min(315532800, { error: 'must be a time after 1980-01-01 (the FAT boot partition cannot hold an earlier one)' })
+      .nullable()
+      .default(null)
+      .meta({
+        description:
+          'The time (seconds since 1970-01-01 UTC) every file time in the image is clamped to, so the same inputs give the same image bytes on any ' +
+          "day (README: reproducible images). Null: the base's release date (Raspberry Pi OS), else the last write time of the base's root " +
+          'filesystem. The SOURCE_DATE_EPOCH environment variable, when set, takes precedence.',
+      }),
     overlays: z
       .array(z.string().min(1))
       .default([])

@@ -25,7 +25,7 @@ export async function packagesStage(ctx: StageContext, { work }: { work: WorkIma
       });
       await chrootRun(mounted.root, ['apt-get', 'clean'], { log: ctx.log });
     });
-    await mounted.commitBoot();
+    await mounted.commitBoot(work.sourceDate.epoch);
   } finally {
     await mounted.release();
   }

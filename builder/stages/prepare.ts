@@ -7,6 +7,7 @@ import { checkHostHandlesRoot, ext4Target } from '../image/ext4.ts';
 import { type BaseMachineId, readBaseMachineId } from '../image/machine-id.ts';
 import { raspberryPiLayout, readPartitionTable } from '../image/partitions.ts';
 import { growRoot } from '../image/resize.ts';
+import { type SourceDate, chooseSourceDate, readRootWriteTime } from '../image/source-date-epoch.ts';
 import type { StageContext } from '../pipeline/context.ts';
 
 /** Room for the packages, the binaries and apt's downloads while building; given back by seal. */
@@ -22,6 +23,8 @@ export interface WorkImage {
   fromLayer: boolean;
   /** /etc/machine-id as the base has it, read before any package script could change it; seal puts it back. */
   baseMachineId: BaseMachineId;
+  /** The one time written into the image (source-date-epoch.ts says how it is chosen). */
+  sourceDate: SourceDate;
 }
 
 /** Everything the image after `packages` depends on. Rendered configuration is not in it: editing it never re-runs apt. */
@@ -40,21 +43,29 @@ export async function sparseCopy(from: string, to: string, ctx: StageContext): P
  * there is one, else the base grown for the build.
  */
 export async function prepareStage(ctx: StageContext, { base }: { base: BaseImage }): Promise<{ work: WorkImage }> {
-  const root = ext4Target(base.path, raspberryPiLayout(await readPartitionTable(base.path, ctx.log), base.path).root);
+  const rootPartition = raspberryPiLayout(await readPartitionTable(base.path, ctx.log), base.path).root;
+  const root = ext4Target(base.path, rootPartition);
   ctx.status('checking the root filesystem against this host\'s e2fsprogs');
   await checkHostHandlesRoot(root, { log: ctx.log });
   const baseMachineId = await readBaseMachineId(root, ctx.log);
   ctx.log.info(`the base's /etc/machine-id: ${baseMachineId.kind}`);
+  const sourceDate = chooseSourceDate({
+    env: process.env.SOURCE_DATE_EPOCH,
+    recipe: ctx.plan.sourceDateEpoch,
+    releaseDate: base.releaseDate,
+    rootWrittenAt: await readRootWriteTime(base.path, rootPartition),
+  });
+  ctx.log.info(`SOURCE_DATE_EPOCH ${sourceDate.epoch} (${new Date(sourceDate.epoch * 1000).toISOString()}), from ${sourceDate.from}`);
   const packagesKey = packagesLayerKey(base, ctx.plan.packages);
   const layer = ctx.cache.layer('packages', packagesKey);
   const path = join(ctx.workDir, 'work.img');
   if (await exists(layer)) {
     ctx.status(`from cached layer packages-${packagesKey}`);
     await sparseCopy(layer, path, ctx);
-    return { work: { path, packagesKey, fromLayer: true, baseMachineId } };
+    return { work: { path, packagesKey, fromLayer: true, baseMachineId, sourceDate } };
   }
   await sparseCopy(base.path, path, ctx);
   ctx.status(`growing the root filesystem by ${BUILD_GROWTH_MIB} MiB`);
   await growRoot(path, BUILD_GROWTH_MIB, ctx.log);
-  return { work: { path, packagesKey, fromLayer: false, baseMachineId } };
+  return { work: { path, packagesKey, fromLayer: false, baseMachineId, sourceDate } };
 }

@@ -5,7 +5,8 @@ import { run } from '../exec.ts';
 import { walk } from '../fs-walk.ts';
 import { type BaseMachineId, restoreMachineId } from '../image/machine-id.ts';
 import type { MountedImage } from '../image/mount-image.ts';
-import { shrinkRoot } from '../image/resize.ts';
+import { recreateRoot } from '../image/recreate-root.ts';
+import { settleTree } from '../image/settle-tree.ts';
 import { findSecrets } from '../image/secrets.ts';
 import type { InstalledPackage } from '../outputs/manifest.ts';
 import type { StageContext } from '../pipeline/context.ts';
@@ -17,6 +18,9 @@ export interface SealResult {
   packages: InstalledPackage[];
   rootMiB: number;
 }
+
+/** The block size the estimate of the new root filesystem counts in (every base's is 4096; recreate-root reads it). */
+const COUNT_BLOCK_SIZE = 4096;
 
 /** Free space left in the root filesystem of the finished image, before first boot grows it to the card. */
 export const SEAL_MARGIN_MIB = 256;
@@ -83,8 +87,9 @@ export async function cleanTree(root: string, baseMachineId: BaseMachineId): Pro
 }
 
 /**
- * seal: clean, then refuse to go on if any private key or secret is in the tree, record the installed
- * packages, unmount, check, shrink and zero the root filesystem.
+ * seal: clean, then refuse to go on if any private key or secret is in the tree, record the installed packages,
+ * write the boot partition, clamp every time to SOURCE_DATE_EPOCH, unmount, and make the root filesystem anew from
+ * the tree (image/recreate-root.ts says why), sized to its content and a margin.
  */
 export async function sealStage(ctx: StageContext, { mounted, work }: { mounted: MountedImage; work: WorkImage }): Promise<{ seal: SealResult }> {
   // Restores resolv.conf and removes policy-rc.d before anything is checked.
@@ -105,11 +110,14 @@ export async function sealStage(ctx: StageContext, { mounted, work }: { mounted:
     what: 'list the packages installed in the image',
   });
   const packages = parseDpkgQuery(stdout);
+  const epoch = work.sourceDate.epoch;
   ctx.status('writing the boot partition');
-  await mounted.commitBoot();
-  await run('fstrim', [mounted.root], { log: ctx.log, allowFailure: true });
+  await mounted.commitBoot(epoch);
+  ctx.status('clamping file times to SOURCE_DATE_EPOCH');
+  const count = await settleTree(mounted.root, epoch, COUNT_BLOCK_SIZE);
+  ctx.log.info(`the tree holds ${count.inodes} inodes and ${Math.round(count.dataBytes / 1024 / 1024)} MiB of data blocks`);
   await mounted.release();
-  ctx.status('checking and shrinking the root filesystem');
-  const { rootMiB } = await shrinkRoot(work.path, SEAL_MARGIN_MIB, ctx.log);
+  ctx.status('making the root filesystem anew from the tree');
+  const { rootMiB } = await recreateRoot({ image: work.path, workDir: ctx.workDir, sourceDateEpoch: epoch, count, marginMiB: SEAL_MARGIN_MIB, log: ctx.log });
   return { seal: { packages, rootMiB } };
 }

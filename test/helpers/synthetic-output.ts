@@ -1,5 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, truncate, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import { join } from 'node:path';
 import type { InitFormat } from '../../builder/base/init-format.ts';
 import type { BaseImage } from '../../builder/base/types.ts';
@@ -44,10 +46,34 @@ export interface SyntheticBuild {
   initFormat?: string;
   packages?: InstalledPackage[];
   simplexmqVersion?: string;
-  /** The sha256 of each simplexmq binary the build "verified" (random when not given). */
+  /** The sha256 of each simplexmq binary the build "verified" (the sha256 of its name when not given). */
   binarySha256?: Partial<Record<string, string>>;
-  /** Size of the synthetic image; some random bytes and the rest zeros, like a real sealed image. */
+  /** Size of the synthetic image (at least 8 MiB): a FAT partition and an ext4 one holding some random bytes, the rest zeros, like a real sealed image. */
   imageBytes?: number;
+  /** Build from a copy of this image, made here by the first build that names it: two builds of the same bytes. */
+  image?: string;
+}
+
+/** The date a synthetic build's image carries: its base's release date, as source-date-epoch.ts chooses it. */
+export const SYNTHETIC_DATE = { epoch: Date.parse('2025-10-01T00:00:00Z') / 1000, from: "the base's release date (2025-10-01)" };
+
+const MiB = 1024 * 1024;
+
+/**
+ * A small disk image laid out as the build's are (what emit reads for the .bmap): a partition table, FAT partition
+ * 1 at 1 MiB, ext4 partition 2 at 4 MiB to the end, made from a directory with one random file. No root, no loop device.
+ */
+export async function syntheticImage(path: string, bytes: number, work: string): Promise<void> {
+  const tree = join(work, 'synthetic-tree');
+  await mkdir(tree, { recursive: true });
+  await writeFile(join(tree, 'random'), randomBytes(64 * 1024));
+  await writeFile(path, Buffer.alloc(0));
+  await truncate(path, bytes);
+  await execa('sfdisk', ['--quiet', path], { input: `label: dos\n1MiB,3MiB,c\n4MiB,,83\n` });
+  await execa('mkfs.vfat', ['--invariant', '-i', '12345678', '--offset', String(MiB / 512), path, String(3 * 1024)]);
+  await execa('mke2fs', ['-q', '-F', '-t', 'ext4', '-E', `offset=${4 * MiB}`, '-U', '11111111-2222-3333-4444-555555555555', '-d', tree, path, `${(bytes - 4 * MiB) / 1024}k`], {
+    env: { E2FSPROGS_FAKE_TIME: String(SYNTHETIC_DATE.epoch) },
+  });
 }
 
 /**
@@ -60,8 +86,12 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
   const recipe = parseRecipe(`name: ${options.name}\ndescription: Synthetic ${options.name}\nsimplexmq:\n  version: ${version}\n${options.recipe ?? ''}`, `${options.name}.yaml`);
   const plan = resolvePlan(recipe);
   const image = join(work, 'work.img');
-  const size = options.imageBytes ?? 4 * 1024 * 1024;
-  await writeFile(image, Buffer.concat([randomBytes(64 * 1024), Buffer.alloc(size - 64 * 1024)]));
+  if (options.image) {
+    if (!existsSync(options.image)) await syntheticImage(options.image, Math.max(options.imageBytes ?? 8 * MiB, 8 * MiB), work);
+    await copyFile(options.image, image);
+  } else {
+    await syntheticImage(image, Math.max(options.imageBytes ?? 8 * MiB, 8 * MiB), work);
+  }
   await mkdir(options.outDir, { recursive: true });
   const ctx: StageContext = {
     plan,
@@ -77,7 +107,7 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
   const binaries: InstalledBinary[] = plan.simplexmq.binaries.map((b) => ({
     name: b.name,
     source: b.url ?? '',
-    sha256: options.binarySha256?.[b.name] ?? randomBytes(32).toString('hex'),
+    sha256: options.binarySha256?.[b.name] ?? createHash('sha256').update(b.name).digest('hex'),
     sha256Source: 'release-notes',
     reportedVersion: `${b.name === 'smp-server' ? 'SMP' : 'XFTP'} server v${version}.0`,
     installPath: b.installPath,
@@ -85,14 +115,13 @@ export async function syntheticBuild(options: SyntheticBuild): Promise<EmitResul
   // `work` is a scratch() directory: test/helpers/cleanup.ts removes it after the test file (unless
   // SIMPLEX_PI_KEEP_SCRATCH=1), so it is not removed here.
   const { outputs } = await emitStage(ctx, {
-    work: { path: image, packagesKey: 'synthetic', fromLayer: false, baseMachineId: { kind: 'uninitialized', mode: 0o444 } },
+    work: { path: image, packagesKey: 'synthetic', fromLayer: false, baseMachineId: { kind: 'uninitialized', mode: 0o444 }, sourceDate: SYNTHETIC_DATE },
     base: options.base ?? RASPIOS_BASE,
     initFormat: { format: (options.initFormat ?? (options.base ?? RASPIOS_BASE).listedInitFormat ?? 'none') as InitFormat, reason: 'synthetic build' },
     binaries,
     seal: { packages: options.packages ?? PACKAGES, rootMiB: 1 },
-    recipe: { path: join(work, `${options.name}.yaml`), sha256: '3'.repeat(64) },
+    recipe: { path: `/synthetic/${options.name}.yaml`, sha256: '3'.repeat(64) },
     tool: { version: '0.1.0' },
-    stageSeconds: {},
   });
   return outputs;
 }

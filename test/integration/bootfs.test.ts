@@ -37,7 +37,7 @@ describe('the boot partition rebuilt by the build keeps what the base had', () =
     const staged = join(dir, 'staged');
     await mkdir(staged);
     await extractBootfs(image, boot, staged);
-    await writeBootfs(image, boot, staged, info);
+    await writeBootfs(image, boot, staged, info, 1_700_000_000);
 
     const after = await minfo(image);
     for (const field of [/cluster size: (\d+) sectors/, /serial number: (\S+)/, /disk label="([^"]*)"/, /disk type="([^"]*)"/]) {
@@ -46,5 +46,38 @@ describe('the boot partition rebuilt by the build keeps what the base had', () =
     expect(await readdir(staged)).toEqual([]);
     const cmdline = await execa('mtype', ['-i', `${image}@@${BOOT_START * 512}`, '::/cmdline.txt'], { env: MTOOLS });
     expect(`${cmdline.stdout}\n`).toBe(await readFile(join(files, 'cmdline.txt'), 'utf8'));
+  });
+
+  it('the same files give the same partition bytes: whatever their order on disk, the clock, or what the partition held before', { timeout: 60_000 }, async () => {
+    const dir = await scratch('bootfs-same');
+    const makeImage = async (name: string, leftover: boolean) => {
+      const image = join(dir, name);
+      await execa('truncate', ['-s', '80M', image]);
+      await execa('sfdisk', ['--quiet', image], { input: `label: dos\nunit: sectors\nstart=${BOOT_START}, size=131072, type=c\nstart=147456, type=83\n` });
+      await execa('mkfs.vfat', ['-F', '32', '-s', '1', '-n', 'bootfs', '-i', '1A2B3C4D', '--offset', String(BOOT_START), image, String(64 * 1024)]);
+      // A file the base had and the build removed: its clusters must not stay in the image.
+      if (leftover) await execa('mcopy', ['-i', `${image}@@${BOOT_START * 512}`, '-', '::/old.bin'], { env: MTOOLS, input: Buffer.alloc(300_000, 7) });
+      return image;
+    };
+    const stage = async (name: string, order: string[]) => {
+      const staged = join(dir, name);
+      await mkdir(join(staged, 'overlays'), { recursive: true });
+      for (const file of order) await writeFile(join(staged, file), `${file}\n`);
+      return staged;
+    };
+    const files = ['config.txt', 'overlays/disable-bt.dtbo', 'cmdline.txt', 'overlays/README', 'user-data'];
+    const first = await makeImage('first.img', false);
+    const second = await makeImage('second.img', true);
+    const { boot } = raspberryPiLayout(await readPartitionTable(first), first);
+    const info = await readFatInfo(first, boot);
+    await writeBootfs(first, boot, await stage('a', files), info, 1_750_000_000);
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    await writeBootfs(second, boot, await stage('b', [...files].reverse()), info, 1_750_000_000);
+    const bytes = async (image: string) => (await readFile(image)).subarray(BOOT_START * 512, (BOOT_START + 131072) * 512);
+    expect((await bytes(second)).equals(await bytes(first))).toBe(true);
+    // Every entry carries the epoch (2025-06-15 UTC), not the day it was written.
+    const listing = (await execa('mdir', ['-i', `${first}@@${BOOT_START * 512}`, '::/'], { env: MTOOLS })).stdout;
+    expect(listing).toMatch(/cmdline\s+txt\s+\d+ 2025-06-15/);
+    expect(listing).not.toContain('old');
   });
 });

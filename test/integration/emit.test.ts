@@ -25,15 +25,16 @@ async function outDir(): Promise<string> {
 }
 
 describe('emit writes Raspberry Pi Imager files with every build', () => {
-  it('a repository JSON and a double-click manifest whose sizes and hashes are those of the files, all in SHA256SUMS and the manifest', async () => {
+  it('a repository JSON and a double-click manifest whose sizes and hashes are those of the files; SHA256SUMS and the manifest list all but the one that points at this directory', async () => {
     const out = await outDir();
     await syntheticBuild({ name: 'fam', outDir: out, recipe: 'models: [pi3, pi4]\n', publishUrl: 'https://example.org/dl/v1/' });
-    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'fam.img', 'fam.img.xz', 'fam.rpi-imager-manifest', 'fam.rpi-imager.json', 'manifest.json']);
+    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'fam.img', 'fam.img.bmap', 'fam.img.xz', 'fam.rpi-imager-manifest', 'fam.rpi-imager.json', 'manifest.json']);
 
     const img = await fileFacts(join(out, 'fam.img'));
     const xz = await fileFacts(join(out, 'fam.img.xz'));
     expect(xz.size).toBeLessThan(img.size);
-    const today = new Date().toISOString().slice(0, 10);
+    // The image's date is its SOURCE_DATE_EPOCH (here the base's release date), never the clock's.
+    const imageDate = '2025-10-01';
     for (const file of ['fam.rpi-imager.json', 'fam.rpi-imager-manifest']) {
       const json = await readJson(join(out, file));
       expect(imagerSchemaErrors(json), file).toEqual([]);
@@ -44,7 +45,7 @@ describe('emit writes Raspberry Pi Imager files with every build', () => {
         extract_sha256: img.sha256,
         image_download_size: xz.size,
         image_download_sha256: xz.sha256,
-        release_date: today,
+        release_date: imageDate,
         init_format: 'systemd',
         devices: ['pi4-64bit', 'pi3-64bit'],
       });
@@ -56,14 +57,19 @@ describe('emit writes Raspberry Pi Imager files with every build', () => {
     expect(localUrl).toMatch(/^file:\/\/\//);
     expect(fileURLToPath(localUrl)).toBe(join(out, 'fam.img.xz'));
 
-    // SHA256SUMS (written last) checks every file, the Imager files and the manifest included.
+    // SHA256SUMS (written last) checks every file, the published Imager file and the manifest included; the
+    // double-click manifest names this directory, so two directories would list different bytes: it is left out.
     expect(execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: out }).toString()).toBe(
-      'fam.img: OK\nfam.img.xz: OK\nfam.rpi-imager.json: OK\nfam.rpi-imager-manifest: OK\nmanifest.json: OK\n',
+      'fam.img: OK\nfam.img.xz: OK\nfam.img.bmap: OK\nfam.rpi-imager.json: OK\nmanifest.json: OK\n',
     );
     const manifest = await readJson(join(out, 'manifest.json'));
-    expect(manifest.outputs.map((o: { name: string }) => o.name)).toEqual(['fam.img', 'fam.img.xz', 'fam.rpi-imager.json', 'fam.rpi-imager-manifest']);
-    expect(manifest.outputs[2]).toEqual({ name: 'fam.rpi-imager.json', ...(await fileFacts(join(out, 'fam.rpi-imager.json'))) });
-    expect(manifest.builtAt.slice(0, 10)).toBe(today);
+    expect(manifest.outputs.map((o: { name: string }) => o.name)).toEqual(['fam.img', 'fam.img.xz', 'fam.img.bmap', 'fam.rpi-imager.json']);
+    expect(manifest.outputs[3]).toEqual({ name: 'fam.rpi-imager.json', ...(await fileFacts(join(out, 'fam.rpi-imager.json'))) });
+    expect(manifest.sourceDate).toEqual({ epoch: Date.parse('2025-10-01T00:00:00Z') / 1000, iso: '2025-10-01T00:00:00.000Z', from: "the base's release date (2025-10-01)" });
+    expect(manifest).not.toHaveProperty('builtAt');
+    expect(manifest.build).toMatchObject({ compress: 'xz', xzLevel: 0, publishUrl: 'https://example.org/dl/v1/', packagesLayer: 'synthetic' });
+    expect(Object.keys(manifest.build.hostTools).sort()).toEqual(['dosfstools', 'e2fsprogs', 'mtools', 'xz']);
+    expect(manifest.base).not.toHaveProperty('path');
     expect(manifest.plan.models).toEqual(['pi3', 'pi4']);
   });
 
@@ -73,7 +79,7 @@ describe('emit writes Raspberry Pi Imager files with every build', () => {
     expect(existsSync(join(out, 'solo.img.xz'))).toBe(true);
     // A second build into the same directory, uncompressed: the earlier .xz must not stay behind.
     await syntheticBuild({ name: 'solo', outDir: out, compress: 'none' });
-    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'manifest.json', 'solo.img', 'solo.rpi-imager-manifest', 'solo.rpi-imager.json']);
+    expect((await readdir(out)).sort()).toEqual(['SHA256SUMS', 'manifest.json', 'solo.img', 'solo.img.bmap', 'solo.rpi-imager-manifest', 'solo.rpi-imager.json']);
     const img = await fileFacts(join(out, 'solo.img'));
     for (const file of ['solo.rpi-imager.json', 'solo.rpi-imager-manifest']) {
       const json = await readJson(join(out, file));
@@ -86,8 +92,21 @@ describe('emit writes Raspberry Pi Imager files with every build', () => {
       expect(entry.devices).toEqual(['pi5-64bit', 'pi4-64bit', 'pi3-64bit']);
     }
     expect(execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: out }).toString()).toBe(
-      'solo.img: OK\nsolo.rpi-imager.json: OK\nsolo.rpi-imager-manifest: OK\nmanifest.json: OK\n',
+      'solo.img: OK\nsolo.img.bmap: OK\nmanifest.json: OK\n',
     );
+  });
+
+  it('two builds of the same inputs in two directories, one later: the same SHA256SUMS and bytes, whatever the directory or the clock', async () => {
+    const [first, second] = [await outDir(), await outDir()];
+    const image = join(await scratch('emit-same'), 'same.img');
+    await syntheticBuild({ name: 'same', outDir: first, image });
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await syntheticBuild({ name: 'same', outDir: second, image });
+    const sums = await readFile(join(first, 'SHA256SUMS'), 'utf8');
+    expect(await readFile(join(second, 'SHA256SUMS'), 'utf8')).toBe(sums);
+    expect(sums).toMatch(/same\.img\.xz\n/);
+    // Only the file that points at its directory differs.
+    expect(await readFile(join(second, 'same.rpi-imager-manifest'), 'utf8')).not.toBe(await readFile(join(first, 'same.rpi-imager-manifest'), 'utf8'));
   });
 
   it('declares no customisation for a base without a consumer for it (Debian)', async () => {

@@ -7,7 +7,6 @@ import { parseLoopList } from '../../builder/image/loop.ts';
 import { bootMountPoint } from '../../builder/image/mount-image.ts';
 import { parseMountinfo } from '../../builder/image/mounts.ts';
 import { parsePartitionTable, raspberryPiLayout, readPartitionTable } from '../../builder/image/partitions.ts';
-import { parseBlockSize, parseMinimumBlocks, shrunkRootMiB } from '../../builder/image/resize.ts';
 import { scratch } from '../helpers/env.ts';
 
 async function imageWith(table: string): Promise<string> {
@@ -71,12 +70,5 @@ describe('host state parsers', () => {
     expect(bootMountPoint('PARTUUID=1-01  /boot/firmware  vfat    defaults          0       2\n')).toBe('/boot/firmware');
     expect(bootMountPoint('# old\n/dev/mmcblk0p1  /boot  vfat  defaults  0  2\n')).toBe('/boot');
     expect(bootMountPoint('')).toBe('/boot/firmware');
-  });
-
-  it('reads resize2fs and dumpe2fs figures and sizes the shrunk filesystem', () => {
-    expect(parseMinimumBlocks('resize2fs 1.47.0 (5-Feb-2023)\nEstimated minimum size of the filesystem: 182345\n')).toBe(182345);
-    expect(parseBlockSize('Block count:   300000\nBlock size:               4096\n')).toBe(4096);
-    expect(() => parseMinimumBlocks('nothing')).toThrow(/no minimum size/);
-    expect(shrunkRootMiB(1000 * 1024 * 1024, 256)).toBe(1050 + 256);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type ReleaseManifest, parseReleaseManifest } from '../../builder/publish/read-manifest.ts';
+import { type ReleaseManifest, manifestDate, parseReleaseManifest } from '../../builder/publish/read-manifest.ts';
 import { packageChanges, presetChanges, releaseNotesMarkdown } from '../../builder/publish/release-notes-md.ts';
 
 const hex = (c: string) => c.repeat(64);
@@ -9,9 +9,9 @@ function manifest(name: string, overrides: { simplexmq?: string; smpSha?: string
   // Through the parser, as the release scripts read them: extra fields of a real manifest are dropped.
   return parseReleaseManifest(
     JSON.stringify({
-      manifestVersion: 1,
+      manifestVersion: 2,
       tool: { name: 'simplex-pi', version: '0.2.0', commit: 'abcdef123456' },
-      builtAt: '2026-03-04T10:00:00.000Z',
+      sourceDate: { epoch: 1772582400, iso: '2026-03-04T00:00:00.000Z', from: "the base's release date (2026-03-04)" },
       recipe: { name, path: `/src/recipes/${name}.yaml`, sha256: hex('c') },
       plan: { description: `Relays for ${name}`, models: ['pi4', 'pi5'], smp: { instances: 2 } },
       base: {
@@ -96,7 +96,7 @@ describe('the release notes', () => {
     expect(text).toContain(`- simplexmq 6.5.2: smp-server sha256 \`${hex('a')}\`, xftp-server sha256 \`${hex('b')}\``);
     expect(text).toContain('- Tor 0.4.8.16-1');
     expect(text).toContain(`- Image: \`family.img.xz\` 600.0 MiB, 3.0 GiB uncompressed (sha256 \`${hex('d')}\`)`);
-    expect(text).toContain('- Built 2026-03-04 by simplex-pi 0.2.0 (abcdef123456)');
+    expect(text).toContain('- Dated 2026-03-04, built by simplex-pi 0.2.0 (abcdef123456)');
     // Without a previous release there is nothing to compare with.
     expect(text).not.toMatch(/since v0\.2/);
   });
@@ -116,5 +116,14 @@ describe('the release notes', () => {
   it('reading a manifest names the file that is not one', () => {
     expect(() => parseReleaseManifest('{"manifestVersion": 1}', 'x.manifest.json')).toThrow(/x\.manifest\.json is not a simplex-pi build manifest: tool/);
     expect(() => parseReleaseManifest('nope', 'y.manifest.json')).toThrow(/y\.manifest\.json is not JSON/);
+  });
+
+  it("an earlier release's manifest (version 1, dated by the build's clock) is still read, and dated by it", () => {
+    const current = JSON.parse(JSON.stringify(manifest('family')));
+    const { sourceDate: _, ...rest } = current;
+    const old = parseReleaseManifest(JSON.stringify({ ...rest, manifestVersion: 1, builtAt: '2026-01-02T03:04:05.000Z' }), 'old.manifest.json');
+    expect(manifestDate(old)).toBe('2026-01-02T03:04:05.000Z');
+    expect(manifestDate(manifest('family'))).toBe('2026-03-04T00:00:00.000Z');
+    expect(() => parseReleaseManifest(JSON.stringify(rest), 'undated.manifest.json')).toThrow(/undated\.manifest\.json is not a simplex-pi build manifest: .*neither sourceDate nor builtAt/);
   });
 });
