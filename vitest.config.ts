@@ -19,7 +19,7 @@ class VmFilesFirst extends BaseSequencer {
  */
 const besideVms = [
   'test/unit/**/*.test.ts',
-  ...['signatures', 'tor-network', 'render', 'firewall', 'standin-contract', 'security-updates', 'redact-passwords', 'torn-record', 'xftp-password', 'cloud-init-config', 'release', 'device-config', 'device-status', 'recipes', 'chroot-offline', 'xz-chunks'].map(
+  ...['signatures', 'tor-network', 'render', 'firewall', 'standin-contract', 'security-updates', 'redact-passwords', 'torn-record', 'settle-tree', 'xftp-password', 'cloud-init-config', 'release', 'device-config', 'device-status', 'recipes', 'chroot-offline', 'xz-chunks'].map(
     (name) => `test/integration/${name}.test.ts`,
   ),
 ];

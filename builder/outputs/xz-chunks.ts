@@ -18,11 +18,12 @@ import { hiddenTemporary } from '../temporary-names.ts';
  */
 
 /**
- * 2× the 8 MiB dictionary of xz -6, so each stream still finds its matches across most of the chunk; small enough
- * that recompressing a changed chunk takes seconds; large enough that the size lost against one stream (each
- * chunk starts with an empty dictionary) stays below about 1-2 %.
+ * The size chunks are cut around (chunkLimits: between 2 and 32 MiB, about 10 on average, where the content says):
+ * the size of xz -6's dictionary, so each stream still finds most of its matches; small enough that recompressing a
+ * changed chunk takes seconds on one core; large enough that the size lost against one stream (each chunk starts
+ * with an empty dictionary) stays near 1 %.
  */
-export const CHUNK_BYTES = 16 * 1024 * 1024;
+export const CHUNK_BYTES = 8 * 1024 * 1024;
 
 export interface ChunkedXz {
   chunks: number;
@@ -46,7 +47,8 @@ export interface CompressOptions {
   /** How many xz processes at once; each holds one chunk in memory. */
   jobs?: number;
   log?: BuildLog;
-  onProgress?: (done: number, total: number) => void;
+  /** Bytes of the image compressed (or taken from the cache) and written so far, of its size. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 /**
@@ -125,16 +127,83 @@ class Slots {
   }
 }
 
-/** The next chunk of the image, or undefined at its end. A short read before the end is retried, not taken as the end. */
-async function readChunk(file: FileHandle, position: number, chunkBytes: number): Promise<Buffer | undefined> {
-  const buffer = Buffer.allocUnsafe(chunkBytes);
-  let filled = 0;
-  while (filled < chunkBytes) {
-    const { bytesRead } = await file.read(buffer, filled, chunkBytes - filled, position + filled);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
+/**
+ * Where chunks end: after a 4 KiB block whose own content says so (the low bits of its hash are zero), at least
+ * `min` and at most `max` bytes after the last cut. Fixed-size chunks would not do: the root filesystem is laid out
+ * in name order (image/recreate-root.ts), so a file in /etc that grows by one block moves every block after it, and
+ * every fixed chunk after it would change. Cut by content, the chunks after the moved run end at the same blocks as
+ * before and have the same bytes: only the chunks holding what really changed (the file, the inode tables that say
+ * where files are, a directory) are compressed again. The blocks are the filesystems' own size, so a move is always
+ * a whole number of them.
+ */
+export interface ChunkLimits {
+  min: number;
+  max: number;
+  /** A block ends a chunk when its hash's low 32 bits, masked with this, are zero: an average of mask + 1 blocks past `min`. */
+  mask: number;
+}
+
+export const CUT_BLOCK = 4096;
+
+/** From the average chunk size asked for: min a quarter of it, max four times it. */
+export function chunkLimits(chunkBytes: number): ChunkLimits {
+  const blocks = Math.max(1, Math.round((chunkBytes * 0.75) / CUT_BLOCK));
+  const mask = 2 ** Math.max(0, Math.round(Math.log2(blocks))) - 1;
+  return { min: Math.max(CUT_BLOCK, Math.round(chunkBytes / 4 / CUT_BLOCK) * CUT_BLOCK), max: Math.max(CUT_BLOCK, chunkBytes * 4), mask };
+}
+
+/** Whether the block is one that ends a chunk: SHA-1 as a fast, well-mixed function of its bytes (not for security). */
+export function endsChunk(block: Buffer, mask: number): boolean {
+  return (createHash('sha1').update(block).digest().readUInt32LE(0) & mask) === 0;
+}
+
+/** Reads the image in order and hands out its chunks, cut where `endsChunk` says. */
+class Chunker {
+  private buffer = Buffer.alloc(0);
+  private position = 0;
+  private done = false;
+  constructor(
+    private readonly file: FileHandle,
+    private readonly limits: ChunkLimits,
+  ) {}
+
+  /** The next chunk, or undefined at the image's end. */
+  async next(): Promise<Buffer | undefined> {
+    const { min, max, mask } = this.limits;
+    let scanned = 0;
+    for (;;) {
+      // Blocks before `min` never end a chunk; from there each one is asked.
+      for (let at = Math.max(scanned, min - CUT_BLOCK); at + CUT_BLOCK <= this.buffer.length && at + CUT_BLOCK <= max; at += CUT_BLOCK) {
+        scanned = at + CUT_BLOCK;
+        if (at + CUT_BLOCK >= min && endsChunk(this.buffer.subarray(at, at + CUT_BLOCK), mask)) return this.take(at + CUT_BLOCK);
+      }
+      if (this.buffer.length >= max) return this.take(max);
+      if (this.done) return this.buffer.length ? this.take(this.buffer.length) : undefined;
+      await this.fill(max);
+    }
   }
-  return filled === 0 ? undefined : buffer.subarray(0, filled);
+
+  private take(bytes: number): Buffer {
+    const chunk = Buffer.from(this.buffer.subarray(0, bytes));
+    this.buffer = this.buffer.subarray(bytes);
+    return chunk;
+  }
+
+  /** Read until `want` bytes are buffered or the file ends. A short read before the end is retried, not taken as the end. */
+  private async fill(want: number): Promise<void> {
+    const more = Buffer.allocUnsafe(Math.max(want - this.buffer.length, 1 << 20));
+    let filled = 0;
+    while (filled < more.length) {
+      const { bytesRead } = await this.file.read(more, filled, more.length - filled, this.position + filled);
+      if (bytesRead === 0) {
+        this.done = true;
+        break;
+      }
+      filled += bytesRead;
+    }
+    this.position += filled;
+    this.buffer = Buffer.concat([this.buffer, more.subarray(0, filled)]);
+  }
 }
 
 /** A cache hit: the entry is there, and its mtime is now, so pruning keeps recently used entries longest. */
@@ -189,7 +258,7 @@ async function appendEntry(out: FileHandle, outHash: Hash, entry: string, output
 export async function compressInChunks(options: CompressOptions): Promise<ChunkedXz> {
   const { chunkBytes, jobs } = checkOptions(options);
   const log = options.log ?? silentLog;
-  const total = Math.ceil((await imageSizeOf(options.image)) / chunkBytes);
+  const total = await imageSizeOf(options.image);
   const encoder = { xzVersion: await xzVersion(log), level: options.level };
   await mkdir(options.cacheDir, { recursive: true });
   const temporary = hiddenTemporary(options.output);
@@ -200,7 +269,7 @@ export async function compressInChunks(options: CompressOptions): Promise<Chunke
       const result = await compressOpened({ ...options, chunkBytes, jobs, log, total, encoder, input, out });
       await out.close();
       await rename(temporary, options.output);
-      log.info(`${options.output}: ${result.chunks} xz streams of ${chunkBytes} bytes, ${result.recompressed} compressed, ${result.reused} reused`);
+      log.info(`${options.output}: ${result.chunks} xz streams (chunks cut by content around ${chunkBytes} bytes), ${result.recompressed} compressed, ${result.reused} reused`);
       return result;
     } finally {
       await out.close().catch(() => undefined);
@@ -236,9 +305,10 @@ async function compressOpened(o: Opened): Promise<ChunkedXz> {
   let writing: Promise<void> = Promise.resolve();
   let [chunks, recompressed, imageSize, xzSize] = [0, 0, 0, 0];
   o.onProgress?.(0, o.total);
+  const chunker = new Chunker(o.input, chunkLimits(o.chunkBytes));
   for (;;) {
     await slots.acquire();
-    const chunk = failure === undefined ? await readChunk(o.input, imageSize, o.chunkBytes) : undefined;
+    const chunk = failure === undefined ? await chunker.next() : undefined;
     if (!chunk) {
       slots.release();
       break;
@@ -259,7 +329,7 @@ async function compressOpened(o: Opened): Promise<ChunkedXz> {
       ready = compressChunk(chunk, entry, o.encoder.level, o.log, what).finally(() => slots.release());
       inFlight.set(entry, ready);
     }
-    const done = chunks;
+    const done = imageSize;
     const settled = ready;
     writing = writing.then(async () => {
       await settled;

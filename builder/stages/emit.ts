@@ -2,6 +2,7 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { run } from '../exec.ts';
+import { formatBytes } from '../format-bytes.ts';
 import { sha256File } from '../hash.ts';
 import type { InitFormatChoice } from '../base/init-format.ts';
 import type { BaseImage } from '../base/types.ts';
@@ -133,14 +134,14 @@ export async function emitStage(ctx: StageContext, input: EmitInput): Promise<{ 
     if (ctx.options.compress === 'xz') {
       const cacheDir = join(ctx.cache.root, 'xz-chunks');
       await mkdir(cacheDir, { recursive: true });
-      ctx.status(`compressing with xz -${ctx.options.xzLevel}, ${CHUNK_BYTES / 1024 / 1024} MiB chunks on every core`);
+      ctx.status(`compressing with xz -${ctx.options.xzLevel} in chunks, on every core`);
       compression = await compressInChunks({
         image: imgTemp,
         output: xzTemp,
         cacheDir,
         level: ctx.options.xzLevel,
         log: ctx.log,
-        onProgress: (done, total) => ctx.status(`compressing: ${done} of ${total} chunks`),
+        onProgress: (done, total) => ctx.status(`compressing: ${formatBytes(done)} of ${formatBytes(total)}`),
       });
       ctx.log.info(`xz: ${compression.chunks} chunks, ${compression.recompressed} compressed, ${compression.reused} from the cache`);
       files.push({ name: imgName, size: compression.imageSize, sha256: compression.imageSha256 });
