@@ -170,6 +170,29 @@ export const COMMANDS: Command[] = [
       'writing <file>.minisig next to each.',
   },
   {
+    name: 'rebuild-check',
+    positional: {
+      name: 'DIR|MANIFEST',
+      missing: "rebuild-check takes a build's output directory, a release directory or a manifest: simplex-pi rebuild-check output/family",
+    },
+    flags: [
+      {
+        name: 'recipe',
+        type: 'string',
+        value: 'FILE',
+        defaultText: 'where the manifest says',
+        help: 'The recipe the image was built from, when it is not at the path the manifest records (its sha256 must match).',
+      },
+      cache,
+      { name: 'keep', type: 'string', value: 'DIR', help: 'Keep the rebuilt files in DIR (by default they go to a temporary directory that is removed).' },
+      { name: 'verbose', type: 'boolean', short: 'v', default: false, help: 'Print every command of the rebuild as it runs.' },
+    ],
+    summary:
+      'Build an image again from the inputs its manifest records (recipe, base, packages layer, simplexmq binaries, options) and compare ' +
+      'every file byte for byte. Says IDENTICAL, or names the first place the images differ (partition, block, the file that owns it) and ' +
+      'the manifest fields that differ. Exits 0 only if every image was rebuilt bit for bit. Needs root.',
+  },
+  {
     name: 'verify',
     positional: { name: 'DIR|URL', missing: 'verify takes one release directory or URL: simplex-pi verify DIR|URL --pubkey FILE|KEY' },
     flags: [

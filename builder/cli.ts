@@ -20,6 +20,7 @@ import { checkPublishUrl } from './outputs/imager-repository.ts';
 import { keygen } from './signing/keygen-command.ts';
 import { signRelease } from './signing/sign-command.ts';
 import { verifyRelease } from './signing/verify-command.ts';
+import { rebuildCheck } from './rebuild/rebuild-check.ts';
 import { listPresets, newRecipe } from './recipe/presets.ts';
 import { renderToDirectory } from './render/render-command.ts';
 import { writeFile } from 'node:fs/promises';
@@ -48,24 +49,32 @@ interface BuildValues {
   verbose: boolean;
 }
 
-async function buildCommand(args: string[]): Promise<void> {
-  const values = parseCommand<BuildValues>(commandNamed('build'), args).values;
-  // --compress and --xz-level are checked against their choices by the table.
-  const xzLevel = Number(values['xz-level']);
-  const override = values.base ? baseOverride(values.base, values['base-sha256']) : undefined;
+/**
+ * What a build holds (mounts, loop devices), released on Ctrl-C or SIGTERM before the process exits. Stays
+ * registered (not `once`): execa's exit hook re-raises a signal when no other listener is left, which would kill
+ * this process before the mounts are released. A second Ctrl-C while releasing is ignored.
+ */
+function releasedOnSignal(what = 'mounts and loop devices'): Resources {
   const resources = new Resources();
-  // Stays registered (not `once`): execa's exit hook re-raises a signal when no other listener is left, which
-  // would kill this process before the mounts are released. A second Ctrl-C while releasing is ignored.
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`\n${signal}: stopping, releasing mounts and loop devices…\n`);
+    process.stderr.write(`\n${signal}: stopping, releasing ${what}…\n`);
     killRunning();
     void resources.releaseAll().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  return resources;
+}
+
+async function buildCommand(args: string[]): Promise<void> {
+  const values = parseCommand<BuildValues>(commandNamed('build'), args).values;
+  // --compress and --xz-level are checked against their choices by the table.
+  const xzLevel = Number(values['xz-level']);
+  const override = values.base ? baseOverride(values.base, values['base-sha256']) : undefined;
+  const resources = releasedOnSignal();
   const outcome = await build({
     recipePath: values.recipe ?? DEFAULT_RECIPE,
     baseOverride: override,
@@ -135,17 +144,7 @@ async function doctorCommand(args: string[]): Promise<void> {
 async function inspectBaseCommand(args: string[]): Promise<void> {
   const parsed = parseCommand<{ json: boolean; tmp?: string }>(commandNamed('inspect-base'), args);
   const { values } = parsed;
-  const resources = new Resources();
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`\n${signal}: stopping, releasing the mount, loop device and temporary files…\n`);
-    killRunning();
-    void resources.releaseAll().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const resources = releasedOnSignal('the mount, loop device and temporary files');
   const report = await inspectBase(resolve(parsed.positional!), {
     tmpDir: values.tmp === undefined ? undefined : resolve(values.tmp),
     resources,
@@ -171,6 +170,20 @@ async function verifyCommand(args: string[]): Promise<void> {
   await verifyRelease({ target: positional!, pubkey: values.pubkey, print: printLine });
 }
 
+async function rebuildCheckCommand(args: string[]): Promise<void> {
+  const { values, positional } = parseCommand<{ recipe?: string; cache?: string; keep?: string; verbose: boolean }>(commandNamed('rebuild-check'), args);
+  const resources = releasedOnSignal();
+  await rebuildCheck({
+    target: positional!,
+    recipe: values.recipe,
+    cacheRoot: resolve(values.cache ?? Cache.defaultRoot()),
+    keep: values.keep,
+    verbose: values.verbose,
+    resources,
+    print: printLine,
+  });
+}
+
 async function restoreCommand(args: string[]): Promise<void> {
   const { values } = parseCommand<{ backup: string; card: string; identity?: string; passphrase: boolean }>(commandNamed('restore'), args);
   await restore({ backup: resolve(values.backup), card: resolve(values.card), identity: values.identity && resolve(values.identity), passphrase: values.passphrase, print: printLine });
@@ -194,6 +207,7 @@ const HANDLERS: Record<string, (args: string[]) => Promise<void>> = {
   keygen: keygenCommand,
   sign: signCommand,
   verify: verifyCommand,
+  'rebuild-check': rebuildCheckCommand,
 };
 
 async function main(argv: string[]): Promise<void> {

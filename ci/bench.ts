@@ -1,7 +1,9 @@
-// npm run bench: figures on this machine. Prints, never asserts. `npm run bench -- --render-only` for the quick part.
+// npm run bench: figures on this machine. Prints, never asserts. `npm run bench -- --render-only` for the quick part,
+// `-- --builds-only` for the builds alone (cold, no change, one field edited, a relay added).
 // Render time per preset, and the systemd-analyze security exposure of every service the team preset ships.
-// Cold build (empty cache, Debian base built with mmdebstrap), warm rebuild after a recipe edit (cached base
-// and packages layer), time per stage, raw/compressed/allocated image sizes, and peak disk use of cache + output.
+// Cold build (empty cache, Debian base built with mmdebstrap), a rebuild with no change, warm rebuilds after a
+// one-field recipe edit and after adding a relay (cached base, packages layer and xz chunks), time per stage, xz
+// chunks compressed again, raw/compressed/allocated image sizes (chunked against one xz stream), peak disk use.
 // The simplexmq stand-in is served from 127.0.0.1 like in the tests (real binaries cannot be downloaded here).
 // Boot times in qemu-system-aarch64 (first boot to addresses on the stick, plain boot); `-- --vm-only` for those.
 // The Raspberry Pi OS look-alike: its build cold and cached, the pipeline on it, a customised first boot;
@@ -59,7 +61,17 @@ async function timedBuild(label: string, recipe: string, out: string, cache: str
   // The build log has every stage's time, emit included (the manifest is written during emit).
   const log = await readFile(join(out, `${manifest.recipe.name}.build.log`), 'utf8');
   const stages = Object.fromEntries([...log.matchAll(/== stage ([\w-]+) took ([\d.]+) s/g)].map((m) => [m[1]!, Number(m[2])]));
-  return { label, seconds, peak, stages, outputs: manifest.outputs as Array<{ name: string; size: number }> };
+  const chunks = /xz: (\d+) chunks, (\d+) compressed, (\d+) from the cache/.exec(log);
+  const sums = await readFile(join(out, 'SHA256SUMS'), 'utf8');
+  return {
+    label,
+    seconds,
+    peak,
+    stages,
+    outputs: manifest.outputs as Array<{ name: string; size: number }>,
+    chunks: chunks ? { total: Number(chunks[1]), compressed: Number(chunks[2]) } : undefined,
+    sums,
+  };
 }
 
 /** Render time per preset: quick, no root. */
@@ -317,31 +329,50 @@ const cache = join(dir, 'cache');
 try {
   const standins = await serveStandins(server, dir, '6.5.2');
   const key = await testSshPublicKey();
-  const recipe = (instances: number) => debianStandinRecipe({ name: 'bench', standins, sshKey: key, instances });
+  const recipe = (instances: number, extra: string[] = []) => debianStandinRecipe({ name: 'bench', standins, sshKey: key, instances, extra });
   const path = join(dir, 'bench.yaml');
   await writeFile(path, recipe(3));
   await execa('mkdir', ['-p', cache]);
   console.log('simplex-pi bench: cold build (empty cache) …');
-  const cold = await timedBuild('cold', path, join(dir, 'out-cold'), cache);
+  const cold = await timedBuild('cold (empty cache)', path, join(dir, 'out-cold'), cache);
+  console.log('simplex-pi bench: rebuild with no change …');
+  const same = await timedBuild('no change', path, join(dir, 'out-same'), cache);
+  await writeFile(path, recipe(3, ['watchdog: { interval_seconds: 3600 }']));
+  console.log('simplex-pi bench: warm rebuild after a one-field recipe edit …');
+  const field = await timedBuild('warm, one field edited (watchdog interval)', path, join(dir, 'out-field'), cache);
   await writeFile(path, recipe(4));
-  console.log('simplex-pi bench: warm rebuild after a recipe edit …');
-  const warm = await timedBuild('warm', path, join(dir, 'out-warm'), cache);
+  console.log('simplex-pi bench: warm rebuild after adding a relay …');
+  const warm = await timedBuild('warm, a relay added (instances 3 -> 4)', path, join(dir, 'out-warm'), cache);
 
-  console.log('\n| build | total | peak extra disk | ' + ['base', 'prepare', 'packages', 'mount', 'binaries', 'configure', 'seal', 'emit'].join(' | ') + ' |');
-  console.log('|---|---|---|' + '---|'.repeat(8));
-  for (const run of [cold, warm]) {
+  const names = ['base', 'prepare', 'packages', 'mount', 'binaries', 'configure', 'install-device', 'seal', 'emit'];
+  console.log(`\n| build | total | chunks compressed | peak extra disk | ${names.join(' | ')} |`);
+  console.log(`|---|---|---|---|${'---|'.repeat(names.length)}`);
+  for (const run of [cold, same, field, warm]) {
     const stage = (name: string) => (run.stages[name] === undefined ? 'cached' : `${run.stages[name]} s`);
-    console.log(`| ${run.label} | ${run.seconds.toFixed(0)} s | ${mib(run.peak)} | ${['base', 'prepare', 'packages', 'mount', 'binaries', 'configure', 'seal', 'emit'].map(stage).join(' | ')} |`);
+    const chunks = run.chunks ? `${run.chunks.compressed} of ${run.chunks.total}` : '-';
+    console.log(`| ${run.label} | ${run.seconds.toFixed(0)} s | ${chunks} | ${mib(run.peak)} | ${names.map(stage).join(' | ')} |`);
   }
+  console.log(`\ntwo builds of the same inputs (cold, no change): SHA256SUMS ${cold.sums === same.sums ? 'identical' : 'DIFFERENT'}`);
   const img = join(dir, 'out-warm', 'bench.img');
   const allocated = (await stat(img)).blocks * 512;
   const sizes = Object.fromEntries(warm.outputs.map((o) => [o.name, o.size]));
-  console.log(`\nimage: raw ${mib(sizes['bench.img']!)} (${mib(allocated)} allocated on disk), xz -6 ${mib(sizes['bench.img.xz']!)}`);
-  console.log(`warm rebuild: ${(warm.seconds - (warm.stages.emit ?? 0)).toFixed(0)} s before emit, + emit (hash, xz -6, checksums) ${warm.stages.emit} s`);
-  await firstbootFigure(cache, server, dir);
-  await vmBootFigures(cache, server, dir);
-  await raspiosFigures(cache, server, dir);
-  await torFigures(cache, server, dir);
+  // Against what emit wrote before chunking: one xz -6 stream of the whole image, on every core.
+  const single = join(dir, 'single.img.xz');
+  const started = performance.now();
+  await execa('xz', ['-6', '-T0', '--stdout', img], { stdout: { file: single } });
+  const singleSeconds = (performance.now() - started) / 1000;
+  const singleSize = (await stat(single)).size;
+  const chunked = sizes['bench.img.xz']!;
+  console.log(
+    `image: raw ${mib(sizes['bench.img']!)} (${mib(allocated)} allocated on disk); .img.xz in chunks ${mib(chunked)}, one xz -6 -T0 stream ${mib(singleSize)} ` +
+      `(${singleSeconds.toFixed(0)} s): chunked is ${(((chunked - singleSize) / singleSize) * 100).toFixed(2)} % larger`,
+  );
+  if (!process.argv.includes('--builds-only')) {
+    await firstbootFigure(cache, server, dir);
+    await vmBootFigures(cache, server, dir);
+    await raspiosFigures(cache, server, dir);
+    await torFigures(cache, server, dir);
+  }
 } finally {
   await server.stop();
   await rm(dir, { recursive: true, force: true });

@@ -218,11 +218,13 @@ async function copyHead(from: string, to: string, bytes: number): Promise<void> 
   const target = await open(to, 'w');
   try {
     const buffer = Buffer.alloc(4 * MiB);
+    const zeros = Buffer.alloc(buffer.length);
     for (let at = 0; at < bytes; at += buffer.length) {
       const length = Math.min(buffer.length, bytes - at);
       const { bytesRead } = await source.read(buffer, 0, length, at);
       const part = buffer.subarray(0, bytesRead);
-      if (part.some((byte) => byte !== 0)) await target.write(part, 0, part.length, at);
+      // equals() is a memcmp; a byte-by-byte test in JavaScript took seconds for the boot partition.
+      if (!part.equals(zeros.subarray(0, bytesRead))) await target.write(part, 0, part.length, at);
       if (bytesRead < length) break;
     }
     await target.truncate(bytes);
