@@ -20,10 +20,13 @@ export interface SourceDate {
   from: string;
 }
 
+/** `from` when the environment chose: a rebuild (rebuild-check) sets the same variable again. */
+export const FROM_ENVIRONMENT = 'the SOURCE_DATE_EPOCH environment variable';
+
 export function chooseSourceDate(input: { env?: string; recipe: number | null; releaseDate?: string; rootWrittenAt?: number }): SourceDate {
   if (input.env !== undefined && input.env !== '') {
     if (!/^\d+$/.test(input.env)) throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, not "${input.env}"; unset it or fix it`);
-    return { epoch: Number(input.env), from: 'the SOURCE_DATE_EPOCH environment variable' };
+    return { epoch: Number(input.env), from: FROM_ENVIRONMENT };
   }
   if (input.recipe !== null) return { epoch: input.recipe, from: "the recipe's source_date_epoch" };
   if (input.releaseDate && /^\d{4}-\d{2}-\d{2}$/.test(input.releaseDate)) {

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { Cache } from '../cache.ts';
 import { UserError } from '../errors.ts';
 import { OWNER_FILE } from '../image/leftovers.ts';
+import { FROM_ENVIRONMENT } from '../image/source-date-epoch.ts';
 import { sha256File, sha256Text } from '../hash.ts';
 import { imageToolVersions } from '../outputs/host-tools.ts';
 import { MANIFEST_FILE } from '../outputs/manifest.ts';
@@ -144,6 +145,9 @@ async function checkOne(manifestPath: string, options: RebuildCheckOptions, scra
   }
   const out = join(scratch, name);
   await rm(out, { recursive: true, force: true });
+  // The image's date came from the environment: the same again. Otherwise the build chooses it from the same inputs.
+  if (manifest.sourceDate.from === FROM_ENVIRONMENT) process.env.SOURCE_DATE_EPOCH = String(manifest.sourceDate.epoch);
+  else delete process.env.SOURCE_DATE_EPOCH;
   await build({
     recipePath: recipe,
     baseOverride: () => manifest.plan.base as unknown as BaseSpec,
