@@ -46,6 +46,11 @@ export class Cache {
     return join(this.layersDir, `${stage}-${key}.img`);
   }
 
+  /** Compressed chunks of recent images, by the sha256 of their bytes (outputs/xz-chunks.ts). */
+  get xzChunksDir(): string {
+    return join(this.root, 'xz-chunks');
+  }
+
   /** Per-build scratch space: work image, mount points. Removed when the build ends. */
   get workRoot(): string {
     return join(this.root, 'work');

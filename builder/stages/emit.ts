@@ -132,7 +132,7 @@ export async function emitStage(ctx: StageContext, input: EmitInput): Promise<{ 
     const xzTemp = temp(xzName);
     let compression: ChunkedXz | undefined;
     if (ctx.options.compress === 'xz') {
-      const cacheDir = join(ctx.cache.root, 'xz-chunks');
+      const cacheDir = ctx.cache.xzChunksDir;
       await mkdir(cacheDir, { recursive: true });
       ctx.status(`compressing with xz -${ctx.options.xzLevel} in chunks, on every core`);
       compression = await compressInChunks({
