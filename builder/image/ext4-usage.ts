@@ -1,6 +1,7 @@
 import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
 import type { BuildLog } from '../log.ts';
+import { type BlockRange, mergeRanges } from '../block-ranges.ts';
 
 /**
  * Which blocks and inodes of an ext4 filesystem are in use, from its own bitmaps as `dumpe2fs` prints them. Used for
@@ -9,7 +10,7 @@ import type { BuildLog } from '../log.ts';
  */
 
 /** Inclusive ranges, in order. */
-export type BlockRanges = Array<{ first: number; last: number }>;
+export type BlockRanges = BlockRange[];
 
 export interface Ext4Usage {
   blockSize: number;
@@ -40,17 +41,6 @@ export function complement(first: number, last: number, free: BlockRanges): Bloc
   }
   if (next <= last) used.push({ first: next, last });
   return used;
-}
-
-/** Adjacent ranges joined. */
-export function mergeRanges(ranges: BlockRanges): BlockRanges {
-  const merged: BlockRanges = [];
-  for (const range of ranges) {
-    const previous = merged.at(-1);
-    if (previous && range.first <= previous.last + 1) previous.last = Math.max(previous.last, range.last);
-    else merged.push({ ...range });
-  }
-  return merged;
 }
 
 /** Parse the full `dumpe2fs` output (header and every group). */

@@ -1,6 +1,7 @@
 import type { BuildLog } from '../log.ts';
 import { ext4Target } from './ext4.ts';
-import { type BlockRanges, mergeRanges, readExt4Usage } from './ext4-usage.ts';
+import { mergeRanges } from '../block-ranges.ts';
+import { type BlockRanges, readExt4Usage } from './ext4-usage.ts';
 import { raspberryPiLayout, readPartitionTable } from './partitions.ts';
 
 /**
@@ -20,5 +21,5 @@ export async function mappedBlocks(image: string, blockSize: number, log?: Build
     const to = rootStart + (last + 1) * usage.blockSize; // exclusive
     ranges.push({ first: Math.floor(from / blockSize), last: Math.ceil(to / blockSize) - 1 });
   }
-  return mergeRanges(ranges.sort((a, b) => a.first - b.first));
+  return mergeRanges(ranges);
 }

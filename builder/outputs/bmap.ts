@@ -5,6 +5,9 @@ import { UserError } from '../errors.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { sha256Text } from '../hash.ts';
 import { hiddenTemporary } from '../temporary-names.ts';
+import { type BlockRange, mergeRanges } from '../block-ranges.ts';
+
+export type { BlockRange };
 
 /**
  * A block map in bmap-tools' format (version 2.0, sha256): the image's blocks that hold data, each range with its
@@ -15,12 +18,6 @@ import { hiddenTemporary } from '../temporary-names.ts';
  * that are in the image (bmaptool reads a range to the end of the file, which is short in the last block). The file's
  * own checksum is the sha256 of the whole file with its value written as 64 "0"s, then filled in.
  */
-
-/** Inclusive block numbers, in units of the bmap's block size. */
-export interface BlockRange {
-  first: number;
-  last: number;
-}
 
 export interface HashedRange extends BlockRange {
   sha256: string;
@@ -38,21 +35,6 @@ const CHECKSUM_PLACEHOLDER = '0'.repeat(64);
 
 export function blocksCount(imageSize: number, blockSize: number): number {
   return Math.ceil(imageSize / blockSize);
-}
-
-/** Sorted by first block, overlapping and adjacent ranges joined: bmaptool reads the image forwards only. */
-export function mergeRanges(ranges: readonly BlockRange[]): BlockRange[] {
-  // Ranges come from our own reading of the image's partitions: a malformed one is a bug.
-  const bad = ranges.find((r) => !Number.isSafeInteger(r.first) || !Number.isSafeInteger(r.last) || r.first < 0 || r.last < r.first);
-  if (bad) throw new Error(`block range ${bad.first}-${bad.last} is not a range of block numbers`);
-  const sorted = [...ranges].sort((a, b) => a.first - b.first || a.last - b.last);
-  const merged: BlockRange[] = [];
-  for (const range of sorted) {
-    const previous = merged.at(-1);
-    if (previous && range.first <= previous.last + 1) previous.last = Math.max(previous.last, range.last);
-    else merged.push({ ...range });
-  }
-  return merged;
 }
 
 function checkRanges(facts: BmapFacts): void {

@@ -3,7 +3,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { type BmapFacts, bmapText, mergeRanges, writeBmap } from '../../builder/outputs/bmap.ts';
+import { mergeRanges } from '../../builder/block-ranges.ts';
+import { type BmapFacts, bmapText, writeBmap } from '../../builder/outputs/bmap.ts';
 import { scratch } from '../helpers/env.ts';
 
 const sha = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { complement, mergeRanges, parseExt4Usage, parseRangeList } from '../../builder/image/ext4-usage.ts';
+import { mergeRanges } from '../../builder/block-ranges.ts';
+import { complement, parseExt4Usage, parseRangeList } from '../../builder/image/ext4-usage.ts';
 import { changeTimeCommands, mke2fsArgs, mke2fsProfile, parseRootParameters, rootMiBFor } from '../../builder/image/recreate-root.ts';
 import { directoryBytes } from '../../builder/image/settle-tree.ts';
 import { chooseSourceDate } from '../../builder/image/source-date-epoch.ts';
