@@ -101,7 +101,7 @@ describe('the JSON Schema for editors', () => {
   it('lists every top-level field of the recipe, and is referenced by every preset', async () => {
     const schema = JSON.parse(recipeJsonSchemaText());
     expect(Object.keys(schema.properties).sort()).toEqual(
-      ['admin', 'backup', 'base', 'description', 'export', 'hostname', 'models', 'name', 'network', 'overlays', 'simplexmq', 'smp', 'timezone', 'tor', 'update', 'watchdog', 'xftp'].sort(),
+      ['admin', 'backup', 'base', 'description', 'export', 'hostname', 'models', 'name', 'network', 'overlays', 'simplexmq', 'smp', 'source_date_epoch', 'timezone', 'tor', 'update', 'watchdog', 'xftp'].sort(),
     );
     expect(schema.additionalProperties).toBe(false);
     for (const name of ['solo', 'family', 'team', 'org']) {
