@@ -357,9 +357,10 @@ try {
   const allocated = (await stat(img)).blocks * 512;
   const sizes = Object.fromEntries(warm.outputs.map((o) => [o.name, o.size]));
   // Against what emit wrote before chunking: one xz -6 stream of the whole image, on every core.
-  const single = join(dir, 'single.img.xz');
+  // xz writes <image>.single.xz itself, beside the chunked one: no stream through this process.
+  const single = `${img}.single.xz`;
   const started = performance.now();
-  await execa('xz', ['-6', '-T0', '--stdout', img], { stdout: { file: single } });
+  await execa('xz', ['-6', '-T0', '--keep', '--suffix=.single.xz', img]);
   const singleSeconds = (performance.now() - started) / 1000;
   const singleSize = (await stat(single)).size;
   const chunked = sizes['bench.img.xz']!;
