@@ -177,7 +177,7 @@ export async function recreateRoot(options: RecreateOptions): Promise<{ rootMiB:
   const fresh = `${image}.recreated`;
   const profile = join(workDir, 'mke2fs.conf');
   await writeFile(profile, mke2fsProfile(params));
-  const env = { E2FSPROGS_FAKE_TIME: String(options.sourceDateEpoch), MKE2FS_CONFIG: profile, MKE2FS_SYNC: undefined, MKE2FS_DEVICE_SECTSIZE: undefined };
+  const env = { E2FSPROGS_FAKE_TIME: String(options.sourceDateEpoch), MKE2FS_CONFIG: profile };
   try {
     // Everything before the root partition (partition table, boot partition) as it is; the rest starts as zeros.
     await copyHead(image, fresh, offsetBytes);
