@@ -14,7 +14,6 @@ export type BlockRanges = BlockRange[];
 
 export interface Ext4Usage {
   blockSize: number;
-  blockCount: number;
   usedBlocks: BlockRanges;
   usedInodes: BlockRanges;
 }
@@ -51,7 +50,6 @@ export function parseExt4Usage(dumpe2fs: string): Ext4Usage {
     return value;
   };
   const blockSize = header('Block size');
-  const blockCount = header('Block count');
   const inodesPerGroup = header('Inodes per group');
   const usedBlocks: BlockRanges = [];
   const usedInodes: BlockRanges = [];
@@ -66,7 +64,7 @@ export function parseExt4Usage(dumpe2fs: string): Ext4Usage {
     usedBlocks.push(...complement(Number(head[2]), Number(head[3]), parseRangeList(freeBlocks[1]!)));
     usedInodes.push(...complement(number * inodesPerGroup + 1, (number + 1) * inodesPerGroup, parseRangeList(freeInodes[1]!)));
   }
-  return { blockSize, blockCount, usedBlocks: mergeRanges(usedBlocks), usedInodes: mergeRanges(usedInodes) };
+  return { blockSize, usedBlocks: mergeRanges(usedBlocks), usedInodes: mergeRanges(usedInodes) };
 }
 
 export async function readExt4Usage(target: string, log?: BuildLog): Promise<Ext4Usage> {

@@ -41,6 +41,40 @@ export function parseFeatures(dumpe2fs: string): string[] {
   return line.trim() === '(none)' ? [] : line.trim().split(/\s+/);
 }
 
+export interface Dumpe2fs {
+  label: string;
+  uuid: string;
+  features: string[];
+  blockSize: number | null;
+  blockCount: number | null;
+  freeBlocks: number | null;
+  state: string | null;
+}
+
+/** One field of `dumpe2fs -h`, trimmed, or null when it is not printed. */
+export function dumpe2fsField(text: string, name: string): string | null {
+  return new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? null;
+}
+
+/** What `dumpe2fs -h` says of a filesystem that more than one reader needs (inspect-base, recreate-root). */
+export function parseDumpe2fs(text: string): Dumpe2fs {
+  const field = (name: string) => dumpe2fsField(text, name);
+  const number = (name: string) => {
+    const value = field(name);
+    return value === null || !/^\d+$/.test(value) ? null : Number(value);
+  };
+  const label = field('Filesystem volume name') ?? '';
+  return {
+    label: label === '<none>' ? '' : label,
+    uuid: field('Filesystem UUID') ?? '',
+    features: parseFeatures(text),
+    blockSize: number('Block size'),
+    blockCount: number('Block count'),
+    freeBlocks: number('Free blocks'),
+    state: field('Filesystem state'),
+  };
+}
+
 /** The "Supported features:" line of `debugfs -R supported_features`: what this host's libext2fs can work with. */
 export function parseSupportedFeatures(debugfs: string): Set<string> {
   const line = /^Supported features:\s*(.*)$/m.exec(debugfs)?.[1];

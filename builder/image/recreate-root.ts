@@ -4,7 +4,7 @@ import { UserError } from '../errors.ts';
 import { run } from '../exec.ts';
 import type { BuildLog } from '../log.ts';
 import { Resources } from '../resources.ts';
-import { ext4Target } from './ext4.ts';
+import { dumpe2fsField, ext4Target, parseDumpe2fs } from './ext4.ts';
 import { type BlockRanges, readExt4Usage } from './ext4-usage.ts';
 import { attachPartition } from './loop.ts';
 import { mount, unmount } from './mounts.ts';
@@ -44,37 +44,32 @@ export interface RootParameters {
 /** Features that describe the filesystem's state, not its format: mke2fs would refuse them. */
 const STATE_FEATURES = new Set(['needs_recovery', 'orphan_present']);
 
-function field(text: string, name: string): string | undefined {
-  return new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
-}
-
-function numberField(text: string, name: string): number {
-  const value = Number(field(text, name));
-  if (!Number.isFinite(value)) throw new UserError(`dumpe2fs printed no "${name}" for the root filesystem; is it ext4?`);
-  return value;
-}
-
 /** What the new filesystem takes over from the work image's, read from `dumpe2fs -h`. */
 export function parseRootParameters(dumpe2fs: string): RootParameters {
-  const blocks = numberField(dumpe2fs, 'Block count');
-  const blockSize = numberField(dumpe2fs, 'Block size');
-  const inodes = numberField(dumpe2fs, 'Inode count');
-  const label = field(dumpe2fs, 'Filesystem volume name') ?? '';
+  const common = parseDumpe2fs(dumpe2fs);
+  const numberField = (name: string) => {
+    const value = Number(dumpe2fsField(dumpe2fs, name) ?? undefined);
+    if (!Number.isFinite(value)) throw new UserError(`dumpe2fs printed no "${name}" for the root filesystem; is it ext4?`);
+    return value;
+  };
+  const blocks = numberField('Block count');
+  const blockSize = numberField('Block size');
+  const inodes = numberField('Inode count');
   const journal = /^(?:Total journal size|Journal size):\s*(\d+)([KMG])/m.exec(dumpe2fs);
   const journalMiB = journal ? (Number(journal[1]) * { K: 1 / 1024, M: 1, G: 1024 }[journal[2] as 'K' | 'M' | 'G']) : undefined;
-  const flex = field(dumpe2fs, 'Flex block group size');
-  const options = field(dumpe2fs, 'Default mount options') ?? '';
+  const flex = dumpe2fsField(dumpe2fs, 'Flex block group size');
+  const options = dumpe2fsField(dumpe2fs, 'Default mount options') ?? '';
   return {
-    label: label === '<none>' ? '' : label,
-    uuid: field(dumpe2fs, 'Filesystem UUID') ?? '',
-    hashSeed: field(dumpe2fs, 'Directory Hash Seed') ?? '',
-    hashAlgorithm: field(dumpe2fs, 'Default directory hash') ?? 'half_md4',
-    features: (field(dumpe2fs, 'Filesystem features') ?? '').split(/\s+/).filter((f) => f && f !== '(none)' && !STATE_FEATURES.has(f)),
+    label: common.label,
+    uuid: common.uuid,
+    hashSeed: dumpe2fsField(dumpe2fs, 'Directory Hash Seed') ?? '',
+    hashAlgorithm: dumpe2fsField(dumpe2fs, 'Default directory hash') ?? 'half_md4',
+    features: common.features.filter((f) => !STATE_FEATURES.has(f)),
     blockSize,
-    inodeSize: numberField(dumpe2fs, 'Inode size'),
+    inodeSize: numberField('Inode size'),
     // Rounded to a power of two's multiple of the block size, as mke2fs.conf states it (16384 on every base seen).
     bytesPerInode: Math.max(blockSize, Math.round((blocks * blockSize) / inodes / blockSize) * blockSize),
-    reservedPercent: Math.round((numberField(dumpe2fs, 'Reserved block count') / blocks) * 1000) / 10,
+    reservedPercent: Math.round((numberField('Reserved block count') / blocks) * 1000) / 10,
     flexGroupSize: flex ? Number(flex) : undefined,
     journalMiB: journalMiB && journalMiB >= 1 ? Math.round(journalMiB) : undefined,
     mountOptions: options === '(none)' ? [] : options.split(/\s+/).filter(Boolean),

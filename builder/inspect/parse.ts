@@ -1,5 +1,5 @@
 import { parse as parseYaml } from 'yaml';
-import { parseFeatures } from '../image/ext4.ts';
+export { type Dumpe2fs, parseDumpe2fs } from '../image/ext4.ts';
 import { CLOUD_CFG, CLOUD_CFG_D, type CloudConfigFile, cloudCfgSnippetOrder, mergeCloudConfig, moduleName } from '../image/cloud-init.ts';
 import type { AptSource, BaseReport, BootFile, CloudInitFacts, Cmdline } from './schema.ts';
 
@@ -177,34 +177,6 @@ export function aptFormat(sources: AptSource[]): BaseReport['apt']['format'] {
   if (formats.size === 0) return 'none';
   if (formats.size === 2) return 'mixed';
   return formats.has('deb822') ? 'deb822' : 'list';
-}
-
-export interface Dumpe2fs {
-  label: string;
-  uuid: string;
-  features: string[];
-  blockSize: number | null;
-  blockCount: number | null;
-  freeBlocks: number | null;
-  state: string | null;
-}
-
-export function parseDumpe2fs(text: string): Dumpe2fs {
-  const field = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? null;
-  const number = (name: string) => {
-    const value = field(name);
-    return value === null || !/^\d+$/.test(value) ? null : Number(value);
-  };
-  const label = field('Filesystem volume name') ?? '';
-  return {
-    label: label === '<none>' ? '' : label,
-    uuid: field('Filesystem UUID') ?? '',
-    features: parseFeatures(text),
-    blockSize: number('Block size'),
-    blockCount: number('Block count'),
-    freeBlocks: number('Free blocks'),
-    state: field('Filesystem state'),
-  };
 }
 
 export function compareVersions(a: string, b: string): number {

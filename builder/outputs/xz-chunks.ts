@@ -269,7 +269,6 @@ export async function compressInChunks(options: CompressOptions): Promise<Chunke
       const result = await compressOpened({ ...options, chunkBytes, jobs, log, total, encoder, input, out });
       await out.close();
       await rename(temporary, options.output);
-      log.info(`${options.output}: ${result.chunks} xz streams (chunks cut by content around ${chunkBytes} bytes), ${result.recompressed} compressed, ${result.reused} reused`);
       return result;
     } finally {
       await out.close().catch(() => undefined);
